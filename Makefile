@@ -1,0 +1,31 @@
+# The two commands: `make dev` runs the gateway on 127.0.0.1:8787; `make test` runs every test.
+# Both install what is missing first (scripts/setup.sh).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+
+.PHONY: setup dev build test test-native test-e2e
+
+setup:
+	@bash scripts/setup.sh
+
+.dev.vars:
+	cp .dev.vars.example .dev.vars
+
+dev: setup .dev.vars
+	wrangler dev --ip 127.0.0.1 --port 8787
+
+build: setup
+	bash scripts/build.sh
+
+test: setup
+	cargo test --locked
+	bash scripts/build.sh
+	node --test --test-concurrency=1 tests/e2e/*.test.mjs
+
+test-native:
+	cargo test --locked
+
+test-e2e: build
+	node --test --test-concurrency=1 tests/e2e/*.test.mjs

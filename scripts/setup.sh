@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs whatever is missing to build, run and test imagegate: the wasm32 target, worker-build,
+# a wasm-bindgen CLI matching Cargo.lock, and the npm packages (wrangler, Node 22, binaryen, the
+# OpenAI client). Idempotent, and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN:$PATH"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [[ "$(worker-build --version 2>/dev/null)" != *"$WORKER_BUILD_VERSION"* ]]; then
+  # worker-build builds openssl-sys, which needs pkg-config and the OpenSSL headers.
+  missing=()
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    sudo_cmd=(); [[ $(id -u) == 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install --locked "worker-build@$WORKER_BUILD_VERSION"
+fi
+
+bindgen_version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]]; then
+  say "installing wasm-bindgen-cli $bindgen_version to match Cargo.lock (a few minutes, once)"
+  # No --locked: the CLI's own lock file pins a webpki-roots that no longer builds.
+  cargo install --force wasm-bindgen-cli --version "$bindgen_version"
+fi
+
+if [[ ! -f node_modules/.setup-done || package-lock.json -nt node_modules/.setup-done ]]; then
+  say "installing npm packages"
+  # `npm install` honours package-lock.json; `npm ci` trips over the platform-specific optional
+  # packages (workerd, esbuild) that this npm leaves out of the lock file.
+  npm install --no-audit --no-fund --loglevel=error
+  touch node_modules/.setup-done
+fi

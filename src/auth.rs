@@ -1,0 +1,151 @@
+//! The authenticate stage: gateway keys, stored as SHA-256 digests and compared in constant time.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// One accepted gateway key: its SHA-256 digest and a label for logs.
+#[derive(Clone, PartialEq, Eq)]
+struct GatewayKey {
+    label: String,
+    digest: [u8; 32],
+}
+
+/// The gateway keys a deployment accepts. Holds digests only, never a key.
+///
+/// An empty set refuses every request: there is no fallback key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    keys: Vec<GatewayKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<&str> = self.keys.iter().map(|k| k.label.as_str()).collect();
+        f.debug_struct("KeySet").field("labels", &labels).finish()
+    }
+}
+
+impl KeySet {
+    /// Parses the `IMAGEGATE_KEYS` setting: entries separated by commas or whitespace, each a
+    /// 64-digit hex SHA-256 digest, optionally preceded by a label and a colon
+    /// (`ci:9f86d0…`). A label-less key is logged as `key-` and the digest's first 8 digits.
+    ///
+    /// Errors name the entry by position only, never by content: a pasted plain-text key must not
+    /// reach a log or a response.
+    pub fn parse(setting: &str) -> Result<KeySet, String> {
+        let mut keys = Vec::new();
+        for (index, entry) in setting.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()).enumerate() {
+            let (label, hex_digest) = match entry.rsplit_once(':') {
+                Some((label, digest)) => (label.to_owned(), digest),
+                None => (format!("key-{}", entry.get(..8).unwrap_or(entry)), entry),
+            };
+            let mut digest = [0u8; 32];
+            if hex::decode_to_slice(hex_digest, &mut digest).is_err() {
+                return Err(format!(
+                    "IMAGEGATE_KEYS entry {} is not a 64-digit hex SHA-256 digest (store `sha256sum` of the key, never the key)",
+                    index + 1
+                ));
+            }
+            keys.push(GatewayKey { label, digest });
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Whether no key is configured (every request will be refused).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Checks a presented key; returns the matching key's label.
+    ///
+    /// Every stored digest is compared, each in constant time, so the time taken does not reveal
+    /// which key (or how much of one) matched.
+    fn check(&self, presented: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for key in &self.keys {
+            if bool::from(key.digest.ct_eq(&digest)) {
+                found = Some(key.label.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// Authenticates the `Authorization` header against `keys`; on success, the key's label.
+///
+/// Every failure is a 401 `invalid_api_key`; the message never repeats what was presented.
+pub fn authenticate<'k>(authorization: Option<&str>, keys: &'k KeySet) -> Result<&'k str, GatewayError> {
+    let unauthorized = |message: &str| {
+        GatewayError::new(ErrorKind::InvalidApiKey, message).with_code("invalid_api_key")
+    };
+    if keys.is_empty() {
+        return Err(unauthorized("This gateway has no API keys configured, so it refuses every request. Set IMAGEGATE_KEYS to the SHA-256 digests of the keys to accept."));
+    }
+    let Some(header) = authorization else {
+        return Err(unauthorized("You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."));
+    };
+    let token = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Err(unauthorized("The Authorization header must be 'Bearer YOUR_KEY'."));
+    };
+    keys.check(token).ok_or_else(|| unauthorized("Incorrect API key provided."))
+}
+
+/// The lower-case hex SHA-256 digest of a key, as `IMAGEGATE_KEYS` stores it.
+pub fn key_digest_hex(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> KeySet {
+        KeySet::parse(&format!("ci:{}, {}", key_digest_hex("sk-one"), key_digest_hex("sk-two"))).unwrap()
+    }
+
+    #[test]
+    fn a_configured_key_is_accepted_and_labelled() {
+        let keys = keys();
+        assert_eq!(authenticate(Some("Bearer sk-one"), &keys).unwrap(), "ci");
+        let label = authenticate(Some("bearer sk-two"), &keys).unwrap();
+        assert_eq!(label, format!("key-{}", &key_digest_hex("sk-two")[..8]));
+    }
+
+    #[test]
+    fn missing_wrong_and_malformed_keys_are_401() {
+        let keys = keys();
+        for header in [None, Some("Bearer sk-three"), Some("Basic sk-one"), Some("Bearer "), Some("sk-one")] {
+            let err = authenticate(header, &keys).unwrap_err();
+            assert_eq!((err.status(), err.code), (401, Some("invalid_api_key")), "{header:?}");
+            assert!(!err.message.contains("sk-"), "the message must not echo the key: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn no_configured_keys_refuses_everything() {
+        let none = KeySet::parse("  ").unwrap();
+        assert!(none.is_empty());
+        assert_eq!(authenticate(Some("Bearer sk-one"), &none).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn a_plain_text_key_in_the_setting_is_rejected_without_echoing_it() {
+        let err = KeySet::parse("sk-secret-plaintext-key").unwrap_err();
+        assert!(err.contains("entry 1"), "{err}");
+        assert!(!err.contains("sk-secret"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_labels_only() {
+        let shown = format!("{:?}", keys());
+        assert!(shown.contains("ci") && !shown.contains(&key_digest_hex("sk-one")), "{shown}");
+    }
+}

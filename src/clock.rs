@@ -1,0 +1,49 @@
+//! Time, injected: the wasm build reads the runtime's clock, tests use a fake one.
+
+/// A source of the current time.
+pub trait Clock {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The instant by which the whole request must be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at_ms: u64,
+}
+
+impl Deadline {
+    /// A deadline `budget_ms` after `start_ms`.
+    pub fn after(start_ms: u64, budget_ms: u64) -> Self {
+        Deadline { at_ms: start_ms.saturating_add(budget_ms) }
+    }
+
+    /// Milliseconds left at `clock`'s current time; zero once passed.
+    pub fn remaining_ms(&self, clock: &dyn Clock) -> u64 {
+        self.at_ms.saturating_sub(clock.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    struct Fixed(Cell<u64>);
+    impl Clock for Fixed {
+        fn now_ms(&self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    #[test]
+    fn remaining_counts_down_to_zero() {
+        let clock = Fixed(Cell::new(1_000));
+        let deadline = Deadline::after(1_000, 150);
+        assert_eq!(deadline.remaining_ms(&clock), 150);
+        clock.0.set(1_100);
+        assert_eq!(deadline.remaining_ms(&clock), 50);
+        clock.0.set(2_000);
+        assert_eq!(deadline.remaining_ms(&clock), 0);
+    }
+}

@@ -1,0 +1,283 @@
+//! Typed gateway configuration, validated once before anything is served.
+//!
+//! The configuration is JSON (the `IMAGEGATE_CONFIG` variable). Unknown keys, dangling references
+//! and duplicate names are start-up errors naming the key, never runtime surprises. Without a
+//! configuration the gateway serves [`EMBEDDED_DEFAULT`]: the built-in test-pattern model only.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// The configuration used when `IMAGEGATE_CONFIG` is not set: one model, rendered in the worker.
+pub const EMBEDDED_DEFAULT: &str = r#"{
+  "default_model": "imagegate/test-pattern",
+  "providers": [{ "id": "imagegate", "kind": "test_pattern" }],
+  "models": [{ "id": "imagegate/test-pattern", "provider": "imagegate" }]
+}"#;
+
+/// The whole-request deadline when none is configured: 150 seconds.
+pub const DEFAULT_DEADLINE_MS: u64 = 150_000;
+/// The largest request body accepted when none is configured: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Whole-request deadline in milliseconds (default 150000).
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Largest request body accepted, in bytes (default 1 MiB).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Whether the request log line includes the prompt (default false).
+    #[serde(default)]
+    pub log_prompts: bool,
+    /// Browser access.
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// The model used when a request names none.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Where requests can be sent.
+    pub providers: Vec<ProviderConfig>,
+    /// The public models, each served by one provider.
+    pub models: Vec<ModelConfig>,
+}
+
+/// Which browser origins may call the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`) or `*` for any; empty disables CORS.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig { allowed_origins: vec!["*".to_owned()] }
+    }
+}
+
+/// How the gateway talks to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Renders a deterministic PNG inside the worker; no network, no account.
+    TestPattern,
+    /// Any upstream speaking the OpenAI Images API with a bearer key.
+    Openai,
+}
+
+/// One upstream provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, used in model references and logs.
+    pub id: String,
+    pub kind: ProviderKind,
+    /// Base URL up to and including the API version, e.g. `https://api.openai.com/v1`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the secret holding the provider's API key (never the key itself).
+    #[serde(default)]
+    pub api_key_secret: Option<String>,
+    /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One public model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Public id, `provider/model` by convention (e.g. `openai/gpt-image-1`).
+    pub id: String,
+    /// The provider that serves it.
+    pub provider: String,
+    /// The model name the upstream expects; defaults to the part of `id` after the last `/`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Other names clients may use for it (e.g. `dall-e-3`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+impl ModelConfig {
+    /// The model name sent upstream.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_model
+            .as_deref()
+            .unwrap_or_else(|| self.id.rsplit('/').next().unwrap_or(&self.id))
+    }
+}
+
+fn default_deadline_ms() -> u64 {
+    DEFAULT_DEADLINE_MS
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+impl Config {
+    /// Parses and validates a configuration; the error names the offending key.
+    pub fn from_json(text: &str) -> Result<Config, String> {
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| format!("IMAGEGATE_CONFIG is not valid: {e}"))?;
+        config.validate().map_err(|e| format!("IMAGEGATE_CONFIG is not valid: {e}"))?;
+        Ok(config)
+    }
+
+    /// The built-in configuration.
+    pub fn embedded_default() -> Config {
+        Config::from_json(EMBEDDED_DEFAULT).expect("the embedded default is valid")
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=900_000).contains(&self.deadline_ms) {
+            return Err(format!("deadline_ms must be between 1 and 900000, not {}", self.deadline_ms));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(format!("max_body_bytes must be at least 1024, not {}", self.max_body_bytes));
+        }
+        let mut provider_ids = HashSet::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if provider.id.is_empty() || !provider_ids.insert(provider.id.as_str()) {
+                return Err(format!("{at}.id '{}' is empty or used twice", provider.id));
+            }
+            if provider.kind == ProviderKind::Openai {
+                match provider.base_url.as_deref() {
+                    Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
+                    _ => return Err(format!("{at}.base_url must be an http(s) URL for kind 'openai'")),
+                }
+                if provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!("{at}.api_key_secret must name the secret holding the key"));
+                }
+            }
+        }
+        if self.models.is_empty() {
+            return Err("models must list at least one model".to_owned());
+        }
+        let mut names = HashSet::new();
+        for (i, model) in self.models.iter().enumerate() {
+            let at = format!("models[{i}]");
+            if !provider_ids.contains(model.provider.as_str()) {
+                return Err(format!("{at}.provider '{}' is not a configured provider", model.provider));
+            }
+            for name in std::iter::once(&model.id).chain(&model.aliases) {
+                if name.is_empty() || !names.insert(name.as_str()) {
+                    return Err(format!("{at}: model name '{name}' is empty or used twice"));
+                }
+            }
+        }
+        if let Some(default) = &self.default_model {
+            if !names.contains(default.as_str()) {
+                return Err(format!("default_model '{default}' is not a configured model or alias"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the model a request names (by id or alias), or the default model when it names none.
+    pub fn resolve_model(&self, requested: Option<&str>) -> Result<(&ModelConfig, &ProviderConfig), GatewayError> {
+        let name = match requested.or(self.default_model.as_deref()) {
+            Some(name) => name,
+            None => {
+                return Err(GatewayError::invalid_param("model", "Missing required parameter: 'model'.")
+                    .with_code("missing_required_parameter"))
+            }
+        };
+        let model = self
+            .models
+            .iter()
+            .find(|m| m.id == name || m.aliases.iter().any(|a| a == name))
+            .ok_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!("The model '{name}' does not exist on this gateway. GET /v1/models lists the models it serves."),
+                )
+                .with_param("model")
+                .with_code("model_not_found")
+            })?;
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.id == model.provider)
+            .expect("validated: every model's provider exists");
+        Ok((model, provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openai_config(extra: &str) -> String {
+        format!(
+            r#"{{ {extra} "providers": [{{"id":"openai","kind":"openai","base_url":"https://api.openai.com/v1","api_key_secret":"OPENAI_API_KEY"}}],
+                 "models": [{{"id":"openai/gpt-image-1","provider":"openai","aliases":["gpt-image-1"]}}] }}"#
+        )
+    }
+
+    #[test]
+    fn embedded_default_serves_the_test_pattern() {
+        let config = Config::embedded_default();
+        assert_eq!(config.deadline_ms, DEFAULT_DEADLINE_MS);
+        let (model, provider) = config.resolve_model(None).unwrap();
+        assert_eq!((model.id.as_str(), provider.kind), ("imagegate/test-pattern", ProviderKind::TestPattern));
+    }
+
+    #[test]
+    fn models_resolve_by_id_and_alias() {
+        let config = Config::from_json(&openai_config("")).unwrap();
+        for name in ["openai/gpt-image-1", "gpt-image-1"] {
+            let (model, _) = config.resolve_model(Some(name)).unwrap();
+            assert_eq!(model.upstream_name(), "gpt-image-1");
+        }
+        let err = config.resolve_model(Some("dall-e-2")).unwrap_err();
+        assert_eq!((err.status(), err.param.as_deref()), (404, Some("model")));
+        assert_eq!(config.resolve_model(None).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn mistakes_are_start_up_errors_naming_the_key() {
+        let cases = [
+            (openai_config(r#""deadline":5,"#), "deadline"),
+            (openai_config(r#""deadline_ms":0,"#), "deadline_ms"),
+            (openai_config(r#""default_model":"nope","#), "default_model"),
+            (r#"{"providers":[],"models":[]}"#.to_owned(), "models"),
+            (
+                r#"{"providers":[{"id":"a","kind":"openai","base_url":"ftp://x","api_key_secret":"K"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].base_url",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"openai","base_url":"https://x"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].api_key_secret",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern"}],"models":[{"id":"m","provider":"b"}]}"#.to_owned(),
+                "models[0].provider",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern"},{"id":"a","kind":"test_pattern"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[1].id",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern"}],"models":[{"id":"m","provider":"a","aliases":["m"]}]}"#.to_owned(),
+                "models[0]",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"dalle"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "dalle",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_json(&text).unwrap_err();
+            assert!(err.contains(key), "expected '{key}' in: {err}");
+        }
+    }
+}

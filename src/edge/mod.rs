@@ -1,0 +1,37 @@
+//! The wasm glue: the Workers `fetch` event, the runtime behind the core's traits, and the
+//! conversion of a [`Reply`](crate::http::Reply) into a runtime response. Decides nothing.
+
+mod respond;
+mod runtime;
+mod settings;
+
+use worker::{console_log, event, Context, Env, Request, Response, Result};
+
+use crate::pipeline::{broken_deployment, Gateway};
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let clock = runtime::WorkerClock;
+    let request_id = runtime::request_id();
+    let head = runtime::head(&req);
+    let handled = match &*settings::load(&env) {
+        Ok(settings) => {
+            let gateway = Gateway {
+                config: &settings.config,
+                keys: &settings.keys,
+                upstream: &runtime::WorkerUpstream,
+                secrets: &runtime::EnvSecrets(&env),
+                clock: &clock,
+            };
+            gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
+        }
+        Err(problem) => broken_deployment(request_id, &head, problem),
+    };
+    console_log!("{}", handled.log.to_line());
+    respond::into_response(handled.reply, &ctx)
+}

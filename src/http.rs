@@ -1,0 +1,72 @@
+//! The HTTP exchange as the core sees it: a request head, a body to read, and a reply.
+//!
+//! These types carry no runtime objects, so every stage can be driven natively in tests.
+
+use std::future::Future;
+
+use crate::error::GatewayError;
+
+/// What the core needs from an incoming request's head.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    pub content_type: Option<String>,
+    pub authorization: Option<String>,
+    pub origin: Option<String>,
+    /// The preflight's `Access-Control-Request-Headers`.
+    pub access_control_request_headers: Option<String>,
+}
+
+/// The incoming request's body, read only once a stage needs it.
+pub trait IncomingBody {
+    /// Reads the whole body; a 413 as soon as it exceeds `max_bytes`, without reading the rest.
+    fn read(self, max_bytes: usize) -> impl Future<Output = Result<Vec<u8>, GatewayError>>;
+}
+
+/// A reply's body: nothing, bytes made here, or an upstream answer streamed on.
+pub enum ReplyBody<B> {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `prefix` is what was read to check the answer; `rest` is the unread remainder, relayed
+    /// without parsing.
+    Relay { prefix: Vec<u8>, rest: B },
+}
+
+/// The reply the edge turns into its runtime's response.
+pub struct Reply<B> {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: ReplyBody<B>,
+}
+
+impl<B> Reply<B> {
+    /// A JSON reply.
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Reply { status, headers: vec![("content-type", "application/json".to_owned())], body: ReplyBody::Bytes(body) }
+    }
+
+    /// The reply for an error: the OpenAI envelope, with `x-should-retry` always set so the
+    /// OpenAI SDKs neither guess nor multiply paid attempts, `retry-after` when known, and
+    /// `WWW-Authenticate` on 401.
+    pub fn error(error: &GatewayError) -> Self {
+        let mut reply = Reply::json(error.status(), error.body());
+        let retry = error.kind.client_should_retry();
+        reply.headers.push(("x-should-retry", retry.to_string()));
+        if let Some(retry_after) = error.retry_after.as_ref().filter(|_| retry) {
+            reply.headers.push(("retry-after", retry_after.clone()));
+        }
+        match error.status() {
+            401 => reply.headers.push(("www-authenticate", "Bearer".to_owned())),
+            405 => reply.headers.push(("allow", "GET, POST, OPTIONS".to_owned())),
+            _ => {}
+        }
+        reply
+    }
+
+    /// The value of header `name`, if set (for tests and logs).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,23 @@
+//! imagegate: an edge gateway for image generation APIs.
+//!
+//! The crate is a pure core, compiled and tested natively, and a thin [`edge`] layer (wasm32
+//! only) that connects it to the Workers runtime. [`pipeline`] is where a request's stages are
+//! named and driven; start reading there.
+
+pub mod answer_scan;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod pipeline;
+pub mod png;
+pub mod providers;
+pub mod request;
+pub mod secret;
+pub mod upstream;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

@@ -1,0 +1,35 @@
+//! The one structured log line written per request.
+
+use serde::Serialize;
+
+/// What happened to one request. Never holds a key; holds the prompt only when configured.
+#[derive(Debug, Default, Serialize)]
+pub struct RequestLog {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub latency_ms: u64,
+    /// The label of the gateway key used, not the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Upstream calls made (a local provider's render counts as one).
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+impl RequestLog {
+    /// The JSON line.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("the log record is always serialisable")
+    }
+}

@@ -1,0 +1,212 @@
+//! `imagegate/test-pattern`: a provider that renders a deterministic PNG inside the worker.
+//!
+//! No network and no account: it is the embedded default and what tests and benchmarks use. The
+//! picture is colour bars over a checkerboard, with colours drawn from the SHA-256 of the prompt
+//! and the image's index, so the same request always gives the same bytes and each of `n` images
+//! differs.
+
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::GatewayError;
+use crate::png::{encode_palette4, Row};
+use crate::request::{ImageRequest, OutputFormat, ResponseFormat, Size};
+
+/// Smallest side, in pixels.
+pub const MIN_SIDE: u32 = 16;
+/// Largest side, in pixels.
+pub const MAX_SIDE: u32 = 2048;
+/// The size used for `auto` or no size.
+pub const AUTO_SIDE: u32 = 1024;
+
+const BARS: u32 = 8;
+const CHECKS: u32 = 16;
+
+/// Renders the OpenAI Images answer for `request`: `n` PNGs as `b64_json`, or as `data:` URLs
+/// when `url` is asked for. 400 naming `size` or `output_format` when they can't be honoured.
+pub fn generate(request: &ImageRequest, created_secs: u64) -> Result<Vec<u8>, GatewayError> {
+    let (width, height) = dimensions(request.size)?;
+    if matches!(request.output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp)) {
+        return Err(GatewayError::invalid_param(
+            "output_format",
+            "imagegate/test-pattern renders PNG only; omit 'output_format' or set it to 'png'.",
+        ));
+    }
+    let as_url = request.response_format == Some(ResponseFormat::Url);
+    let data = (0..request.n)
+        .map(|index| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(render(&request.prompt, index, width, height));
+            if as_url {
+                Image { url: Some(format!("data:image/png;base64,{encoded}")), b64_json: None }
+            } else {
+                Image { url: None, b64_json: Some(encoded) }
+            }
+        })
+        .collect();
+    let answer = Answer { created: created_secs, data, output_format: "png", size: format!("{width}x{height}") };
+    Ok(serde_json::to_vec(&answer).expect("the answer is always serialisable"))
+}
+
+#[derive(Serialize)]
+struct Answer {
+    created: u64,
+    data: Vec<Image>,
+    output_format: &'static str,
+    size: String,
+}
+
+#[derive(Serialize)]
+struct Image {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b64_json: Option<String>,
+}
+
+fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {
+    match size {
+        None | Some(Size::Auto) => Ok((AUTO_SIDE, AUTO_SIDE)),
+        Some(Size::Pixels { width, height }) => {
+            let fits = |side: u32| (MIN_SIDE..=MAX_SIDE).contains(&side);
+            if fits(width) && fits(height) {
+                Ok((width, height))
+            } else {
+                Err(GatewayError::invalid_param(
+                    "size",
+                    format!("imagegate/test-pattern renders sides from {MIN_SIDE} to {MAX_SIDE} pixels, not {width}x{height}."),
+                ))
+            }
+        }
+    }
+}
+
+/// One PNG: the top three quarters are `BARS` vertical bars, the rest a checkerboard.
+fn render(prompt: &str, index: u8, width: u32, height: u32) -> Vec<u8> {
+    let seed: [u8; 32] = Sha256::new().chain_update(prompt.as_bytes()).chain_update([index]).finalize().into();
+    // 16 colours: the digest's bytes read as RGB triples, brightened so the picture is never black.
+    let palette: Vec<[u8; 3]> = (0..16)
+        .map(|i| [0, 1, 2].map(|c| 64 | seed[(i * 3 + c) % 32]))
+        .collect();
+    let bar_row = pixel_row(width, |x| (x * BARS / width) as u8);
+    let check_rows = [0u32, 1].map(|phase| {
+        pixel_row(width, |x| if (x * CHECKS / width + phase) % 2 == 0 { 8 + seed[0] % 4 } else { 12 + seed[1] % 4 })
+    });
+    let bars_end = height * 3 / 4;
+    let check_height = (height / CHECKS).max(1);
+    let rows = (0..height).map(|y| {
+        if y == 0 {
+            Row::Pixels(&bar_row)
+        } else if y < bars_end {
+            Row::SameAsAbove
+        } else {
+            let band = (y - bars_end) / check_height;
+            let band_start = y == bars_end || (y - bars_end) % check_height == 0;
+            if band_start { Row::Pixels(&check_rows[(band % 2) as usize]) } else { Row::SameAsAbove }
+        }
+    });
+    encode_palette4(width, height, &palette, rows)
+}
+
+/// A row of 4-bit palette indices, two pixels a byte, high nibble first.
+fn pixel_row(width: u32, colour_at: impl Fn(u32) -> u8) -> Vec<u8> {
+    (0..width.div_ceil(2))
+        .map(|pair| {
+            let left = colour_at(pair * 2);
+            let right = if pair * 2 + 1 < width { colour_at(pair * 2 + 1) } else { 0 };
+            (left << 4) | (right & 0x0f)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::parse_generation;
+    use serde_json::Value;
+
+    fn request(body: &str) -> ImageRequest {
+        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
+    }
+
+    fn decode(png_bytes: &[u8]) -> (png::OutputInfo, Vec<u8>) {
+        let mut reader = png::Decoder::new(png_bytes).read_info().expect("a valid PNG header");
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).expect("valid PNG data");
+        (info, pixels)
+    }
+
+    fn images(answer: &[u8], field: &str) -> Vec<Vec<u8>> {
+        let answer: Value = serde_json::from_slice(answer).unwrap();
+        answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|image| {
+                let text = image[field].as_str().unwrap();
+                let b64 = text.strip_prefix("data:image/png;base64,").unwrap_or(text);
+                base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn renders_n_decodable_pngs_of_the_requested_size() {
+        let answer = generate(&request(r#"{"prompt":"a lighthouse","n":3,"size":"333x77"}"#), 7).unwrap();
+        let pngs = images(&answer, "b64_json");
+        assert_eq!(pngs.len(), 3);
+        for png_bytes in &pngs {
+            let (info, _) = decode(png_bytes);
+            assert_eq!((info.width, info.height), (333, 77));
+        }
+        assert_ne!(pngs[0], pngs[1], "each image of n differs");
+        let parsed: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!((parsed["created"].as_u64(), parsed["size"].as_str()), (Some(7), Some("333x77")));
+    }
+
+    #[test]
+    fn is_deterministic_per_prompt() {
+        let once = generate(&request(r#"{"prompt":"same"}"#), 1).unwrap();
+        let again = generate(&request(r#"{"prompt":"same"}"#), 1).unwrap();
+        let other = generate(&request(r#"{"prompt":"different"}"#), 1).unwrap();
+        assert_eq!(once, again);
+        assert_ne!(images(&once, "b64_json"), images(&other, "b64_json"));
+    }
+
+    #[test]
+    fn auto_is_1024_square_and_the_picture_has_bars_and_checks() {
+        let pngs = images(&generate(&request(r#"{"prompt":"p","size":"auto"}"#), 1).unwrap(), "b64_json");
+        let (info, pixels) = decode(&pngs[0]);
+        assert_eq!((info.width, info.height, info.bit_depth), (1024, 1024, png::BitDepth::Four));
+        let at = |x: usize, y: usize| (pixels[y * info.line_size + x / 2] >> if x % 2 == 0 { 4 } else { 0 }) & 0x0f;
+        assert_eq!((at(0, 0), at(1023, 0), at(1023, 700)), (0, 7, 7), "eight bars, left to right");
+        assert!(at(10, 1000) >= 8, "the checkerboard uses the upper palette half");
+    }
+
+    #[test]
+    fn large_images_stay_small() {
+        let pngs = images(&generate(&request(r#"{"prompt":"p","size":"2048x2048"}"#), 1).unwrap(), "b64_json");
+        assert_eq!(decode(&pngs[0]).0.width, 2048);
+        assert!(pngs[0].len() < 64 * 1024, "compressed: {} bytes", pngs[0].len());
+    }
+
+    #[test]
+    fn url_format_gives_data_urls() {
+        let answer = generate(&request(r#"{"prompt":"p","size":"16x16","response_format":"url"}"#), 1).unwrap();
+        let text = String::from_utf8(answer.clone()).unwrap();
+        assert!(text.contains(r#""url":"data:image/png;base64,"#), "{text}");
+        assert_eq!(decode(&images(&answer, "url")[0]).0.width, 16);
+    }
+
+    #[test]
+    fn sizes_and_formats_it_cannot_render_are_400s_naming_the_param() {
+        for (body, param) in [
+            (r#"{"prompt":"p","size":"15x100"}"#, "size"),
+            (r#"{"prompt":"p","size":"2049x100"}"#, "size"),
+            (r#"{"prompt":"p","output_format":"jpeg"}"#, "output_format"),
+        ] {
+            let err = generate(&request(body), 1).unwrap_err();
+            assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
+        }
+    }
+}

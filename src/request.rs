@@ -1,0 +1,395 @@
+//! The parse stage: an OpenAI Images request body, checked field by field.
+//!
+//! [`parse_generation`] turns the raw body into an [`ImageRequest`] or a 400/413/415 naming the
+//! offending `param`. Only the shape and ranges the OpenAI Images API documents are checked here;
+//! what a particular model supports is the provider's business.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// The longest prompt accepted, in characters (the largest any OpenAI image model takes).
+pub const MAX_PROMPT_CHARS: usize = 32_000;
+/// The most images one request may ask for.
+pub const MAX_N: u8 = 10;
+
+/// A validated image generation request, in the OpenAI Images shape.
+///
+/// Serialising it gives the OpenAI wire body (absent options are left out), which is what an
+/// OpenAI-speaking upstream receives once `model` is replaced by the upstream's model name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRequest {
+    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub n: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<OutputFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_compression: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// The requested image size: `auto` or explicit pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Auto,
+    Pixels { width: u32, height: u32 },
+}
+
+impl Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Size::Auto => s.serialize_str("auto"),
+            Size::Pixels { width, height } => s.collect_str(&format_args!("{width}x{height}")),
+        }
+    }
+}
+
+/// How generated images are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Url,
+    B64Json,
+}
+
+/// The encoding of generated images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+/// Parses and validates a `POST /v1/images/generations` body.
+///
+/// `content_type` is the request's `Content-Type` header. Errors: 415 when it is not JSON, 413
+/// when the body exceeds `max_body_bytes`, 400 for malformed JSON, unknown parameters and every
+/// type or range error, each naming its `param`.
+pub fn parse_generation(
+    content_type: Option<&str>,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<ImageRequest, GatewayError> {
+    check_content_type(content_type)?;
+    if body.len() > max_body_bytes {
+        return Err(body_too_large(max_body_bytes));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::new(
+            ErrorKind::InvalidRequest,
+            format!("We could not parse the JSON body of your request: {e}."),
+        )
+        .with_code("invalid_json")
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            "The request body must be a JSON object.",
+        )
+        .with_code("invalid_json"));
+    };
+    let request = ImageRequest {
+        prompt: prompt(&mut fields)?,
+        model: optional_string(&mut fields, "model")?,
+        n: n(&mut fields)?,
+        size: size(&mut fields)?,
+        quality: one_of(&mut fields, "quality", &["auto", "standard", "hd", "low", "medium", "high"])?,
+        style: one_of(&mut fields, "style", &["vivid", "natural"])?,
+        response_format: one_of(&mut fields, "response_format", &["url", "b64_json"])?.map(|f| {
+            if f == "url" { ResponseFormat::Url } else { ResponseFormat::B64Json }
+        }),
+        background: one_of(&mut fields, "background", &["auto", "transparent", "opaque"])?,
+        output_format: one_of(&mut fields, "output_format", &["png", "jpeg", "webp"])?.map(|f| {
+            match f.as_str() {
+                "png" => OutputFormat::Png,
+                "jpeg" => OutputFormat::Jpeg,
+                _ => OutputFormat::Webp,
+            }
+        }),
+        output_compression: optional_int(&mut fields, "output_compression", 0, 100)?
+            .map(|v| v as u8),
+        moderation: one_of(&mut fields, "moderation", &["auto", "low"])?,
+        user: optional_string(&mut fields, "user")?,
+    };
+    if let Some(stream) = fields.remove("stream") {
+        if stream != Value::Bool(false) && !stream.is_null() {
+            return Err(GatewayError::invalid_param(
+                "stream",
+                "Streaming image generation is not supported by this gateway; omit 'stream' or set it to false.",
+            ));
+        }
+    }
+    if let Some(unknown) = fields.keys().next() {
+        return Err(GatewayError::invalid_param(unknown, format!("Unknown parameter: '{unknown}'."))
+            .with_code("unknown_parameter"));
+    }
+    Ok(request)
+}
+
+/// The 413 for a body over the configured limit.
+pub fn body_too_large(max_body_bytes: usize) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("The request body is larger than the {max_body_bytes} bytes this gateway accepts."),
+    )
+}
+
+fn check_content_type(content_type: Option<&str>) -> Result<(), GatewayError> {
+    let essence = content_type.and_then(|ct| ct.split(';').next()).map(str::trim);
+    match essence {
+        Some(ct) if ct.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(GatewayError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!(
+                "Content-Type must be application/json, not {}.",
+                content_type.map_or("missing".to_owned(), |ct| format!("'{ct}'"))
+            ),
+        )),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(param: &str, expected: &str, got: &Value) -> GatewayError {
+    GatewayError::invalid_param(
+        param,
+        format!("Invalid type for '{param}': expected {expected}, but got {}.", type_name(got)),
+    )
+    .with_code("invalid_type")
+}
+
+/// Removes `param` from the body; JSON `null` counts as absent, as in the OpenAI API.
+fn take(fields: &mut Map<String, Value>, param: &str) -> Option<Value> {
+    fields.remove(param).filter(|v| !v.is_null())
+}
+
+fn optional_string(fields: &mut Map<String, Value>, param: &str) -> Result<Option<String>, GatewayError> {
+    match take(fields, param) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(param, "a string", &other)),
+    }
+}
+
+fn one_of(
+    fields: &mut Map<String, Value>,
+    param: &str,
+    allowed: &[&str],
+) -> Result<Option<String>, GatewayError> {
+    let Some(value) = optional_string(fields, param)? else { return Ok(None) };
+    if allowed.contains(&value.as_str()) {
+        Ok(Some(value))
+    } else {
+        Err(GatewayError::invalid_param(
+            param,
+            format!("Invalid value for '{param}': '{value}'. Supported values are: '{}'.", allowed.join("', '")),
+        ))
+    }
+}
+
+/// An integer in `min..=max`; integral floats such as `2.0` are accepted.
+fn optional_int(
+    fields: &mut Map<String, Value>,
+    param: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, GatewayError> {
+    let Some(value) = take(fields, param) else { return Ok(None) };
+    let Value::Number(number) = &value else { return Err(wrong_type(param, "an integer", &value)) };
+    let integer = number.as_i64().or_else(|| {
+        number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)
+    });
+    match integer {
+        Some(i) if (min..=max).contains(&i) => Ok(Some(i)),
+        Some(_) => Err(GatewayError::invalid_param(
+            param,
+            format!("Invalid value for '{param}': {number}. It must be between {min} and {max}."),
+        )),
+        None => Err(GatewayError::invalid_param(
+            param,
+            format!("Invalid value for '{param}': {number}. It must be a whole number."),
+        )
+        .with_code("invalid_type")),
+    }
+}
+
+fn prompt(fields: &mut Map<String, Value>) -> Result<String, GatewayError> {
+    let prompt = optional_string(fields, "prompt")?.ok_or_else(|| {
+        GatewayError::invalid_param("prompt", "Missing required parameter: 'prompt'.")
+            .with_code("missing_required_parameter")
+    })?;
+    if prompt.trim().is_empty() {
+        return Err(GatewayError::invalid_param("prompt", "'prompt' must not be empty."));
+    }
+    let chars = prompt.chars().count();
+    if chars > MAX_PROMPT_CHARS {
+        return Err(GatewayError::invalid_param(
+            "prompt",
+            format!("'prompt' is {chars} characters long; the maximum is {MAX_PROMPT_CHARS}."),
+        ));
+    }
+    Ok(prompt)
+}
+
+fn n(fields: &mut Map<String, Value>) -> Result<u8, GatewayError> {
+    Ok(optional_int(fields, "n", 1, MAX_N as i64)?.map_or(1, |n| n as u8))
+}
+
+fn size(fields: &mut Map<String, Value>) -> Result<Option<Size>, GatewayError> {
+    let Some(text) = optional_string(fields, "size")? else { return Ok(None) };
+    if text == "auto" {
+        return Ok(Some(Size::Auto));
+    }
+    let pixels = text.split_once('x').and_then(|(w, h)| Some((dimension(w)?, dimension(h)?)));
+    match pixels {
+        Some((width, height)) => Ok(Some(Size::Pixels { width, height })),
+        None => Err(GatewayError::invalid_param(
+            "size",
+            format!("Invalid value for 'size': '{text}'. Use 'auto' or WIDTHxHEIGHT in pixels, e.g. '1024x1024'."),
+        )),
+    }
+}
+
+/// One side of a `WxH` size: decimal digits only, 1 to 16384.
+fn dimension(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|v| (1..=16_384).contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: Option<&str> = Some("application/json");
+
+    fn parse(body: &str) -> Result<ImageRequest, GatewayError> {
+        parse_generation(JSON, body.as_bytes(), 1 << 20)
+    }
+
+    fn param_of(body: &str) -> (u16, Option<String>) {
+        let err = parse(body).unwrap_err();
+        (err.status(), err.param)
+    }
+
+    #[test]
+    fn minimal_request_gets_defaults() {
+        let req = parse(r#"{"prompt":"a red fox"}"#).unwrap();
+        assert_eq!(req.prompt, "a red fox");
+        assert_eq!(req.n, 1);
+        assert_eq!(req.size, None);
+        assert_eq!(req.model, None);
+    }
+
+    #[test]
+    fn full_request_round_trips_to_the_openai_wire_shape() {
+        let body = r#"{"prompt":"p","model":"m","n":2,"size":"512x256","quality":"hd","style":"vivid",
+            "response_format":"b64_json","background":"opaque","output_format":"webp",
+            "output_compression":80,"moderation":"low","user":"u1"}"#;
+        let req = parse(body).unwrap();
+        assert_eq!(req.size, Some(Size::Pixels { width: 512, height: 256 }));
+        let wire: Value = serde_json::to_value(&req).unwrap();
+        let original: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(wire, original);
+    }
+
+    #[test]
+    fn nulls_count_as_absent() {
+        let req = parse(r#"{"prompt":"p","n":null,"size":null,"user":null}"#).unwrap();
+        assert_eq!((req.n, req.size, req.user), (1, None, None));
+    }
+
+    #[test]
+    fn integral_floats_are_accepted_for_integers() {
+        assert_eq!(parse(r#"{"prompt":"p","n":3.0}"#).unwrap().n, 3);
+        assert_eq!(param_of(r#"{"prompt":"p","n":2.5}"#), (400, Some("n".into())));
+    }
+
+    #[test]
+    fn every_type_and_range_error_names_its_param() {
+        let cases = [
+            (r#"{}"#, "prompt"),
+            (r#"{"prompt":""}"#, "prompt"),
+            (r#"{"prompt":"   "}"#, "prompt"),
+            (r#"{"prompt":42}"#, "prompt"),
+            (r#"{"prompt":"p","n":0}"#, "n"),
+            (r#"{"prompt":"p","n":11}"#, "n"),
+            (r#"{"prompt":"p","n":"2"}"#, "n"),
+            (r#"{"prompt":"p","size":"big"}"#, "size"),
+            (r#"{"prompt":"p","size":"0x10"}"#, "size"),
+            (r#"{"prompt":"p","size":"+1x10"}"#, "size"),
+            (r#"{"prompt":"p","size":1024}"#, "size"),
+            (r#"{"prompt":"p","quality":"ultra"}"#, "quality"),
+            (r#"{"prompt":"p","style":"pop"}"#, "style"),
+            (r#"{"prompt":"p","response_format":"file"}"#, "response_format"),
+            (r#"{"prompt":"p","background":"red"}"#, "background"),
+            (r#"{"prompt":"p","output_format":"gif"}"#, "output_format"),
+            (r#"{"prompt":"p","output_compression":101}"#, "output_compression"),
+            (r#"{"prompt":"p","output_compression":-1}"#, "output_compression"),
+            (r#"{"prompt":"p","moderation":"none"}"#, "moderation"),
+            (r#"{"prompt":"p","user":7}"#, "user"),
+            (r#"{"prompt":"p","model":["a"]}"#, "model"),
+            (r#"{"prompt":"p","stream":true}"#, "stream"),
+            (r#"{"prompt":"p","colour":"blue"}"#, "colour"),
+        ];
+        for (body, param) in cases {
+            assert_eq!(param_of(body), (400, Some(param.to_owned())), "{body}");
+        }
+    }
+
+    #[test]
+    fn overlong_prompt_is_rejected() {
+        let body = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(MAX_PROMPT_CHARS + 1));
+        assert_eq!(param_of(&body), (400, Some("prompt".into())));
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_without_a_param() {
+        let err = parse(r#"{"prompt": "unterminated"#).unwrap_err();
+        assert_eq!((err.status(), err.code, err.param), (400, Some("invalid_json"), None));
+        assert_eq!(parse("[1,2]").unwrap_err().code, Some("invalid_json"));
+    }
+
+    #[test]
+    fn content_type_must_be_json() {
+        let body = br#"{"prompt":"p"}"#;
+        assert!(parse_generation(Some("application/json; charset=utf-8"), body, 1024).is_ok());
+        assert!(parse_generation(Some("Application/JSON"), body, 1024).is_ok());
+        for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+            assert_eq!(parse_generation(ct, body, 1024).unwrap_err().status(), 415, "{ct:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_body_is_413() {
+        let body = br#"{"prompt":"a long enough prompt"}"#;
+        assert_eq!(parse_generation(JSON, body, 10).unwrap_err().status(), 413);
+    }
+}

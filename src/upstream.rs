@@ -1,0 +1,89 @@
+//! The seam between the deciding core and the network.
+//!
+//! The core builds an [`UpstreamRequest`], hands it to an [`Upstream`] with a time limit, and reads
+//! the answer's body through [`UpstreamBody`]. The wasm build implements these with `fetch`, an
+//! `AbortController` and a timer; tests implement them with scripted fakes.
+
+use std::future::Future;
+
+use crate::secret::Secret;
+
+/// A request to send upstream: always a `POST` with a JSON body.
+pub struct UpstreamRequest {
+    pub url: String,
+    /// Header name and value; values may hold secrets (see [`HeaderValue`]).
+    pub headers: Vec<(String, HeaderValue)>,
+    pub body: Vec<u8>,
+}
+
+/// A header value that is either plain text or a secret.
+#[derive(Clone)]
+pub enum HeaderValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl HeaderValue {
+    /// The value to put on the wire.
+    pub fn expose(&self) -> &str {
+        match self {
+            HeaderValue::Plain(value) => value,
+            HeaderValue::Secret(secret) => secret.expose(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderValue::Plain(value) => value.fmt(f),
+            HeaderValue::Secret(secret) => secret.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRequest")
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// The head of an upstream answer; the body is read separately.
+pub struct UpstreamReply<B> {
+    pub status: u16,
+    /// The upstream's `retry-after` header, passed on to the client on 429.
+    pub retry_after: Option<String>,
+    pub body: B,
+}
+
+/// Why no answer (or no more of one) arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The time limit passed; the request was aborted.
+    Timeout,
+    /// The connection failed; the text is the runtime's description, safe to show.
+    Failed(String),
+}
+
+/// Sends requests upstream. One instance serves one incoming request.
+pub trait Upstream {
+    type Body: UpstreamBody;
+
+    /// Sends `request` and waits at most `limit_ms` for the answer's head; on timeout the
+    /// request is aborted and [`TransportError::Timeout`] returned.
+    fn send(
+        &self,
+        request: UpstreamRequest,
+        limit_ms: u64,
+    ) -> impl Future<Output = Result<UpstreamReply<Self::Body>, TransportError>>;
+}
+
+/// The body of an upstream answer, read a chunk at a time.
+pub trait UpstreamBody {
+    /// The next chunk, or `None` at the end; waits at most `limit_ms`.
+    fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;
+}

@@ -1,0 +1,335 @@
+//! The whole pipeline driven natively through fakes: a scripted upstream, a fake clock, fixed
+//! secrets. Proves what the client gets and how many upstream calls were made.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use futures_executor::block_on;
+use imagegate::auth::{key_digest_hex, KeySet};
+use imagegate::clock::Clock;
+use imagegate::config::Config;
+use imagegate::error::GatewayError;
+use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
+use imagegate::pipeline::{Gateway, Handled};
+use imagegate::secret::{Secret, Secrets};
+use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use serde_json::{json, Value};
+
+const GATEWAY_KEY: &str = "sk-gateway-test";
+const PROVIDER_KEY: &str = "sk-provider-secret-value";
+
+struct FakeClock(Cell<u64>);
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// One scripted upstream answer.
+struct Script {
+    latency_ms: u64,
+    status: u16,
+    retry_after: Option<&'static str>,
+    chunks: Vec<Vec<u8>>,
+}
+
+fn answer(status: u16, body: &str) -> Script {
+    Script { latency_ms: 10, status, retry_after: None, chunks: vec![body.as_bytes().to_vec()] }
+}
+
+struct FakeUpstream<'c> {
+    clock: &'c FakeClock,
+    script: RefCell<VecDeque<Script>>,
+    calls: RefCell<Vec<UpstreamRequest>>,
+}
+
+struct FakeBody<'c> {
+    clock: &'c FakeClock,
+    chunks: VecDeque<Vec<u8>>,
+}
+
+impl<'c> Upstream for FakeUpstream<'c> {
+    type Body = FakeBody<'c>;
+    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<FakeBody<'c>>, TransportError> {
+        self.calls.borrow_mut().push(request);
+        let script = self.script.borrow_mut().pop_front().expect("an upstream call nobody scripted");
+        if script.latency_ms > limit_ms {
+            self.clock.0.set(self.clock.0.get() + limit_ms);
+            return Err(TransportError::Timeout);
+        }
+        self.clock.0.set(self.clock.0.get() + script.latency_ms);
+        Ok(UpstreamReply {
+            status: script.status,
+            retry_after: script.retry_after.map(str::to_owned),
+            body: FakeBody { clock: self.clock, chunks: script.chunks.into() },
+        })
+    }
+}
+
+impl UpstreamBody for FakeBody<'_> {
+    async fn next_chunk(&mut self, _limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        self.clock.0.set(self.clock.0.get() + 1);
+        Ok(self.chunks.pop_front())
+    }
+}
+
+struct FixedSecrets;
+impl Secrets for FixedSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        (name == "MOCK_KEY").then(|| Secret::new(PROVIDER_KEY))
+    }
+}
+
+struct Body(Vec<u8>);
+impl IncomingBody for Body {
+    async fn read(self, max_bytes: usize) -> Result<Vec<u8>, GatewayError> {
+        if self.0.len() > max_bytes {
+            return Err(imagegate::request::body_too_large(max_bytes));
+        }
+        Ok(self.0)
+    }
+}
+
+const CONFIG: &str = r#"{
+  "deadline_ms": 1000,
+  "cors": {"allowed_origins": ["https://app.example"]},
+  "providers": [
+    {"id": "imagegate", "kind": "test_pattern"},
+    {"id": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "MOCK_KEY"},
+    {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"}
+  ],
+  "models": [
+    {"id": "imagegate/test-pattern", "provider": "imagegate"},
+    {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"]},
+    {"id": "keyless/m", "provider": "keyless"}
+  ]
+}"#;
+
+struct Harness {
+    config: Config,
+    keys: KeySet,
+    clock: FakeClock,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            config: Config::from_json(CONFIG).unwrap(),
+            keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
+            clock: FakeClock(Cell::new(1_700_000_000_000)),
+        }
+    }
+
+    /// Serves one request against `script`; returns the status, headers, body and upstream calls.
+    fn serve(&self, method: &str, path: &str, auth: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        let upstream = FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()) };
+        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock };
+        let head = RequestHead {
+            method: method.into(),
+            path: path.into(),
+            content_type: Some("application/json".into()),
+            authorization: auth.map(str::to_owned),
+            origin: Some("https://app.example".into()),
+            access_control_request_headers: None,
+        };
+        let Handled { reply, log } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        let body = match reply.body {
+            ReplyBody::Empty => Vec::new(),
+            ReplyBody::Bytes(bytes) => bytes,
+            ReplyBody::Relay { mut prefix, mut rest } => {
+                while let Some(chunk) = block_on(rest.next_chunk(1)).unwrap() {
+                    prefix.extend_from_slice(&chunk);
+                }
+                prefix
+            }
+        };
+        let calls = upstream.calls.into_inner();
+        let leftover = upstream.script.into_inner().len();
+        assert_eq!(leftover, 0, "every scripted upstream answer is used");
+        Served { status: reply.status, headers: reply.headers, body, calls, log_line: log.to_line(), attempts: log.attempts }
+    }
+
+    fn generate(&self, body: &str, script: Vec<Script>) -> Served {
+        self.serve("POST", "/v1/images/generations", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
+    }
+}
+
+struct Served {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    calls: Vec<UpstreamRequest>,
+    log_line: String,
+    attempts: u32,
+}
+
+impl Served {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+    fn everything_sent(&self) -> String {
+        format!("{:?} {} {}", self.headers, String::from_utf8_lossy(&self.body), self.log_line)
+    }
+}
+
+const OK: &str = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"total_tokens":5}}"#;
+
+#[test]
+fn a_generation_is_relayed_once_with_the_upstream_model_and_provider_key() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"a fox","model":"gpt-image-1","size":"1024x1024"}"#, vec![answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    assert_eq!(served.json(), serde_json::from_str::<Value>(OK).unwrap(), "relayed byte for byte");
+    assert_eq!(served.calls.len(), 1);
+    let call = &served.calls[0];
+    assert_eq!(call.url, "http://127.0.0.1:9/v1/images/generations");
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(sent, json!({"prompt": "a fox", "model": "gpt-image-1", "n": 1, "size": "1024x1024"}));
+    let auth = call.headers.iter().find(|(n, _)| n == "authorization").unwrap();
+    assert_eq!(auth.1.expose(), format!("Bearer {PROVIDER_KEY}"));
+    assert_eq!(served.header("x-request-id"), Some("req_test"));
+    assert_eq!(served.header("openai-processing-ms"), Some("11"), "10 ms upstream + 1 ms reading");
+    assert_eq!(served.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(!served.everything_sent().contains(PROVIDER_KEY));
+    let log: Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!((log["status"].as_u64(), log["attempts"].as_u64(), log["model"].as_str()), (Some(200), Some(1), Some("mock/gpt-image-1")));
+    assert!(log.get("prompt").is_none(), "prompts are not logged unless configured");
+}
+
+#[test]
+fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first() {
+    let h = Harness::new();
+    let head = br#"{"created":1,"data":[{"b64_json":""#.to_vec();
+    let big = vec![b'A'; 2 << 20];
+    let tail = br#""}]}"#.to_vec();
+    let script = Script { latency_ms: 5, status: 200, retry_after: None, chunks: vec![head.clone(), big, tail] };
+    let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
+    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock };
+    let head_req = RequestHead {
+        method: "POST".into(),
+        path: "/v1/images/generations".into(),
+        content_type: Some("application/json".into()),
+        authorization: Some(format!("Bearer {GATEWAY_KEY}")),
+        ..RequestHead::default()
+    };
+    let handled = block_on(gateway.handle("r".into(), &head_req, Body(br#"{"prompt":"p","model":"gpt-image-1"}"#.to_vec())));
+    match handled.reply.body {
+        ReplyBody::Relay { prefix, rest } => {
+            assert_eq!(prefix, head, "only the first chunk was read before answering");
+            assert_eq!(rest.chunks.len(), 2, "the 2 MB payload is still unread, to be streamed");
+        }
+        _ => panic!("a 200 answer is relayed"),
+    }
+}
+
+#[test]
+fn the_test_pattern_renders_without_any_upstream_call() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","n":2,"size":"64x32"}"#, vec![]);
+    assert_eq!(served.status, 200);
+    assert_eq!(served.json()["data"].as_array().unwrap().len(), 2);
+    assert_eq!((served.calls.len(), served.attempts), (0, 1));
+}
+
+#[test]
+fn bad_input_is_refused_before_any_upstream_call() {
+    let h = Harness::new();
+    for (body, status, param) in [
+        (r#"{"prompt":"p","model":"gpt-image-1","n":11}"#, 400, Some("n")),
+        (r#"{"prompt":"p","model":"gpt-image-1""#, 400, None),
+        (r#"{"prompt":"p","model":"dall-e-9"}"#, 404, Some("model")),
+        (r#"{"prompt":"p"}"#, 400, Some("model")),
+    ] {
+        let served = h.generate(body, vec![]);
+        assert_eq!(served.status, status, "{body}");
+        assert_eq!(served.json()["error"]["param"].as_str(), param, "{body}");
+        assert_eq!(served.header("x-should-retry"), Some("false"));
+        assert!(served.calls.is_empty());
+    }
+    let huge = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(2 << 20));
+    assert_eq!(h.generate(&huge, vec![]).status, 413);
+}
+
+#[test]
+fn keys_are_checked_before_anything_else() {
+    let h = Harness::new();
+    for auth in [None, Some("Bearer sk-wrong")] {
+        let served = h.serve("POST", "/v1/images/generations", auth, r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![]);
+        assert_eq!(served.status, 401);
+        assert_eq!(served.json()["error"]["code"], "invalid_api_key");
+        assert_eq!(served.header("www-authenticate"), Some("Bearer"));
+        assert!(served.calls.is_empty());
+    }
+}
+
+#[test]
+fn upstream_failures_map_to_gateway_errors_after_exactly_one_call() {
+    let h = Harness::new();
+    let rate_limited = Script { retry_after: Some("12"), ..answer(429, r#"{"error":{"message":"slow down"}}"#) };
+    let cases = [
+        (rate_limited, 429, "true"),
+        (answer(401, r#"{"error":{"message":"Incorrect API key provided: sk-pro***lue"}}"#), 502, "false"),
+        (answer(500, "<html>oops</html>"), 502, "false"),
+        (answer(503, "{}"), 529, "true"),
+        (answer(200, r#"{"created":1,"data":[]}"#), 502, "false"),
+        (answer(200, r#"{"created":1}"#), 502, "false"),
+        (answer(200, r#"{"created":1,"da"#), 502, "false"),
+        (answer(200, "not json"), 502, "false"),
+    ];
+    for (script, status, retry) in cases {
+        let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![script]);
+        assert_eq!(served.status, status, "{}", served.everything_sent());
+        assert_eq!(served.header("x-should-retry"), Some(retry), "{status}");
+        assert_eq!(served.calls.len(), 1);
+        assert!(served.json()["error"]["message"].is_string());
+        assert!(!served.everything_sent().contains("sk-pro"), "no part of our key: {}", served.everything_sent());
+    }
+    let limited = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![Script { retry_after: Some("12"), ..answer(429, "{}") }]);
+    assert_eq!(limited.header("retry-after"), Some("12"));
+}
+
+#[test]
+fn a_slow_upstream_is_cut_off_at_the_deadline_with_524() {
+    let h = Harness::new();
+    let start = h.clock.now_ms();
+    let slow = Script { latency_ms: 5_000, ..answer(200, OK) };
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![slow]);
+    assert_eq!(served.status, 524);
+    assert_eq!(served.json()["error"]["type"], "timeout_error");
+    assert_eq!(served.header("x-should-retry"), Some("false"));
+    assert_eq!(h.clock.now_ms() - start, 1_000, "gave up exactly at the 1000 ms deadline");
+}
+
+#[test]
+fn a_missing_provider_key_is_a_500_naming_the_secret_not_a_value() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"p","model":"keyless/m"}"#, vec![]);
+    assert_eq!(served.status, 500);
+    assert!(served.json()["error"]["message"].as_str().unwrap().contains("'UNSET'"));
+}
+
+#[test]
+fn models_lists_ids_and_aliases_for_authenticated_callers() {
+    let h = Harness::new();
+    let served = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
+    let ids: Vec<String> = served.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "keyless/m"]);
+    assert_eq!(served.json()["object"], "list");
+    assert_eq!(h.serve("GET", "/v1/models", None, "", vec![]).status, 401);
+}
+
+#[test]
+fn health_preflight_and_unknown_routes() {
+    let h = Harness::new();
+    assert_eq!(h.serve("GET", "/healthz", None, "", vec![]).status, 200);
+    let preflight = h.serve("OPTIONS", "/v1/images/generations", None, "", vec![]);
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-methods"), Some("GET, POST, OPTIONS"));
+    let unknown = h.serve("GET", "/v1/chat/completions", None, "", vec![]);
+    assert_eq!((unknown.status, unknown.json()["error"]["code"].as_str()), (404, Some("unknown_route")));
+    let wrong = h.serve("GET", "/v1/images/generations", None, "", vec![]);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET, POST, OPTIONS")));
+}
