@@ -1,0 +1,72 @@
+// Starts the built worker (build/) under `wrangler dev` with a test configuration, in a temporary
+// directory of its own, and stops it by its process group when done, also when a test fails.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WRANGLER = path.join(ROOT, 'node_modules/.bin/wrangler');
+const NODE_BIN = path.join(ROOT, 'node_modules/.bin');
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Runs the gateway with `config` (the IMAGEGATE_CONFIG object) and `secrets` (written to the
+ * temporary .dev.vars). Resolves once /healthz answers.
+ */
+export async function startGateway({ config, secrets }) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
+  const port = await freePort();
+  const toml = [
+    'name = "imagegate-e2e"',
+    `main = ${JSON.stringify(path.join(ROOT, 'build/index.js'))}`,
+    'compatibility_date = "2026-11-01"',
+    '[vars]',
+    `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`,
+  ].join('\n');
+  await writeFile(path.join(dir, 'wrangler.toml'), toml);
+  await writeFile(path.join(dir, '.dev.vars'), Object.entries(secrets).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
+
+  let output = '';
+  const child = spawn(WRANGLER, ['dev', '--config', path.join(dir, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
+    '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false'], {
+    cwd: dir,
+    detached: true, // its own process group, so stopping it stops workerd too
+    env: { ...process.env, PATH: `${NODE_BIN}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+
+  const stop = async () => {
+    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
+    const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+    await exited;
+    clearTimeout(timer);
+    await rm(dir, { recursive: true, force: true });
+  };
+  process.once('exit', () => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } });
+
+  const baseURL = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  while (true) {
+    if (child.exitCode !== null) { await stop(); throw new Error(`wrangler dev exited early:\n${output}`); }
+    try {
+      const res = await fetch(`${baseURL}/healthz`);
+      if (res.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() - started > 120_000) { await stop(); throw new Error(`wrangler dev did not answer in 120 s:\n${output}`); }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { baseURL, stop, output: () => output };
+}

@@ -1,0 +1,66 @@
+// A scriptable OpenAI Images upstream on 127.0.0.1. What it does is chosen by the upstream model
+// name in the request body (the gateway's config maps public models onto these names), and every
+// call is recorded so tests can count exactly how many upstream calls a request cost.
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+/** A 2 MB b64_json answer, the same bytes for every call. */
+export const BIG_ANSWER = JSON.stringify({
+  created: 1700000000,
+  data: [{ b64_json: randomBytes(1_536_000).toString('base64') }],
+});
+
+const SMALL_IMAGE = Buffer.from('tiny image').toString('base64');
+
+const behaviours = {
+  ok: (res) => json(res, 200, { created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: { total_tokens: 3 } }),
+  big: (res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BIG_ANSWER) });
+    // Sent in 64 KiB pieces, as a real upstream's body arrives.
+    for (let i = 0; i < BIG_ANSWER.length; i += 65536) res.write(BIG_ANSWER.slice(i, i + 65536));
+    res.end();
+  },
+  slow: (res) => { setTimeout(() => behaviours.ok(res), 10_000).unref(); },
+  empty: (res) => json(res, 200, { created: 1700000000, data: [] }),
+  malformed: (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"created": 17, "da'); },
+  'rate-limited': (res) => json(res, 429, { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } }, { 'retry-after': '1' }),
+  unauthorized: (res, call) => json(res, 401, { error: { message: `Incorrect API key provided: ${call.authorization}`, type: 'invalid_request_error', code: 'invalid_api_key' } }),
+  'server-error': (res) => json(res, 500, { error: { message: 'The server had an error', type: 'server_error' } }),
+  quota: (res) => json(res, 429, { error: { message: 'You exceeded your current quota', type: 'insufficient_quota', code: 'insufficient_quota' } }),
+};
+
+function json(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/** Starts the mock on an ephemeral loopback port. */
+export async function startMockUpstream() {
+  const calls = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      let body = null;
+      try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { /* recorded as null */ }
+      const call = { method: req.method, path: req.url, authorization: req.headers.authorization, body };
+      calls.push(call);
+      const behaviour = behaviours[body?.model];
+      if (req.method !== 'POST' || req.url !== '/v1/images/generations' || !behaviour) {
+        return json(res, 404, { error: { message: `mock: no behaviour for ${req.method} ${req.url} model=${body?.model}` } });
+      }
+      behaviour(res, call);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    calls,
+    /** The calls whose upstream model was `model`. */
+    callsFor: (model) => calls.filter((c) => c.body?.model === model),
+    stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
+}
+
+/** The behaviours, i.e. the upstream model names the mock understands. */
+export const MOCK_MODELS = Object.keys(behaviours);
