@@ -162,6 +162,8 @@ describe('upstream failures', () => {
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= DEADLINE_MS && elapsed < 6_000, `answered after ${elapsed} ms; the upstream takes 10000 ms`);
     assert.equal(mock.callsFor('slow').length, 1, 'x-should-retry: false kept the SDK from retrying');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(mock.callsFor('slow')[0].aborted, true, 'the gateway aborted the upstream call');
   });
 
   test('an upstream 500 is a 502 the SDK does not retry: one paid attempt', async () => {

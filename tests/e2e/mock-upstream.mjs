@@ -43,8 +43,10 @@ export async function startMockUpstream() {
     req.on('end', () => {
       let body = null;
       try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { /* recorded as null */ }
-      const call = { method: req.method, path: req.url, authorization: req.headers.authorization, body };
+      const call = { method: req.method, path: req.url, authorization: req.headers.authorization, body, aborted: false };
       calls.push(call);
+      // The caller hung up before the answer was complete (e.g. the gateway aborted at its deadline).
+      res.on('close', () => { call.aborted = !res.writableFinished; });
       const behaviour = behaviours[body?.model];
       if (req.method !== 'POST' || req.url !== '/v1/images/generations' || !behaviour) {
         return json(res, 404, { error: { message: `mock: no behaviour for ${req.method} ${req.url} model=${body?.model}` } });
