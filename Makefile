@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup dev build test test-native test-e2e
+.PHONY: setup dev build test test-native test-e2e bench
 
 setup:
 	@bash scripts/setup.sh
@@ -29,3 +29,8 @@ test-native:
 
 test-e2e: build
 	node --test --test-concurrency=1 tests/e2e/*.test.mjs
+
+# The benchmark (README, Performance): imagegate in workerd against the floor, a relay and a peer.
+bench:
+	bash bench/setup.sh
+	node bench/run.mjs

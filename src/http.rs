@@ -19,19 +19,26 @@ pub struct RequestHead {
     pub access_control_request_headers: Option<String>,
 }
 
+/// The path of a serialised absolute URL (as the runtime gives it), without query or fragment.
+pub fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path = url[after_scheme..].find('/').map_or("/", |i| &url[after_scheme + i..]);
+    path.find(['?', '#']).map_or(path, |end| &path[..end])
+}
+
 /// The incoming request's body, read only once a stage needs it.
 pub trait IncomingBody {
     /// Reads the whole body; a 413 as soon as it exceeds `max_bytes`, without reading the rest.
     fn read(self, max_bytes: usize) -> impl Future<Output = Result<Vec<u8>, GatewayError>>;
 }
 
-/// A reply's body: nothing, bytes made here, or an upstream answer streamed on.
+/// A reply's body: nothing, bytes made here, or an upstream answer relayed whole.
 pub enum ReplyBody<B> {
     Empty,
     Bytes(Vec<u8>),
-    /// `prefix` is what was read to check the answer; `rest` is the unread remainder, relayed
-    /// without parsing.
-    Relay { prefix: Vec<u8>, rest: B },
+    /// The upstream answer, from its first byte, including what the core read to check it: the
+    /// body keeps what it handed out and the edge delivers all of it without parsing.
+    Relay(B),
 }
 
 /// The reply the edge turns into its runtime's response.
@@ -68,5 +75,18 @@ impl<B> Reply<B> {
     /// The value of header `name`, if set (for tests and logs).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn path_of_drops_origin_query_and_fragment() {
+        assert_eq!(path_of("https://gw.example/v1/images/generations?x=1#y"), "/v1/images/generations");
+        assert_eq!(path_of("http://127.0.0.1:8787/healthz"), "/healthz");
+        assert_eq!(path_of("http://127.0.0.1:8787"), "/");
+        assert_eq!(path_of("http://h/?q=/a"), "/");
     }
 }

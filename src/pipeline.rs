@@ -193,11 +193,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             let body = self.read_error_body(&mut reply.body, deadline).await;
             return Err(openai::error_from_answer(&provider.id, reply.status, reply.retry_after, &body, &key));
         }
-        let prefix = self.check_answer(&mut reply.body, deadline, &provider.id).await?;
+        self.check_answer(&mut reply.body, deadline, &provider.id).await?;
         Ok(Reply {
             status: 200,
             headers: vec![("content-type", "application/json".to_owned())],
-            body: ReplyBody::Relay { prefix, rest: reply.body },
+            body: ReplyBody::Relay(reply.body),
         })
     }
 
@@ -215,11 +215,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         out
     }
 
-    /// Reads the start of a 200 answer until [`AnswerScan`] decides; returns the bytes read,
-    /// which the reply sends ahead of the unread rest. A 502 when it has no images.
-    async fn check_answer(&self, body: &mut U::Body, deadline: Deadline, provider_id: &str) -> Result<Vec<u8>, GatewayError> {
+    /// Reads the start of a 200 answer until [`AnswerScan`] decides; a 502 when it has no images.
+    async fn check_answer(&self, body: &mut U::Body, deadline: Deadline, provider_id: &str) -> Result<(), GatewayError> {
         let mut scan = AnswerScan::new();
-        let mut prefix = Vec::new();
+        let mut read = 0usize;
         let verdict = loop {
             let remaining = deadline.remaining_ms(self.clock);
             if remaining == 0 {
@@ -228,11 +227,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             match body.next_chunk(remaining).await {
                 Ok(Some(chunk)) => {
                     let verdict = scan.feed(&chunk);
-                    prefix.extend_from_slice(&chunk);
+                    read += chunk.len();
                     if verdict != Verdict::NeedMore {
                         break verdict;
                     }
-                    if prefix.len() > MAX_UNDECIDED_BYTES {
+                    if read > MAX_UNDECIDED_BYTES {
                         break Verdict::Malformed;
                     }
                 }
@@ -241,7 +240,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             }
         };
         match verdict {
-            Verdict::HasImages => Ok(prefix),
+            Verdict::HasImages => Ok(()),
             Verdict::NoImages => Err(GatewayError::new(
                 ErrorKind::BadUpstream,
                 format!("The upstream provider '{provider_id}' answered 200 without any image in 'data'."),

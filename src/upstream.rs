@@ -83,6 +83,10 @@ pub trait Upstream {
 }
 
 /// The body of an upstream answer, read a chunk at a time.
+///
+/// Reading is for inspection only: what was read is still delivered when the body is relayed
+/// ([`ReplyBody::Relay`](crate::http::ReplyBody::Relay)), so an implementation either keeps the
+/// chunks it hands out or reads from a copy of the stream.
 pub trait UpstreamBody {
     /// The next chunk, or `None` at the end; waits at most `limit_ms`.
     fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;

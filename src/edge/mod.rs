@@ -1,11 +1,12 @@
 //! The wasm glue: the Workers `fetch` event, the runtime behind the core's traits, and the
 //! conversion of a [`Reply`](crate::http::Reply) into a runtime response. Decides nothing.
 
+mod fetch;
 mod respond;
 mod runtime;
 mod settings;
 
-use worker::{console_log, event, Context, Env, Request, Response, Result};
+use worker::{console_log, event, Context, Env};
 
 use crate::pipeline::{broken_deployment, Gateway};
 
@@ -15,7 +16,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let clock = runtime::WorkerClock;
     let request_id = runtime::request_id();
     let head = runtime::head(&req);
@@ -24,7 +25,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             let gateway = Gateway {
                 config: &settings.config,
                 keys: &settings.keys,
-                upstream: &runtime::WorkerUpstream,
+                upstream: &fetch::WorkerUpstream,
                 secrets: &runtime::EnvSecrets(&env),
                 clock: &clock,
             };
@@ -33,5 +34,5 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Err(problem) => broken_deployment(request_id, &head, problem),
     };
     console_log!("{}", handled.log.to_line());
-    respond::into_response(handled.reply, &ctx)
+    Ok(respond::into_response(handled.reply, &ctx)?)
 }

@@ -1,22 +1,17 @@
-//! The Workers runtime behind the core's traits: clock, secrets, request body, and `fetch` with
-//! an `AbortController` raced against a timer.
+//! The Workers runtime behind the core's traits: clock, randomness, secrets and the incoming
+//! request. Upstream calls are in [`super::fetch`].
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
-use futures_util::{pin_mut, StreamExt};
-use js_sys::{Reflect, Uint8Array};
-use wasm_bindgen::{JsCast, JsValue};
+use futures_util::StreamExt;
+use js_sys::Uint8Array;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ReadableStream, ReadableStreamDefaultReader};
-use worker::{AbortController, ByteStream, Delay, Env, Fetch, Headers, Method, Request, RequestInit, ResponseBody};
+use web_sys::Request;
+use worker::{ByteStream, Env};
 
 use crate::clock::Clock;
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::{IncomingBody, RequestHead};
+use crate::http::{path_of, IncomingBody, RequestHead};
 use crate::request::body_too_large;
 use crate::secret::{Secret, Secrets};
-use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 /// The runtime's clock.
 pub struct WorkerClock;
@@ -36,10 +31,11 @@ pub fn request_id() -> String {
 
 /// The parts of the incoming request the core reads.
 pub fn head(req: &Request) -> RequestHead {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
     RequestHead {
-        method: req.method().to_string(),
-        path: req.path(),
+        method: req.method(),
+        path: path_of(&req.url()).to_owned(),
         content_type: header("content-type"),
         authorization: header("authorization"),
         origin: header("origin"),
@@ -57,130 +53,39 @@ impl Secrets for EnvSecrets<'_> {
 }
 
 /// The incoming request's body, read on demand with a size cap.
-pub struct IncomingWorkerBody {
-    stream: Option<ReadableStream>,
-    declared_length: Option<usize>,
+pub struct IncomingWorkerBody<'r> {
+    req: &'r Request,
 }
 
-impl IncomingWorkerBody {
-    pub fn new(req: &Request) -> Self {
-        let declared_length = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok());
-        IncomingWorkerBody { stream: req.inner().body(), declared_length }
+impl<'r> IncomingWorkerBody<'r> {
+    pub fn new(req: &'r Request) -> Self {
+        IncomingWorkerBody { req }
     }
 }
 
-impl IncomingBody for IncomingWorkerBody {
+impl IncomingBody for IncomingWorkerBody<'_> {
     async fn read(self, max_bytes: usize) -> Result<Vec<u8>, GatewayError> {
-        if self.declared_length.is_some_and(|len| len > max_bytes) {
-            return Err(body_too_large(max_bytes));
+        let unreadable = || GatewayError::new(ErrorKind::InvalidRequest, "The request body could not be read to the end.");
+        let declared_length: Option<usize> = self.req.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok());
+        match declared_length {
+            Some(len) if len > max_bytes => return Err(body_too_large(max_bytes)),
+            // The usual case: a known, acceptable length, read in one native call.
+            Some(_) => {
+                let buffer = JsFuture::from(self.req.array_buffer().map_err(|_| unreadable())?).await.map_err(|_| unreadable())?;
+                return Ok(Uint8Array::new(&buffer).to_vec());
+            }
+            None => {}
         }
-        let Some(stream) = self.stream else { return Ok(Vec::new()) };
+        let Some(stream) = self.req.body() else { return Ok(Vec::new()) };
         let mut chunks = ByteStream::from(stream);
-        let mut body = Vec::with_capacity(self.declared_length.unwrap_or(0));
+        let mut body = Vec::new();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|_| GatewayError::new(ErrorKind::InvalidRequest, "The request body could not be read to the end."))?;
+            let chunk = chunk.map_err(|_| unreadable())?;
             if body.len() + chunk.len() > max_bytes {
                 return Err(body_too_large(max_bytes));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body)
-    }
-}
-
-/// Upstream calls with the runtime's `fetch`.
-pub struct WorkerUpstream;
-
-impl Upstream for WorkerUpstream {
-    type Body = WorkerBody;
-
-    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<WorkerBody>, TransportError> {
-        let failed = |what: &str| TransportError::Failed(what.to_owned());
-        let headers = Headers::new();
-        for (name, value) in &request.headers {
-            headers.set(name, value.expose()).map_err(|_| failed(&format!("the header '{name}' is not valid")))?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(Uint8Array::from(request.body.as_slice()).into()));
-        let outgoing = Request::new_with_init(&request.url, &init).map_err(|_| failed("the upstream URL is not valid"))?;
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let fetch = Fetch::Request(outgoing);
-        let sent = fetch.send_with_signal(&signal);
-        let timer = Delay::from(Duration::from_millis(limit_ms));
-        pin_mut!(sent, timer);
-        match select(sent, timer).await {
-            Either::Left((Ok(response), _)) => {
-                let retry_after = response.headers().get("retry-after").ok().flatten();
-                let stream = match response.body() {
-                    ResponseBody::Stream(stream) => Some(stream.clone()),
-                    _ => None,
-                };
-                Ok(UpstreamReply {
-                    status: response.status_code(),
-                    retry_after,
-                    body: WorkerBody { stream, reader: None, controller: Some(controller), finished: false },
-                })
-            }
-            Either::Left((Err(error), _)) => Err(TransportError::Failed(error.to_string())),
-            Either::Right(_) => {
-                controller.abort();
-                Err(TransportError::Timeout)
-            }
-        }
-    }
-}
-
-/// An upstream answer's body: read chunk by chunk while the core decides, then handed to the
-/// runtime whole so the rest streams without passing through wasm.
-pub struct WorkerBody {
-    stream: Option<ReadableStream>,
-    reader: Option<ReadableStreamDefaultReader>,
-    controller: Option<AbortController>,
-    finished: bool,
-}
-
-impl WorkerBody {
-    /// The unread rest of the body, or `None` when it has all been read.
-    pub fn into_rest(mut self) -> Option<ReadableStream> {
-        if self.finished {
-            return None;
-        }
-        if let Some(reader) = self.reader.take() {
-            reader.release_lock();
-        }
-        self.stream
-    }
-}
-
-impl UpstreamBody for WorkerBody {
-    async fn next_chunk(&mut self, limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        let Some(stream) = self.stream.as_ref().filter(|_| !self.finished) else { return Ok(None) };
-        let reader = self.reader.get_or_insert_with(|| stream.get_reader().unchecked_into());
-        let read = JsFuture::from(reader.read());
-        let timer = Delay::from(Duration::from_millis(limit_ms));
-        pin_mut!(read, timer);
-        match select(read, timer).await {
-            Either::Left((Ok(result), _)) => {
-                let done = Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true);
-                if done {
-                    self.finished = true;
-                    return Ok(None);
-                }
-                let value = Reflect::get(&result, &JsValue::from_str("value")).unwrap_or(JsValue::UNDEFINED);
-                Ok(Some(Uint8Array::new(&value).to_vec()))
-            }
-            Either::Left((Err(error), _)) => {
-                Err(TransportError::Failed(error.as_string().unwrap_or_else(|| "the answer broke off".to_owned())))
-            }
-            Either::Right(_) => {
-                if let Some(controller) = self.controller.take() {
-                    controller.abort();
-                }
-                Err(TransportError::Timeout)
-            }
-        }
     }
 }

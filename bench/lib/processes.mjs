@@ -1,0 +1,77 @@
+// Starting, measuring and stopping the benchmark's server processes. Every process runs in its own
+// process group and is killed when the benchmark ends, however it ends.
+import { spawn } from 'node:child_process';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+const children = [];
+
+/** Kills every process started with `start`. */
+export function stopAll() {
+  for (const child of children) {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+  children.length = 0;
+}
+process.on('exit', stopAll);
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { stopAll(); process.exit(130); });
+
+/** A free loopback port. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts a server, logging to `<logDir>/<name>.log`; resolves once `probe.url` answers. */
+export async function start({ name, logDir, command, args, probe, env = {} }) {
+  const log = path.join(logDir, `${name}.log`);
+  const out = openSync(log, 'w');
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, ...env } });
+  children.push(child);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited early; see ${log}`);
+    try { await fetch(probe.url, probe.init); return child; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} did not start within 60 s; see ${log}`);
+}
+
+function processTree(pid) {
+  let kids = [];
+  try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* gone */ }
+  return [pid, ...kids.flatMap(processTree)];
+}
+
+/** Peak resident memory (MB) of a process and its descendants since the last `resetPeakRss`. */
+export function peakRssMb(pid) {
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    try { kb += Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0); } catch { /* gone */ }
+  }
+  return kb / 1024;
+}
+
+/** Resets the peak-memory mark of a process and its descendants. */
+export function resetPeakRss(pid) {
+  for (const p of processTree(pid)) {
+    try { writeFileSync(`/proc/${p}/clear_refs`, '5'); } catch { /* not permitted or gone */ }
+  }
+}
+
+/** CPU seconds (user + system) used so far by a process and its descendants. */
+export function cpuSeconds(pid) {
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch { /* gone */ }
+  }
+  return ticks / ticksPerSecond;
+}

@@ -1,0 +1,154 @@
+// The benchmark's targets: the mock upstream (the floor), a minimal relay worker in workerd, imagegate
+// in workerd serving the production bundle, and the Portkey gateway on Node 22.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { freePort, start } from './processes.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WORKERD = path.join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+const NODE22 = path.join(ROOT, 'node_modules/.bin/node');
+const WRANGLER = path.join(ROOT, 'node_modules/.bin/wrangler');
+const UPSTREAM_BIN = path.join(ROOT, 'bench/upstream/target/release/bench-upstream');
+const PORTKEY = path.join(ROOT, 'bench/peer/node_modules/@portkey-ai/gateway/build/start-server.js');
+
+const GATEWAY_KEY = 'sk-bench-gateway-key';
+const PROVIDER_KEY = 'sk-bench-provider-key';
+
+/** Bundles the worker exactly as `wrangler deploy` would upload it; returns its files and wasm size. */
+export function buildBundle(outDir) {
+  execFileSync(WRANGLER, ['deploy', '--dry-run', '--outdir', outDir], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, PATH: `${path.dirname(NODE22)}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false' },
+  });
+  const wasmFile = readdirSync(outDir).find((f) => f.endsWith('.wasm'));
+  const wasm = readFileSync(path.join(outDir, wasmFile));
+  return { dir: outDir, wasmFile, wasmSize: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length } };
+}
+
+/** A workerd config serving `modules` (the first is the entry point) on `port`. */
+function workerdConfig({ runDir, port, modules, bindings }) {
+  const quote = JSON.stringify; // capnp string literals accept JSON's escapes
+  const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
+  const binds = Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`).join(',\n        ');
+  return `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (
+      modules = [
+        ${mods}
+      ],
+      compatibilityDate = "2026-11-01",
+      bindings = [
+        ${binds}
+      ],
+    )),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+`;
+}
+
+const requestBody = (model) => ({ model, prompt: 'a lighthouse at dusk, oil on canvas', size: '1024x1024', n: 1 });
+
+/** Starts the mock upstream; every other target relays to it. */
+export async function startUpstream(runDir) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = await start({
+    name: 'upstream', logDir: runDir, command: UPSTREAM_BIN, args: [String(port)],
+    probe: { url: `${base}/small/v1/images/generations`, init: { method: 'POST', body: '{}' } },
+  });
+  return {
+    name: 'upstream', label: 'mock upstream (floor)', child, base,
+    url: (answer) => `${base}/${answer}/v1/images/generations`,
+    headers: () => ({ 'content-type': 'application/json' }),
+    body: () => requestBody('gpt-image-1'),
+  };
+}
+
+/** The runtime's own floor: a few-line worker that forwards the request and streams the answer. */
+export async function startRelay(runDir, upstream) {
+  const port = await freePort();
+  writeFileSync(path.join(runDir, 'relay.capnp'), workerdConfig({
+    runDir, port,
+    modules: [{ name: 'relay.js', kind: 'esModule', file: path.join(ROOT, 'bench/fixtures/relay.js') }],
+    bindings: { UPSTREAM: upstream.base },
+  }));
+  const child = await start({
+    name: 'relay', logDir: runDir, command: WORKERD, args: ['serve', path.join(runDir, 'relay.capnp')],
+    probe: { url: `http://127.0.0.1:${port}/healthz` },
+  });
+  return {
+    name: 'relay', label: 'minimal relay in workerd', child,
+    url: (answer) => `http://127.0.0.1:${port}/${answer}/v1/images/generations`,
+    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}` }),
+    body: () => requestBody('gpt-image-1'),
+  };
+}
+
+/**
+ * imagegate in workerd with a realistic deployment: auth on (two keys), validation, two providers
+ * and aliases, the production deadline, logging as in production. `inspectorPort` opens the
+ * inspector for profiling.
+ */
+export async function startImagegate(runDir, upstream, bundle, { inspectorPort } = {}) {
+  const port = await freePort();
+  const config = {
+    deadline_ms: 150000,
+    cors: { allowed_origins: ['https://app.example.com'] },
+    default_model: 'bench/small',
+    providers: [
+      { id: 'primary', kind: 'openai', base_url: `${upstream.base}/small/v1`, api_key_secret: 'PRIMARY_API_KEY' },
+      { id: 'large', kind: 'openai', base_url: `${upstream.base}/big/v1`, api_key_secret: 'PRIMARY_API_KEY' },
+      { id: 'imagegate', kind: 'test_pattern' },
+    ],
+    models: [
+      { id: 'bench/small', provider: 'primary', upstream_model: 'gpt-image-1', aliases: ['gpt-image-1'] },
+      { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1' },
+      { id: 'imagegate/test-pattern', provider: 'imagegate' },
+    ],
+  };
+  writeFileSync(path.join(runDir, 'imagegate.capnp'), workerdConfig({
+    runDir, port,
+    modules: ['index.js', bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
+    bindings: {
+      IMAGEGATE_CONFIG: JSON.stringify(config),
+      IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
+      PRIMARY_API_KEY: PROVIDER_KEY,
+    },
+  }));
+  const args = ['serve', path.join(runDir, 'imagegate.capnp')];
+  if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
+  const child = await start({ name: 'imagegate', logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
+  return {
+    name: 'imagegate', label: 'imagegate in workerd', child,
+    url: () => `http://127.0.0.1:${port}/v1/images/generations`,
+    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
+    body: (answer) => requestBody(`bench/${answer}`),
+  };
+}
+
+/** The peer: Portkey's open-source gateway on Node 22, pointed at the same mock. */
+export async function startPortkey(runDir, upstream) {
+  const port = await freePort();
+  const child = await start({
+    name: 'portkey', logDir: runDir, command: NODE22, args: [PORTKEY, `--port=${port}`, '--headless'],
+    probe: { url: `http://127.0.0.1:${port}/` }, env: { NODE_ENV: 'production' },
+  });
+  return {
+    name: 'portkey', label: 'Portkey gateway on Node 22', child,
+    url: () => `http://127.0.0.1:${port}/v1/images/generations`,
+    headers: (answer) => ({
+      'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}`,
+      'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream.base}/${answer}/v1`,
+    }),
+    body: () => requestBody('gpt-image-1'),
+  };
+}

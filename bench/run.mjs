@@ -1,0 +1,96 @@
+// The benchmark: imagegate in workerd (the production runtime, serving the bundle `wrangler deploy
+// --dry-run` produces) against the floor (the mock upstream itself), the runtime's own floor for a
+// relaying worker, and a peer gateway (Portkey on Node 22), all in one run on 127.0.0.1.
+// Prints a table per scenario with ratios measured in the same run and writes
+// bench/results/latest.{md,svg,json}. Every process it starts is stopped at the end, however it ends.
+//
+// Usage: node bench/run.mjs [--seconds N] [--quick]   (`make bench` runs bench/setup.sh first)
+// --quick measures only the relay and imagegate and writes no results: for trying changes.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { chart } from './lib/chart.mjs';
+import { load } from './lib/load.mjs';
+import { cpuSeconds, peakRssMb, resetPeakRss, stopAll } from './lib/processes.mjs';
+import { ROOT, buildBundle, startImagegate, startPortkey, startRelay, startUpstream } from './lib/targets.mjs';
+
+const RUN = path.join(ROOT, 'bench/.run');
+const RESULTS = path.join(ROOT, 'bench/results');
+const secondsArg = process.argv.indexOf('--seconds');
+const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 5;
+const QUICK = process.argv.includes('--quick');
+const SCENARIOS = [
+  { name: 'small answer, concurrency 1', answer: 'small', connections: 1 },
+  { name: 'small answer, concurrency 32', answer: 'small', connections: 32 },
+  { name: '2 MB answer, concurrency 1', answer: 'big', connections: 1 },
+  { name: '2 MB answer, concurrency 8', answer: 'big', connections: 8 },
+];
+
+function fmt(value, digits = 2) {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+function measure(target, scenario) {
+  const run = (seconds) => load({
+    url: target.url(scenario.answer), headers: target.headers(scenario.answer), body: target.body(scenario.answer),
+    connections: scenario.connections, seconds, scriptPath: path.join(RUN, `${target.name}-${scenario.answer}.lua`),
+  });
+  run(1); // warm-up: JIT, connection pools, caches
+  resetPeakRss(target.child.pid);
+  const cpuBefore = cpuSeconds(target.child.pid);
+  const figures = run(SECONDS);
+  figures.cpuUsPerRequest = ((cpuSeconds(target.child.pid) - cpuBefore) * 1e6) / figures.requests;
+  figures.peakRssMb = peakRssMb(target.child.pid);
+  return figures;
+}
+
+function report(bundle, targets, results) {
+  const ratio = (a, b) => fmt(a / b);
+  const cpu = os.cpus();
+  let md = `Machine: ${cpu[0].model}, ${cpu.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; `
+    + `${SECONDS} s per measurement after a 1 s warm-up; wrk with 1 thread; everything on 127.0.0.1, sharing the cores.\n`
+    + `imagegate wasm: ${(bundle.wasmSize.raw / 1024).toFixed(1)} KiB raw, ${(bundle.wasmSize.gzip / 1024).toFixed(1)} KiB gzipped. `
+    + 'CPU µs/req is the serving process\'s whole CPU time over the requests it served.\n';
+  for (const scenario of SCENARIOS) {
+    const r = results[scenario.name];
+    md += `\n### ${scenario.name}\n\n| target | p50 ms | p99 ms | req/s | peak RSS MB | CPU µs/req |\n| --- | ---: | ---: | ---: | ---: | ---: |\n`;
+    for (const t of targets) {
+      const f = r[t.name];
+      md += `| ${t.label} | ${fmt(f.p50)} | ${fmt(f.p99)} | ${fmt(f.rps, 0)} | ${fmt(f.peakRssMb, 1)} | ${fmt(f.cpuUsPerRequest, 0)} |\n`;
+    }
+    md += `\nimagegate/relay: p50 ${ratio(r.imagegate.p50, r.relay.p50)}x, throughput ${ratio(r.imagegate.rps, r.relay.rps)}x. `
+      + `imagegate/Portkey: p50 ${ratio(r.imagegate.p50, r.portkey.p50)}x, throughput ${ratio(r.imagegate.rps, r.portkey.rps)}x.\n`;
+  }
+  return md;
+}
+
+async function main() {
+  rmSync(RUN, { recursive: true, force: true });
+  mkdirSync(RUN, { recursive: true });
+  mkdirSync(RESULTS, { recursive: true });
+  const bundle = buildBundle(path.join(RUN, 'dist'));
+  const upstream = await startUpstream(RUN);
+  const relay = await startRelay(RUN, upstream);
+  const imagegate = await startImagegate(RUN, upstream, bundle);
+  const targets = QUICK ? [relay, imagegate] : [upstream, relay, imagegate, await startPortkey(RUN, upstream)];
+  const results = {};
+  for (const scenario of SCENARIOS) {
+    results[scenario.name] = {};
+    for (const target of targets) {
+      const figures = measure(target, scenario);
+      results[scenario.name][target.name] = figures;
+      process.stderr.write(`${scenario.name.padEnd(30)} ${target.name.padEnd(10)} p50 ${fmt(figures.p50)} ms  ${fmt(figures.rps, 0)} req/s  ${fmt(figures.cpuUsPerRequest, 0)} CPU µs/req\n`);
+    }
+  }
+  stopAll();
+  if (QUICK) return;
+  const md = report(bundle, targets, results);
+  const title = `imagegate benchmark: ${os.cpus().length} cores, ${SECONDS} s per measurement`;
+  writeFileSync(path.join(RESULTS, 'latest.md'), md);
+  writeFileSync(path.join(RESULTS, 'latest.svg'), chart({ title, scenarios: SCENARIOS, targets, results }));
+  writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ seconds: SECONDS, wasmSize: bundle.wasmSize, results }, null, 2));
+  process.stdout.write(`${md}\nWritten: bench/results/latest.md, latest.svg, latest.json\n`);
+}
+
+main().catch((error) => { stopAll(); console.error(error.message ?? error); process.exit(1); });
