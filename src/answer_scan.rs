@@ -12,7 +12,7 @@
 pub enum Verdict {
     /// Not decided yet: feed more bytes.
     NeedMore,
-    /// A top-level `data` array with at least one element: relay it.
+    /// A top-level `data` array whose first element is an object: relay it.
     HasImages,
     /// A JSON object whose `data` is missing, not an array, or empty.
     NoImages,
@@ -80,7 +80,8 @@ impl AnswerScan {
             return None;
         }
         if self.awaiting_first_element {
-            return Some(if byte == b']' { Verdict::NoImages } else { Verdict::HasImages });
+            // Images are objects (`{"b64_json": …}`); `[]`, `[null]` or `["x"]` carry none.
+            return Some(if byte == b'{' { Verdict::HasImages } else { Verdict::NoImages });
         }
         if !self.started {
             if byte != b'{' {
@@ -200,6 +201,9 @@ mod tests {
         for body in [
             r#"{"created":1,"data":[]}"#,
             r#"{"created":1,"data":[  ]}"#,
+            r#"{"created":1,"data":[null]}"#,
+            r#"{"created":1,"data":[1,2]}"#,
+            r#"{"created":1,"data":["x"]}"#,
             r#"{"created":1}"#,
             r#"{"created":1,"data":null}"#,
             r#"{"created":1,"data":{"url":"u"}}"#,

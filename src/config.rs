@@ -114,6 +114,14 @@ impl ModelConfig {
     }
 }
 
+/// Headers the gateway sets itself on upstream requests; configuration may not override them.
+const RESERVED_HEADERS: [&str; 3] = ["authorization", "content-type", "content-length"];
+
+/// An HTTP header name: one or more token characters (RFC 9110).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn default_deadline_ms() -> u64 {
     DEFAULT_DEADLINE_MS
 }
@@ -149,6 +157,14 @@ impl Config {
             if provider.id.is_empty() || !provider_ids.insert(provider.id.as_str()) {
                 return Err(format!("{at}.id '{}' is empty or used twice", provider.id));
             }
+            for (name, value) in &provider.headers {
+                if !is_header_name(name) || RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                    return Err(format!("{at}.headers: '{name}' is not a header the gateway can send (invalid, or set by the gateway itself)"));
+                }
+                if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                    return Err(format!("{at}.headers.{name} contains a control character"));
+                }
+            }
             if provider.kind == ProviderKind::Openai {
                 match provider.base_url.as_deref() {
                     Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
@@ -157,6 +173,14 @@ impl Config {
                 if provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
                     return Err(format!("{at}.api_key_secret must name the secret holding the key"));
                 }
+            }
+        }
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            let scheme_and_host = origin.split_once("://").is_some_and(|(scheme, host)| {
+                !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+            });
+            if origin != "*" && (!scheme_and_host || origin.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())) {
+                return Err(format!("cors.allowed_origins[{i}] '{origin}' is not '*' or an origin like 'https://app.example.com'"));
             }
         }
         if self.models.is_empty() {
@@ -274,6 +298,20 @@ mod tests {
                 r#"{"providers":[{"id":"a","kind":"dalle"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
                 "dalle",
             ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern","headers":{"Authorization":"x"}}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].headers: 'Authorization'",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern","headers":{"bad name":"x"}}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].headers: 'bad name'",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern","headers":{"X-Ok":"a\r\nb"}}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].headers.X-Ok",
+            ),
+            (openai_config(r#""cors":{"allowed_origins":["app.example.com"]},"#), "cors.allowed_origins[0]"),
+            (openai_config(r#""cors":{"allowed_origins":["https://a.example","https://b.example/path"]},"#), "cors.allowed_origins[1]"),
         ];
         for (text, key) in cases {
             let err = Config::from_json(&text).unwrap_err();

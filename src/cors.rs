@@ -4,7 +4,7 @@ use crate::config::CorsConfig;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Headers a browser app may read from responses.
-const EXPOSED: &str = "x-request-id, openai-processing-ms, x-should-retry, retry-after";
+const EXPOSED: &str = "x-request-id, openai-processing-ms, x-should-retry, retry-after, www-authenticate, allow";
 /// Headers allowed when the preflight asks for none in particular.
 const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type";
 

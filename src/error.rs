@@ -123,12 +123,22 @@ pub struct GatewayError {
     pub code: Option<&'static str>,
     /// Seconds the client should wait before trying again (429 and 529 only).
     pub retry_after: Option<String>,
+    /// The methods the route allows (405 only).
+    pub allow: Option<&'static str>,
 }
 
 impl GatewayError {
     /// A new error of `kind` with a client-facing message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None }
+        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None, allow: None }
+    }
+
+    /// A 405 for a route that allows only `allow` (e.g. `"POST, OPTIONS"`).
+    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+        GatewayError {
+            allow: Some(allow),
+            ..GatewayError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}; use {allow}."))
+        }
     }
 
     /// A 400 naming the offending request parameter.
@@ -218,6 +228,9 @@ mod tests {
             (ErrorKind::PaymentRequired, 402),
             (ErrorKind::Forbidden, 403),
             (ErrorKind::NotFound, 404),
+            (ErrorKind::MethodNotAllowed, 405),
+            (ErrorKind::PayloadTooLarge, 413),
+            (ErrorKind::UnsupportedMediaType, 415),
             (ErrorKind::RateLimited, 429),
             (ErrorKind::Internal, 500),
             (ErrorKind::BadUpstream, 502),

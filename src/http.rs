@@ -64,10 +64,11 @@ impl<B> Reply<B> {
         if let Some(retry_after) = error.retry_after.as_ref().filter(|_| retry) {
             reply.headers.push(("retry-after", retry_after.clone()));
         }
-        match error.status() {
-            401 => reply.headers.push(("www-authenticate", "Bearer".to_owned())),
-            405 => reply.headers.push(("allow", "GET, POST, OPTIONS".to_owned())),
-            _ => {}
+        if error.status() == 401 {
+            reply.headers.push(("www-authenticate", "Bearer".to_owned()));
+        }
+        if let Some(allow) = error.allow {
+            reply.headers.push(("allow", allow.to_owned()));
         }
         reply
     }

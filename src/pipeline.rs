@@ -51,7 +51,8 @@ enum Route {
     Health,
     Models,
     Generations,
-    WrongMethod,
+    /// A known path, another method; carries the methods the path allows.
+    WrongMethod(&'static str),
     Unknown,
 }
 
@@ -63,7 +64,8 @@ fn route(method: &str, path: &str) -> Route {
         ("GET", "/healthz") => Route::Health,
         ("GET", "/v1/models") => Route::Models,
         ("POST", "/v1/images/generations") => Route::Generations,
-        (_, "/healthz" | "/v1/models" | "/v1/images/generations") => Route::WrongMethod,
+        (_, "/healthz" | "/v1/models") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/v1/images/generations") => Route::WrongMethod("POST, OPTIONS"),
         _ => Route::Unknown,
     }
 }
@@ -89,10 +91,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
             Route::Models => self.models(head, &mut log),
             Route::Generations => self.generate(head, body, deadline, &mut log).await,
-            Route::WrongMethod => Err(GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!("{} is not allowed on {}.", head.method, head.path),
-            )),
+            Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!("Unknown route: {} {}. This gateway serves POST /v1/images/generations and GET /v1/models.", head.method, head.path),

@@ -16,12 +16,13 @@ pub const MAX_N: u8 = 10;
 
 /// A validated image generation request, in the OpenAI Images shape.
 ///
-/// Serialising it gives the OpenAI wire body (absent options are left out), which is what an
-/// OpenAI-speaking upstream receives once `model` is replaced by the upstream's model name.
+/// [`ImageRequest::for_model`] gives the OpenAI wire body (absent options left out) that an
+/// OpenAI-speaking upstream receives, addressed to the upstream's model name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageRequest {
     pub prompt: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The model the client asked for; never sent upstream as is (see [`ImageRequest::for_model`]).
+    #[serde(skip_serializing)]
     pub model: Option<String>,
     pub n: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,6 +43,21 @@ pub struct ImageRequest {
     pub moderation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+}
+
+/// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
+#[derive(Serialize)]
+pub struct WireRequest<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    request: &'a ImageRequest,
+}
+
+impl ImageRequest {
+    /// This request as sent to `model` upstream.
+    pub fn for_model<'a>(&'a self, model: &'a str) -> WireRequest<'a> {
+        WireRequest { model, request: self }
+    }
 }
 
 /// The requested image size: `auto` or explicit pixels.
@@ -222,11 +238,10 @@ fn optional_int(
 ) -> Result<Option<i64>, GatewayError> {
     let Some(value) = take(fields, param) else { return Ok(None) };
     let Value::Number(number) = &value else { return Err(wrong_type(param, "an integer", &value)) };
-    let integer = number.as_i64().or_else(|| {
-        number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)
-    });
-    match integer {
-        Some(i) if (min..=max).contains(&i) => Ok(Some(i)),
+    // Whole numbers may arrive as floats (`2.0`); huge ones are whole but out of range.
+    let whole = number.as_i64().map(|i| i as f64).or_else(|| number.as_f64()).filter(|f| f.fract() == 0.0);
+    match whole {
+        Some(f) if f >= min as f64 && f <= max as f64 => Ok(Some(f as i64)),
         Some(_) => Err(GatewayError::invalid_param(
             param,
             format!("Invalid value for '{param}': {number}. It must be between {min} and {max}."),
@@ -315,7 +330,7 @@ mod tests {
             "output_compression":80,"moderation":"low","user":"u1"}"#;
         let req = parse(body).unwrap();
         assert_eq!(req.size, Some(Size::Pixels { width: 512, height: 256 }));
-        let wire: Value = serde_json::to_value(&req).unwrap();
+        let wire: Value = serde_json::to_value(req.for_model("m")).unwrap();
         let original: Value = serde_json::from_str(body).unwrap();
         assert_eq!(wire, original);
     }
@@ -330,6 +345,10 @@ mod tests {
     fn integral_floats_are_accepted_for_integers() {
         assert_eq!(parse(r#"{"prompt":"p","n":3.0}"#).unwrap().n, 3);
         assert_eq!(param_of(r#"{"prompt":"p","n":2.5}"#), (400, Some("n".into())));
+        for huge in ["1e20", "18446744073709551615", "-9223372036854775808"] {
+            let err = parse(&format!(r#"{{"prompt":"p","n":{huge}}}"#)).unwrap_err();
+            assert_eq!((err.param.as_deref(), err.code), (Some("n"), None), "{huge}: a range error, not a type error");
+        }
     }
 
     #[test]

@@ -265,7 +265,8 @@ fn bad_input_is_refused_before_any_upstream_call() {
 fn keys_are_checked_before_anything_else() {
     let h = Harness::new();
     for auth in [None, Some("Bearer sk-wrong")] {
-        let served = h.serve("POST", "/v1/images/generations", auth, r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![]);
+        // A malformed body with a bad key: the key decides (401), not the body (400).
+        let served = h.serve("POST", "/v1/images/generations", auth, r#"{"prompt":"#, vec![]);
         assert_eq!(served.status, 401);
         assert_eq!(served.json()["error"]["code"], "invalid_api_key");
         assert_eq!(served.header("www-authenticate"), Some("Bearer"));
@@ -339,5 +340,7 @@ fn health_preflight_and_unknown_routes() {
     let unknown = h.serve("GET", "/v1/chat/completions", None, "", vec![]);
     assert_eq!((unknown.status, unknown.json()["error"]["code"].as_str()), (404, Some("unknown_route")));
     let wrong = h.serve("GET", "/v1/images/generations", None, "", vec![]);
-    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET, POST, OPTIONS")));
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
+    let wrong = h.serve("POST", "/v1/models", None, "", vec![]);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET, OPTIONS")));
 }

@@ -1,5 +1,5 @@
 //! Upstream calls with the runtime's `fetch`, an `AbortController` raced against a timer, and
-//! answer bodies that are inspected without being copied on their way to the client.
+//! answer bodies that are inspected without being copied whole on their way to the client.
 //!
 //! This talks to `web_sys` directly: the `worker` crate's request and response wrappers read
 //! properties (`cf`, `websocket`) the gateway never uses, on every request.
@@ -14,13 +14,34 @@ use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, Response, WorkerGlobalScope, WritableStream};
-use worker::Delay;
+use web_sys::{
+    AbortController, Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response,
+    WorkerGlobalScope, WritableStream,
+};
+use worker::{Date, Delay};
 
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 /// The largest answer of known length read whole (one native call) rather than streamed.
-const WHOLE_ANSWER_BYTES: usize = 64 * 1024;
+const WHOLE_ANSWER_BYTES: u64 = 64 * 1024;
+/// The most bytes copied into wasm per inspection step; the core rarely needs more than one.
+const INSPECTION_WINDOW: u32 = 4 * 1024;
+
+#[wasm_bindgen]
+extern "C" {
+    /// workerd's native byte pipe of a declared length: the response keeps its Content-Length.
+    type FixedLengthStream;
+    #[wasm_bindgen(constructor)]
+    fn new(length: f64) -> FixedLengthStream;
+    #[wasm_bindgen(method, getter)]
+    fn readable(this: &FixedLengthStream) -> ReadableStream;
+    #[wasm_bindgen(method, getter)]
+    fn writable(this: &FixedLengthStream) -> WritableStream;
+    /// workerd's native byte pipe, for answers of unknown length (same shape as the above).
+    type IdentityTransformStream;
+    #[wasm_bindgen(constructor)]
+    fn new() -> IdentityTransformStream;
+}
 
 /// Upstream calls with the runtime's `fetch`.
 pub struct WorkerUpstream;
@@ -38,6 +59,7 @@ impl Upstream for WorkerUpstream {
     type Body = WorkerBody;
 
     async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<WorkerBody>, TransportError> {
+        let deadline_ms = Date::now().as_millis() + limit_ms;
         let headers = Headers::new().map_err(failure)?;
         for (name, value) in &request.headers {
             headers
@@ -50,38 +72,81 @@ impl Upstream for WorkerUpstream {
         init.set_headers(&headers);
         init.set_body(&Uint8Array::from(request.body.as_slice()));
         init.set_signal(Some(&controller.signal()));
+        // A redirect would re-send the prompt (and any credential headers) to another host; the
+        // core treats a 3xx as a bad upstream answer instead.
+        init.set_redirect(RequestRedirect::Manual);
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let mut controller = Some(controller);
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
         let response: Response = within(&mut controller, limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
-        let retry_after = response.headers().get("retry-after").ok().flatten();
-        Ok(UpstreamReply { status: response.status(), retry_after, body: WorkerBody { source: Source::of(response), controller } })
+        let (status, retry_after) = (response.status(), response.headers().get("retry-after").ok().flatten());
+        let body = WorkerBody { source: Source::of(response), inspected: Inspected::default(), controller, deadline_ms };
+        Ok(UpstreamReply { status, retry_after, body })
     }
 }
 
-/// An upstream answer's body. Small answers of known length are read whole and delivered as
-/// bytes. Larger ones are read only as far as the core needs to inspect them; the chunks read go
-/// out first, then the runtime pipes the unread rest natively, never through wasm.
+/// An upstream answer's body.
+///
+/// Small answers of known length are read whole in one native call and sent on as that same
+/// buffer. Larger ones are read only as far as the core inspects them; the chunks read go out
+/// first, then the runtime pipes the unread rest natively, never through wasm. Either way the
+/// core sees at most [`INSPECTION_WINDOW`] bytes per step, copied from the runtime's buffers.
+///
+/// Dropped without being delivered (an error answer, a rejected 200), it aborts the upstream
+/// request. Delivered, it keeps enforcing the request deadline while the rest streams.
 pub struct WorkerBody {
     source: Source,
+    inspected: Inspected,
     controller: Option<AbortController>,
+    /// When the request's deadline passes, in Unix milliseconds (updated by each read's limit).
+    deadline_ms: u64,
 }
 
 enum Source {
-    /// Read whole on first use.
-    Whole { response: Response, bytes: Option<Vec<u8>> },
-    /// Streamed: the chunks read to inspect it are kept, as the runtime's own buffers, to be sent
-    /// ahead of the unread rest.
-    Stream { stream: ReadableStream, length: Option<u64>, reader: Option<ReadableStreamDefaultReader>, read: Vec<Uint8Array>, finished: bool },
+    /// Small, of known length: read whole on first use.
+    Whole(Response),
+    /// Streamed; `length` is the exact length when the upstream declared one for an unencoded body.
+    Stream { stream: ReadableStream, length: Option<u64>, reader: Option<ReadableStreamDefaultReader> },
     Empty,
+}
+
+/// The chunks taken from the runtime so far, and how far the core has looked into them.
+#[derive(Default)]
+struct Inspected {
+    chunks: Vec<Uint8Array>,
+    chunk: usize,
+    offset: u32,
+    finished: bool,
+}
+
+impl Inspected {
+    /// The next window of what was taken and not yet shown to the core.
+    fn next_window(&mut self) -> Option<Vec<u8>> {
+        while let Some(chunk) = self.chunks.get(self.chunk) {
+            let end = chunk.length().min(self.offset + INSPECTION_WINDOW);
+            if self.offset < end {
+                let window = chunk.subarray(self.offset, end).to_vec();
+                self.offset = end;
+                return Some(window);
+            }
+            self.chunk += 1;
+            self.offset = 0;
+        }
+        None
+    }
 }
 
 impl Source {
     fn of(response: Response) -> Self {
-        let length = response.headers().get("content-length").ok().flatten().and_then(|len| len.parse::<u64>().ok());
+        let headers = response.headers();
+        let header = |name: &str| headers.get(name).ok().flatten();
+        // The runtime decodes gzip and brotli but keeps the encoded Content-Length, so a length
+        // is only trusted for an unencoded body.
+        let encoded = header("content-encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        let length = header("content-length").and_then(|len| len.parse::<u64>().ok()).filter(|_| !encoded);
         match response.body() {
-            Some(_) if length.is_some_and(|len| len <= WHOLE_ANSWER_BYTES as u64) => Source::Whole { response, bytes: None },
-            Some(stream) => Source::Stream { stream, length, reader: None, read: Vec::new(), finished: false },
+            Some(_) if length.is_some_and(|len| len <= WHOLE_ANSWER_BYTES) => Source::Whole(response),
+            Some(stream) => Source::Stream { stream, length, reader: None },
             None => Source::Empty,
         }
     }
@@ -89,58 +154,86 @@ impl Source {
 
 /// How the edge sends a relayed body on.
 pub enum Delivery {
-    Bytes(Vec<u8>),
+    Buffer(Uint8Array),
     Stream(ReadableStream),
     /// `readable` is fed by `pump`, which must be kept running (`waitUntil`) until it ends.
     Piped { readable: ReadableStream, pump: Pin<Box<dyn Future<Output = ()>>> },
     Empty,
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// workerd's native byte pipe of a declared length: the response keeps its Content-Length.
-    type FixedLengthStream;
-    #[wasm_bindgen(constructor)]
-    fn new(length: f64) -> FixedLengthStream;
-    /// workerd's native byte pipe.
-    type IdentityTransformStream;
-    #[wasm_bindgen(constructor)]
-    fn new() -> IdentityTransformStream;
-    #[wasm_bindgen(method, getter)]
-    fn readable(this: &FixedLengthStream) -> ReadableStream;
-    #[wasm_bindgen(method, getter)]
-    fn writable(this: &FixedLengthStream) -> WritableStream;
-}
-
 impl WorkerBody {
     /// The whole answer, from its first byte, ready for the response.
-    pub fn into_delivery(self) -> Delivery {
-        match self.source {
-            Source::Whole { bytes: Some(bytes), .. } => Delivery::Bytes(bytes),
-            Source::Whole { response, bytes: None } => response.body().map_or(Delivery::Empty, Delivery::Stream),
+    pub fn into_delivery(mut self) -> Delivery {
+        let source = std::mem::replace(&mut self.source, Source::Empty);
+        let chunks = std::mem::take(&mut self.inspected.chunks);
+        // Delivered: no longer aborted on drop. Only a piped answer still needs it, for the deadline.
+        let mut controller = self.controller.take();
+        match source {
+            Source::Whole(response) => match chunks.into_iter().next() {
+                Some(whole) => Delivery::Buffer(whole),
+                None => response.body().map_or(Delivery::Empty, Delivery::Stream),
+            },
             Source::Stream { stream, reader: None, .. } => Delivery::Stream(stream),
-            Source::Stream { stream, length, reader: Some(reader), read, .. } => {
+            Source::Stream { stream, length, reader: Some(reader) } => {
                 reader.release_lock();
                 let pipe: FixedLengthStream = match length {
                     Some(length) => FixedLengthStream::new(length as f64),
                     None => IdentityTransformStream::new().unchecked_into(),
                 };
                 let (readable, writable) = (pipe.readable(), pipe.writable());
+                let limit_ms = self.deadline_ms.saturating_sub(Date::now().as_millis());
                 let pump = async move {
                     let Ok(writer) = writable.get_writer() else { return };
-                    for chunk in &read {
+                    for chunk in &chunks {
                         if JsFuture::from(writer.write_with_chunk(chunk)).await.is_err() {
                             return;
                         }
                     }
                     writer.release_lock();
-                    // Fails only when the client went away or the upstream broke off; the
-                    // runtime ends the client's stream accordingly.
-                    let _ = JsFuture::from(stream.pipe_to(&writable)).await;
+                    // The deadline still holds: past it, the upstream request is aborted and the
+                    // client's stream ends in an error rather than hanging. Other failures mean
+                    // the client went away or the upstream broke off; the runtime ends the
+                    // client's stream accordingly.
+                    let piped = JsFuture::from(stream.pipe_to(&writable));
+                    let _ = within(&mut controller, limit_ms, async { piped.await.map_err(failure) }).await;
                 };
                 Delivery::Piped { readable, pump: Box::pin(pump) }
             }
             Source::Empty => Delivery::Empty,
+        }
+    }
+
+    /// Takes the next chunk from the runtime; `false` at the end of the body.
+    async fn take_chunk(&mut self, limit_ms: u64) -> Result<bool, TransportError> {
+        let WorkerBody { source, inspected, controller, .. } = self;
+        match source {
+            Source::Empty => Ok(false),
+            Source::Whole(_) if !inspected.chunks.is_empty() => Ok(false),
+            Source::Whole(response) => {
+                let read = JsFuture::from(response.array_buffer().map_err(failure)?);
+                let buffer = within(controller, limit_ms, async { read.await.map_err(failure) }).await?;
+                inspected.chunks.push(Uint8Array::new(&buffer));
+                Ok(true)
+            }
+            Source::Stream { stream, reader, .. } => {
+                let reader = reader.get_or_insert_with(|| stream.get_reader().unchecked_into());
+                let next = JsFuture::from(reader.read());
+                let result = within(controller, limit_ms, async { next.await.map_err(failure) }).await?;
+                if Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+                    return Ok(false);
+                }
+                let chunk = Reflect::get(&result, &JsValue::from_str("value")).map_err(failure)?;
+                inspected.chunks.push(chunk.unchecked_into());
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl Drop for WorkerBody {
+    fn drop(&mut self) {
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
         }
     }
 }
@@ -166,29 +259,14 @@ async fn within<T>(
 
 impl UpstreamBody for WorkerBody {
     async fn next_chunk(&mut self, limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        let WorkerBody { source, controller } = self;
-        match source {
-            Source::Whole { bytes: Some(_), .. } | Source::Empty | Source::Stream { finished: true, .. } => Ok(None),
-            Source::Whole { response, bytes: bytes @ None } => {
-                let read = JsFuture::from(response.array_buffer().map_err(failure)?);
-                let buffer = within(controller, limit_ms, async { read.await.map_err(failure) }).await?;
-                let whole = Uint8Array::new(&buffer).to_vec();
-                *bytes = Some(whole.clone());
-                Ok(Some(whole))
+        self.deadline_ms = Date::now().as_millis() + limit_ms;
+        loop {
+            if let Some(window) = self.inspected.next_window() {
+                return Ok(Some(window));
             }
-            Source::Stream { stream, reader, read, finished, .. } => {
-                let reader = reader.get_or_insert_with(|| stream.get_reader().unchecked_into());
-                let next = JsFuture::from(reader.read());
-                let result = within(controller, limit_ms, async { next.await.map_err(failure) }).await?;
-                let done = Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true);
-                if done {
-                    *finished = true;
-                    return Ok(None);
-                }
-                let chunk: Uint8Array = Reflect::get(&result, &JsValue::from_str("value")).map_err(failure)?.unchecked_into();
-                let copy = chunk.to_vec();
-                read.push(chunk);
-                Ok(Some(copy))
+            if self.inspected.finished || !self.take_chunk(limit_ms).await? {
+                self.inspected.finished = true;
+                return Ok(None);
             }
         }
     }

@@ -7,8 +7,8 @@ use worker::Context;
 use super::fetch::{Delivery, WorkerBody};
 use crate::http::{Reply, ReplyBody};
 
-/// The runtime response for `reply`. A relayed answer goes out as the runtime received it: bytes
-/// for a small answer, otherwise the upstream stream itself, piped natively to the client.
+/// The runtime response for `reply`. A relayed answer goes out as the runtime received it: the
+/// same buffer for a small answer, otherwise a native pipe from the upstream stream.
 pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context) -> Result<Response, JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &reply.headers {
@@ -21,7 +21,7 @@ pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context) -> Result<Response
         ReplyBody::Empty => return Response::new_with_opt_str_and_init(None, &init),
         ReplyBody::Bytes(bytes) => bytes,
         ReplyBody::Relay(body) => match body.into_delivery() {
-            Delivery::Bytes(bytes) => bytes,
+            Delivery::Buffer(buffer) => return Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init),
             Delivery::Stream(stream) => return Response::new_with_opt_readable_stream_and_init(Some(&stream), &init),
             Delivery::Piped { readable, pump } => {
                 ctx.wait_until(pump);

@@ -48,7 +48,8 @@ pub struct EnvSecrets<'e>(pub &'e Env);
 
 impl Secrets for EnvSecrets<'_> {
     fn get(&self, name: &str) -> Option<Secret> {
-        self.0.secret(name).ok().map(|value| Secret::new(value.to_string()))
+        // Trimmed as the runtime trims header values, so redaction finds the key as it was sent.
+        self.0.secret(name).ok().map(|value| Secret::new(value.to_string().trim()))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::cell::OnceCell;
 use std::rc::Rc;
 
+use wasm_bindgen::JsValue;
 use worker::{console_warn, Env};
 
 use crate::auth::KeySet;
@@ -25,13 +26,18 @@ pub fn load(env: &Env) -> Rc<Result<Settings, String>> {
 }
 
 fn read(env: &Env) -> Result<Settings, String> {
-    // IMAGEGATE_CONFIG may be a JSON string or a TOML table in wrangler.toml's [vars].
-    let config = match env.var("IMAGEGATE_CONFIG") {
-        Ok(text) => Config::from_json(&text.to_string())?,
-        Err(_) => match env.object_var::<serde_json::Value>("IMAGEGATE_CONFIG") {
-            Ok(table) => Config::from_json(&table.to_string())?,
-            Err(_) => Config::embedded_default(),
-        },
+    // IMAGEGATE_CONFIG may be a JSON string or a table in wrangler.toml's [vars]; only when it
+    // is not set at all does the embedded default apply.
+    let binding = js_sys::Reflect::get(env, &JsValue::from_str("IMAGEGATE_CONFIG")).unwrap_or(JsValue::UNDEFINED);
+    let config = if binding.is_undefined() {
+        Config::embedded_default()
+    } else if let Some(text) = binding.as_string() {
+        Config::from_json(&text)?
+    } else if binding.is_object() && !js_sys::Array::is_array(&binding) {
+        let text = js_sys::JSON::stringify(&binding).map(String::from).unwrap_or_default();
+        Config::from_json(&text)?
+    } else {
+        return Err("IMAGEGATE_CONFIG must be a JSON string or a table of settings".to_owned());
     };
     let keys = env
         .secret("IMAGEGATE_KEYS")

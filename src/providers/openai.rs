@@ -14,8 +14,6 @@ const MAX_MESSAGE_CHARS: usize = 500;
 /// Builds the upstream request: the client's request with `model` set to the upstream's name.
 pub fn build_request(provider: &ProviderConfig, model: &ModelConfig, request: &ImageRequest, key: Secret) -> UpstreamRequest {
     let base = provider.base_url.as_deref().expect("validated: openai providers have a base_url");
-    let mut upstream = request.clone();
-    upstream.model = Some(model.upstream_name().to_owned());
     let mut headers = vec![
         ("content-type".to_owned(), HeaderValue::Plain("application/json".to_owned())),
         ("authorization".to_owned(), HeaderValue::Secret(Secret::new(format!("Bearer {}", key.expose())))),
@@ -24,7 +22,7 @@ pub fn build_request(provider: &ProviderConfig, model: &ModelConfig, request: &I
     UpstreamRequest {
         url: format!("{}/images/generations", base.trim_end_matches('/')),
         headers,
-        body: serde_json::to_vec(&upstream).expect("the request is always serialisable"),
+        body: serde_json::to_vec(&request.for_model(model.upstream_name())).expect("the request is always serialisable"),
     }
 }
 

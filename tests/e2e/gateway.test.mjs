@@ -102,6 +102,17 @@ describe('generation through the official OpenAI client', () => {
     assert.equal(mock.callsFor('big').length, 1);
   });
 
+  test('large answers of unknown length and compressed answers arrive intact and decoded', async () => {
+    const digest = (text) => createHash('sha256').update(text).digest('hex');
+    for (const model of ['big-chunked', 'big-gzip']) {
+      const res = await post({ model: `mock/${model}`, prompt: 'large' });
+      assert.equal(res.status, 200, model);
+      assert.equal(digest(await res.text()), digest(BIG_ANSWER), model);
+    }
+    const small = await client().images.generate({ model: 'mock/small-gzip', prompt: 'x' });
+    assert.equal(small.data[0].b64_json, Buffer.from('tiny image').toString('base64'));
+  });
+
   test('models are listed in the OpenAI list shape', async () => {
     const ids = [];
     for await (const model of client().models.list()) ids.push(model.id);
@@ -192,6 +203,36 @@ describe('upstream failures', () => {
     }
     const limited = await post({ model: 'mock/rate-limited', prompt: 'x' });
     assert.equal(limited.headers.get('retry-after'), '1');
+  });
+});
+
+describe('upstreams that misbehave', () => {
+  test('an answer that stalls after its first bytes is cut off at the deadline', { timeout: 20_000 }, async () => {
+    const started = Date.now();
+    // The status has gone when the stall begins, so the client sees a broken answer: a failed
+    // fetch or a body that errors or ends short, never a hang and never a complete answer.
+    const outcome = await post({ model: 'mock/stall', prompt: 'x' })
+      .then((res) => res.text())
+      .then((text) => text, (error) => `broken: ${error.message}`);
+    const elapsed = Date.now() - started;
+    assert.ok(outcome.startsWith('broken') || outcome.length < BIG_ANSWER.length, 'the client never sees a complete answer');
+    assert.ok(elapsed < 6_000, `the stream ended after ${elapsed} ms, near the ${DEADLINE_MS} ms deadline`);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(mock.callsFor('stall')[0].aborted, true, 'the gateway aborted the upstream call');
+  });
+
+  test('a provider message that echoes our key has the key redacted', async () => {
+    const res = await post({ model: 'mock/echo-key', prompt: 'x' });
+    const body = await res.json();
+    assert.equal(res.status, 400);
+    assert.match(body.error.message, /Invalid size for key \*\*\*\*\*/);
+  });
+
+  test('an upstream redirect is not followed', async () => {
+    const res = await post({ model: 'mock/redirect', prompt: 'x' });
+    assert.equal(res.status, 502);
+    assert.equal(mock.calls.filter((c) => c.path.endsWith('/elsewhere')).length, 0);
+    assert.equal(mock.callsFor('redirect').length, 1);
   });
 });
 

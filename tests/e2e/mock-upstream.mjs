@@ -3,6 +3,7 @@
 // call is recorded so tests can count exactly how many upstream calls a request cost.
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 
 /** A 2 MB b64_json answer, the same bytes for every call. */
 export const BIG_ANSWER = JSON.stringify({
@@ -11,6 +12,13 @@ export const BIG_ANSWER = JSON.stringify({
 });
 
 const SMALL_IMAGE = Buffer.from('tiny image').toString('base64');
+const SMALL_ANSWER = JSON.stringify({ created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: { total_tokens: 3 } });
+
+function gzipped(res, body) {
+  const compressed = gzipSync(body);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': compressed.length });
+  res.end(compressed);
+}
 
 const behaviours = {
   ok: (res) => json(res, 200, { created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: { total_tokens: 3 } }),
@@ -20,7 +28,22 @@ const behaviours = {
     for (let i = 0; i < BIG_ANSWER.length; i += 65536) res.write(BIG_ANSWER.slice(i, i + 65536));
     res.end();
   },
+  // No content-length: chunked transfer encoding.
+  'big-chunked': (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    for (let i = 0; i < BIG_ANSWER.length; i += 65536) res.write(BIG_ANSWER.slice(i, i + 65536));
+    res.end();
+  },
+  'big-gzip': (res) => gzipped(res, BIG_ANSWER),
+  'small-gzip': (res) => gzipped(res, SMALL_ANSWER),
   slow: (res) => { setTimeout(() => behaviours.ok(res), 10_000).unref(); },
+  // Starts a large answer, then stops sending: the gateway must not hang past its deadline.
+  stall: (res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': BIG_ANSWER.length });
+    res.write(BIG_ANSWER.slice(0, 200_000));
+  },
+  'echo-key': (res, call) => json(res, 400, { error: { message: `Invalid size for key ${call.authorization?.replace('Bearer ', '')}`, type: 'invalid_request_error' } }),
+  redirect: (res) => { res.writeHead(307, { location: '/v1/images/generations/elsewhere' }); res.end(); },
   empty: (res) => json(res, 200, { created: 1700000000, data: [] }),
   malformed: (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"created": 17, "da'); },
   'rate-limited': (res) => json(res, 429, { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } }, { 'retry-after': '1' }),
