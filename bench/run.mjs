@@ -5,7 +5,8 @@
 // bench/results/latest.{md,svg,json}. Every process it starts is stopped at the end, however it ends.
 //
 // Usage: node bench/run.mjs [--seconds N] [--quick]   (`make bench` runs bench/setup.sh first)
-// --quick measures only the relay and imagegate and writes no results: for trying changes.
+// --quick measures only the relay and imagegate, writes no results, and takes --scenarios 1,3 to
+// run only some scenarios (numbered from 1): for trying changes.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,8 @@ const RESULTS = path.join(ROOT, 'bench/results');
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 5;
 const QUICK = process.argv.includes('--quick');
+const scenariosArg = process.argv.indexOf('--scenarios');
+const ONLY = scenariosArg > 0 ? process.argv[scenariosArg + 1].split(',').map(Number) : null;
 const SCENARIOS = [
   { name: 'small answer, concurrency 1', answer: 'small', connections: 1 },
   { name: 'small answer, concurrency 32', answer: 'small', connections: 32 },
@@ -75,7 +78,8 @@ async function main() {
   const imagegate = await startImagegate(RUN, upstream, bundle);
   const targets = QUICK ? [relay, imagegate] : [upstream, relay, imagegate, await startPortkey(RUN, upstream)];
   const results = {};
-  for (const scenario of SCENARIOS) {
+  for (const [index, scenario] of SCENARIOS.entries()) {
+    if (QUICK && ONLY && !ONLY.includes(index + 1)) continue;
     results[scenario.name] = {};
     for (const target of targets) {
       const figures = measure(target, scenario);

@@ -3,6 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
+import { CPU, pinned } from './processes.mjs';
+
 function toMs(value, unit) {
   return Number(value) * { us: 0.001, ms: 1, s: 1000, m: 60000 }[unit];
 }
@@ -16,7 +18,8 @@ export function load({ url, headers, body, connections, seconds, scriptPath }) {
   const headerLines = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n');
   writeFileSync(scriptPath, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(JSON.stringify(body))}\n${headerLines}\n`);
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '30s', '--latency', '-s', scriptPath, url];
-  const output = execFileSync('wrk', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: (seconds + 60) * 1000 });
+  const [program, programArgs] = pinned(CPU.load, 'wrk', args);
+  const output = execFileSync(program, programArgs, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: (seconds + 60) * 1000 });
   const latency = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(output);
     return m ? toMs(m[1], m[2]) : NaN;

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 
 const children = [];
@@ -26,11 +27,22 @@ export async function freePort() {
   return port;
 }
 
+/**
+ * The CPU a process is pinned to (`taskset`), so that the server measured and the load
+ * generator do not steal each other's core: servers on the first CPU, everything else on the
+ * second. Unpinned on a single-CPU machine.
+ */
+export const CPU = { server: '0', load: '1' };
+export function pinned(cpu, command, args) {
+  return os.cpus().length > 1 ? ['taskset', ['-c', cpu, command, ...args]] : [command, args];
+}
+
 /** Starts a server, logging to `<logDir>/<name>.log`; resolves once `probe.url` answers. */
-export async function start({ name, logDir, command, args, probe, env = {} }) {
+export async function start({ name, logDir, command, args, probe, env = {}, cpu = CPU.server }) {
   const log = path.join(logDir, `${name}.log`);
   const out = openSync(log, 'w');
-  const child = spawn(command, args, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, ...env } });
+  const [program, programArgs] = pinned(cpu, command, args);
+  const child = spawn(program, programArgs, { detached: true, stdio: ['ignore', out, out], env: { ...process.env, ...env } });
   children.push(child);
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {

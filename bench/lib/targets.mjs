@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { freePort, start } from './processes.mjs';
+import { CPU, freePort, start } from './processes.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKERD = path.join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
@@ -62,7 +62,7 @@ export async function startUpstream(runDir) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const child = await start({
-    name: 'upstream', logDir: runDir, command: UPSTREAM_BIN, args: [String(port)],
+    name: 'upstream', logDir: runDir, command: UPSTREAM_BIN, args: [String(port)], cpu: CPU.load,
     probe: { url: `${base}/small/v1/images/generations`, init: { method: 'POST', body: '{}' } },
   });
   return {
