@@ -18,10 +18,10 @@ export function chart({ title, scenarios, targets, results }) {
   svg += `<text x="${left}" y="20" font-size="15" font-weight="bold">${title}</text>\n`;
   panels.forEach(([panelTitle, key, digits], p) => {
     const y0 = top + p * (panelHeight + 60) + 20;
-    const max = Math.max(...scenarios.flatMap((s) => targets.map((t) => results[s.name][t.name][key]).filter(Number.isFinite)));
-    svg += `<text x="${left}" y="${y0 - 6}" font-weight="bold">${panelTitle} (bars scaled per panel)</text>\n`;
+    svg += `<text x="${left}" y="${y0 - 6}" font-weight="bold">${panelTitle}; each scenario's bars are scaled to its own largest value</text>\n`;
     svg += `<line x1="${left}" y1="${y0 + panelHeight}" x2="${width - 20}" y2="${y0 + panelHeight}" stroke="#333"/>\n`;
     scenarios.forEach((scenario, i) => {
+      const max = Math.max(...targets.map((t) => results[scenario.name][t.name][key]).filter(Number.isFinite));
       const gx = left + i * groupWidth + 15;
       targets.forEach((target, j) => {
         const value = results[scenario.name][target.name][key];
