@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod fields;
 pub mod http;
 pub mod log;
 pub mod pipeline;

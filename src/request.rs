@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::fields::{one_of, optional_int, optional_string};
 
 /// The longest prompt accepted, in characters (the largest any OpenAI image model takes).
 pub const MAX_PROMPT_CHARS: usize = 32_000;
@@ -178,79 +179,6 @@ fn check_content_type(content_type: Option<&str>) -> Result<(), GatewayError> {
                 content_type.map_or("missing".to_owned(), |ct| format!("'{ct}'"))
             ),
         )),
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn wrong_type(param: &str, expected: &str, got: &Value) -> GatewayError {
-    GatewayError::invalid_param(
-        param,
-        format!("Invalid type for '{param}': expected {expected}, but got {}.", type_name(got)),
-    )
-    .with_code("invalid_type")
-}
-
-/// Removes `param` from the body; JSON `null` counts as absent, as in the OpenAI API.
-fn take(fields: &mut Map<String, Value>, param: &str) -> Option<Value> {
-    fields.remove(param).filter(|v| !v.is_null())
-}
-
-fn optional_string(fields: &mut Map<String, Value>, param: &str) -> Result<Option<String>, GatewayError> {
-    match take(fields, param) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(wrong_type(param, "a string", &other)),
-    }
-}
-
-fn one_of(
-    fields: &mut Map<String, Value>,
-    param: &str,
-    allowed: &[&str],
-) -> Result<Option<String>, GatewayError> {
-    let Some(value) = optional_string(fields, param)? else { return Ok(None) };
-    if allowed.contains(&value.as_str()) {
-        Ok(Some(value))
-    } else {
-        Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': '{value}'. Supported values are: '{}'.", allowed.join("', '")),
-        ))
-    }
-}
-
-/// An integer in `min..=max`; integral floats such as `2.0` are accepted.
-fn optional_int(
-    fields: &mut Map<String, Value>,
-    param: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, GatewayError> {
-    let Some(value) = take(fields, param) else { return Ok(None) };
-    let Value::Number(number) = &value else { return Err(wrong_type(param, "an integer", &value)) };
-    // Whole numbers may arrive as floats (`2.0`); huge ones are whole but out of range.
-    let whole = number.as_i64().map(|i| i as f64).or_else(|| number.as_f64()).filter(|f| f.fract() == 0.0);
-    match whole {
-        Some(f) if f >= min as f64 && f <= max as f64 => Ok(Some(f as i64)),
-        Some(_) => Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': {number}. It must be between {min} and {max}."),
-        )),
-        None => Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': {number}. It must be a whole number."),
-        )
-        .with_code("invalid_type")),
     }
 }
 
