@@ -14,6 +14,7 @@ pub mod fields;
 pub mod http;
 pub mod log;
 pub mod pipeline;
+pub mod policy;
 pub mod png;
 pub mod providers;
 pub mod request;

@@ -104,6 +104,16 @@ pub fn parse_generation(
     body: &[u8],
     max_body_bytes: usize,
 ) -> Result<ImageRequest, GatewayError> {
+    image_request(parse_body(content_type, body, max_body_bytes)?)
+}
+
+/// The body as a JSON object: 415 unless JSON, 413 over `max_body_bytes`, 400 when malformed or
+/// not an object.
+pub fn parse_body(
+    content_type: Option<&str>,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<Map<String, Value>, GatewayError> {
     check_content_type(content_type)?;
     if body.len() > max_body_bytes {
         return Err(body_too_large(max_body_bytes));
@@ -115,13 +125,16 @@ pub fn parse_generation(
         )
         .with_code("invalid_json")
     })?;
-    let Value::Object(mut fields) = value else {
-        return Err(GatewayError::new(
-            ErrorKind::InvalidRequest,
-            "The request body must be a JSON object.",
-        )
-        .with_code("invalid_json"));
-    };
+    match value {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(GatewayError::new(ErrorKind::InvalidRequest, "The request body must be a JSON object.")
+            .with_code("invalid_json")),
+    }
+}
+
+/// The OpenAI Images fields of a body object; any field left over is a 400 naming it, so
+/// extension fields must be taken out first (see [`crate::policy::take_router_fields`]).
+pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, GatewayError> {
     let request = ImageRequest {
         prompt: prompt(&mut fields)?,
         model: optional_string(&mut fields, "model")?,
