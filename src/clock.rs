@@ -1,9 +1,22 @@
-//! Time, injected: the wasm build reads the runtime's clock, tests use a fake one.
+//! Time and chance, injected: the wasm build uses the runtime's clock, timers and randomness;
+//! tests use fakes, so backoff, deadlines and weighted choice are tested exactly.
 
-/// A source of the current time.
+use std::future::Future;
+use std::pin::Pin;
+
+/// A source of the current time, and a way to wait.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Waits `ms` milliseconds (a backoff before a retry).
+    fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+}
+
+/// A source of randomness for jitter and weighted choice.
+pub trait Random {
+    /// A number uniform in `[0, 1)`.
+    fn unit(&self) -> f64;
 }
 
 /// The instant by which the whole request must be answered.
@@ -33,6 +46,10 @@ mod tests {
     impl Clock for Fixed {
         fn now_ms(&self) -> u64 {
             self.0.get()
+        }
+        fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+            self.0.set(self.0.get() + ms);
+            Box::pin(async {})
         }
     }
 

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::policy::{take_router_fields, Policy, RouterFields};
 
 /// The configuration used when `IMAGEGATE_CONFIG` is not set: one model, rendered in the worker.
 pub const EMBEDDED_DEFAULT: &str = r#"{
@@ -41,6 +43,12 @@ pub struct Config {
     /// The model used when a request names none.
     #[serde(default)]
     pub default_model: Option<String>,
+    /// The routing policy for every model, in the request fields' shape (`retry`, `fallbacks`,
+    /// `fallback_on_codes`, `load_balancer`, `timeout`); a model's own `policy` overrides it.
+    #[serde(default, rename = "default_policy")]
+    default_policy_json: Option<Value>,
+    #[serde(skip)]
+    default_policy: RouterFields,
     /// Where requests can be sent.
     pub providers: Vec<ProviderConfig>,
     /// The public models, each served by one provider.
@@ -103,6 +111,11 @@ pub struct ModelConfig {
     /// Other names clients may use for it (e.g. `dall-e-3`).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// This model's routing policy, over `default_policy`.
+    #[serde(default, rename = "policy")]
+    policy_json: Option<Value>,
+    #[serde(skip)]
+    policy: RouterFields,
 }
 
 impl ModelConfig {
@@ -122,6 +135,18 @@ fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Reads a configured policy with the request fields' parser; errors name `at` and the field.
+fn read_policy(json: Option<Value>, at: &str) -> Result<RouterFields, String> {
+    let Some(json) = json else { return Ok(RouterFields::default()) };
+    let Value::Object(mut fields) = json else { return Err(format!("{at} must be an object")) };
+    let policy = take_router_fields(&mut fields, None)
+        .map_err(|e| format!("{at}.{}: {}", e.param.as_deref().unwrap_or(""), e.message))?;
+    match fields.keys().next() {
+        Some(unknown) => Err(format!("{at}.{unknown} is not a policy field")),
+        None => Ok(policy),
+    }
+}
+
 fn default_deadline_ms() -> u64 {
     DEFAULT_DEADLINE_MS
 }
@@ -133,10 +158,30 @@ fn default_max_body_bytes() -> usize {
 impl Config {
     /// Parses and validates a configuration; the error names the offending key.
     pub fn from_json(text: &str) -> Result<Config, String> {
-        let config: Config =
-            serde_json::from_str(text).map_err(|e| format!("IMAGEGATE_CONFIG is not valid: {e}"))?;
-        config.validate().map_err(|e| format!("IMAGEGATE_CONFIG is not valid: {e}"))?;
+        let invalid = |e: String| format!("IMAGEGATE_CONFIG is not valid: {e}");
+        let mut config: Config = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.default_policy = read_policy(config.default_policy_json.take(), "default_policy").map_err(invalid)?;
+        for (i, model) in config.models.iter_mut().enumerate() {
+            model.policy = read_policy(model.policy_json.take(), &format!("models[{i}].policy")).map_err(invalid)?;
+        }
+        config.validate().map_err(invalid)?;
         Ok(config)
+    }
+
+    /// The server's policy for `model`: built-in defaults, then `default_policy`, then the
+    /// model's own `policy`.
+    pub fn policy_for(&self, model: &ModelConfig) -> Policy {
+        Policy::default().with_request(&self.default_policy).with_request(&model.policy)
+    }
+
+    /// Checks that every model a policy may route to is configured: a 404 naming the field.
+    pub fn check_targets(&self, policy: &Policy) -> Result<(), GatewayError> {
+        let fallbacks = policy.fallbacks.iter().enumerate().map(|(i, m)| (format!("fallbacks[{i}].model"), m));
+        let balanced = policy.load_balancer.iter().enumerate().map(|(i, (m, _))| (format!("load_balancer.models[{i}].model"), m));
+        for (param, model) in fallbacks.chain(balanced) {
+            self.resolve_model(Some(model)).map_err(|e| GatewayError { param: Some(param), ..e })?;
+        }
+        Ok(())
     }
 
     /// The built-in configuration.
@@ -196,6 +241,14 @@ impl Config {
                 if name.is_empty() || !names.insert(name.as_str()) {
                     return Err(format!("{at}: model name '{name}' is empty or used twice"));
                 }
+            }
+        }
+        let policies = std::iter::once(("default_policy".to_owned(), &self.default_policy))
+            .chain(self.models.iter().enumerate().map(|(i, m)| (format!("models[{i}].policy"), &m.policy)));
+        for (at, fields) in policies {
+            let targets = fields.fallbacks.iter().flatten().chain(fields.load_balancer.iter().flatten().map(|(m, _)| m));
+            if let Some(unknown) = targets.into_iter().find(|m| !names.contains(m.as_str())) {
+                return Err(format!("{at} routes to '{unknown}', which is not a configured model or alias"));
             }
         }
         if let Some(default) = &self.default_model {
@@ -268,6 +321,25 @@ mod tests {
     }
 
     #[test]
+    fn model_policies_override_the_default_policy_which_overrides_the_built_in_one() {
+        let config = Config::from_json(
+            r#"{ "default_policy": {"retry": {"count": 1}, "timeout": {"call_timeout": 5000}},
+                 "providers": [{"id":"a","kind":"test_pattern"}],
+                 "models": [{"id":"a/x","provider":"a","policy":{"retry":{"count":0},"fallbacks":[{"model":"a/y"}]}},
+                            {"id":"a/y","provider":"a"}] }"#,
+        )
+        .unwrap();
+        let (x, _) = config.resolve_model(Some("a/x")).unwrap();
+        let (y, _) = config.resolve_model(Some("a/y")).unwrap();
+        let (px, py) = (config.policy_for(x), config.policy_for(y));
+        assert_eq!((px.retry_count, px.fallbacks.clone(), px.call_timeout_ms), (0, vec!["a/y".to_owned()], Some(5000)));
+        assert_eq!((py.retry_count, py.fallbacks.len(), py.retry_on), (1, 0, crate::policy::DEFAULT_RETRY_ON.to_vec()));
+        let bad = Policy { fallbacks: vec!["a/z".into()], ..Policy::default() };
+        let err = config.check_targets(&bad).unwrap_err();
+        assert_eq!((err.status(), err.param.as_deref()), (404, Some("fallbacks[0].model")));
+    }
+
+    #[test]
     fn mistakes_are_start_up_errors_naming_the_key() {
         let cases = [
             (openai_config(r#""deadline":5,"#), "deadline"),
@@ -311,6 +383,9 @@ mod tests {
                 "providers[0].headers.X-Ok",
             ),
             (openai_config(r#""cors":{"allowed_origins":["app.example.com"]},"#), "cors.allowed_origins[0]"),
+            (openai_config(r#""default_policy":{"retry":{"count":9}},"#), "default_policy.retry.count"),
+            (openai_config(r#""default_policy":{"fallbacks":[{"model":"nope"}]},"#), "default_policy routes to 'nope'"),
+            (openai_config(r#""default_policy":{"retries":1},"#), "default_policy.retries"),
             (openai_config(r#""cors":{"allowed_origins":["https://a.example","https://b.example/path"]},"#), "cors.allowed_origins[1]"),
         ];
         for (text, key) in cases {

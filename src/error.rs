@@ -125,12 +125,21 @@ pub struct GatewayError {
     pub retry_after: Option<String>,
     /// The methods the route allows (405 only).
     pub allow: Option<&'static str>,
+    /// Overrides the kind's [`ErrorKind::client_should_retry`] for `x-should-retry`.
+    pub client_retry: Option<bool>,
 }
 
 impl GatewayError {
     /// A new error of `kind` with a client-facing message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None, allow: None }
+        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None, allow: None, client_retry: None }
+    }
+
+    /// Marks this as the answer after the gateway's own retries and fallbacks: the client
+    /// should not retry it (`x-should-retry: false`), whatever its kind.
+    pub fn final_answer(mut self) -> Self {
+        self.client_retry = Some(false);
+        self
     }
 
     /// A 405 for a route that allows only `allow` (e.g. `"POST, OPTIONS"`).

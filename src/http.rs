@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 
 /// What the core needs from an incoming request's head.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct RequestHead {
     pub origin: Option<String>,
     /// The preflight's `Access-Control-Request-Headers`.
     pub access_control_request_headers: Option<String>,
+    /// The `x-imagegate-config` header: routing fields for clients that cannot add body fields.
+    pub imagegate_config: Option<String>,
 }
 
 /// The path of a serialised absolute URL (as the runtime gives it), without query or fragment.
@@ -59,9 +61,9 @@ impl<B> Reply<B> {
     /// `WWW-Authenticate` on 401.
     pub fn error(error: &GatewayError) -> Self {
         let mut reply = Reply::json(error.status(), error.body());
-        let retry = error.kind.client_should_retry();
+        let retry = error.client_retry.unwrap_or(error.kind.client_should_retry());
         reply.headers.push(("x-should-retry", retry.to_string()));
-        if let Some(retry_after) = error.retry_after.as_ref().filter(|_| retry) {
+        if let Some(retry_after) = error.retry_after.as_ref().filter(|_| matches!(error.kind, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
             reply.headers.push(("retry-after", retry_after.clone()));
         }
         if error.status() == 401 {

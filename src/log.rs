@@ -13,12 +13,16 @@ pub struct RequestLog {
     /// The label of the gateway key used, not the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The model that answered (the last one tried when none succeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// Upstream calls made (a local provider's render counts as one).
+    /// Attempts made (a local provider's render counts as one).
     pub attempts: u32,
+    /// Each attempt as `model;status;ms`, in order (also the `x-imagegate-attempts` header).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

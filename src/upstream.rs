@@ -57,6 +57,8 @@ pub struct UpstreamReply<B> {
     pub status: u16,
     /// The upstream's `retry-after` header, passed on to the client on 429.
     pub retry_after: Option<String>,
+    /// The upstream's `retry-after-ms` header (OpenAI's finer retry hint).
+    pub retry_after_ms: Option<String>,
     pub body: B,
 }
 

@@ -3,10 +3,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 
 use futures_executor::block_on;
 use imagegate::auth::{key_digest_hex, KeySet};
-use imagegate::clock::Clock;
+use imagegate::clock::{Clock, Random};
 use imagegate::config::Config;
 use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
@@ -18,10 +20,24 @@ use serde_json::{json, Value};
 const GATEWAY_KEY: &str = "sk-gateway-test";
 const PROVIDER_KEY: &str = "sk-provider-secret-value";
 
-struct FakeClock(Cell<u64>);
+/// A clock that only moves when the fakes say so; sleeps are recorded and pass instantly.
+struct FakeClock(Cell<u64>, RefCell<Vec<u64>>);
 impl Clock for FakeClock {
     fn now_ms(&self) -> u64 {
         self.0.get()
+    }
+    fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        self.1.borrow_mut().push(ms);
+        self.0.set(self.0.get() + ms);
+        Box::pin(async {})
+    }
+}
+
+/// A random source that always draws the same number (0.5 gives exact backoffs).
+struct FixedDraw(f64);
+impl Random for FixedDraw {
+    fn unit(&self) -> f64 {
+        self.0
     }
 }
 
@@ -70,6 +86,7 @@ impl<'c> Upstream for FakeUpstream<'c> {
         Ok(UpstreamReply {
             status: script.status,
             retry_after: script.retry_after.map(str::to_owned),
+            retry_after_ms: None,
             body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new() },
         })
     }
@@ -107,11 +124,13 @@ const CONFIG: &str = r#"{
   "providers": [
     {"id": "imagegate", "kind": "test_pattern"},
     {"id": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "MOCK_KEY"},
+    {"id": "backup", "kind": "openai", "base_url": "http://127.0.0.1:10/v1", "api_key_secret": "MOCK_KEY"},
     {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"}
   ],
   "models": [
     {"id": "imagegate/test-pattern", "provider": "imagegate"},
     {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"]},
+    {"id": "backup/m", "provider": "backup"},
     {"id": "keyless/m", "provider": "keyless"}
   ]
 }"#;
@@ -120,6 +139,7 @@ struct Harness {
     config: Config,
     keys: KeySet,
     clock: FakeClock,
+    draw: FixedDraw,
 }
 
 impl Harness {
@@ -127,14 +147,19 @@ impl Harness {
         Harness {
             config: Config::from_json(CONFIG).unwrap(),
             keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
-            clock: FakeClock(Cell::new(1_700_000_000_000)),
+            clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
+            draw: FixedDraw(0.5),
         }
     }
 
     /// Serves one request against `script`; returns the status, headers, body and upstream calls.
     fn serve(&self, method: &str, path: &str, auth: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        self.serve_with(method, path, auth, None, body, script)
+    }
+
+    fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
         let upstream = FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()) };
-        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock };
+        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock, random: &self.draw };
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
@@ -142,6 +167,7 @@ impl Harness {
             authorization: auth.map(str::to_owned),
             origin: Some("https://app.example".into()),
             access_control_request_headers: None,
+            imagegate_config: config_header.map(str::to_owned),
         };
         let Handled { reply, log } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
         let body = match reply.body {
@@ -213,7 +239,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, status: 200, retry_after: None, chunks: vec![head.clone(), big, tail] };
     let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
-    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock };
+    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock, random: &h.draw };
     let head_req = RequestHead {
         method: "POST".into(),
         path: "/v1/images/generations".into(),
@@ -279,24 +305,24 @@ fn upstream_failures_map_to_gateway_errors_after_exactly_one_call() {
     let h = Harness::new();
     let rate_limited = Script { retry_after: Some("12"), ..answer(429, r#"{"error":{"message":"slow down"}}"#) };
     let cases = [
-        (rate_limited, 429, "true"),
-        (answer(401, r#"{"error":{"message":"Incorrect API key provided: sk-pro***lue"}}"#), 502, "false"),
-        (answer(500, "<html>oops</html>"), 502, "false"),
-        (answer(503, "{}"), 529, "true"),
-        (answer(200, r#"{"created":1,"data":[]}"#), 502, "false"),
-        (answer(200, r#"{"created":1}"#), 502, "false"),
-        (answer(200, r#"{"created":1,"da"#), 502, "false"),
-        (answer(200, "not json"), 502, "false"),
+        (rate_limited, 429),
+        (answer(401, r#"{"error":{"message":"Incorrect API key provided: sk-pro***lue"}}"#), 502),
+        (answer(500, "<html>oops</html>"), 502),
+        (answer(503, "{}"), 529),
+        (answer(200, r#"{"created":1,"data":[]}"#), 502),
+        (answer(200, r#"{"created":1}"#), 502),
+        (answer(200, r#"{"created":1,"da"#), 502),
+        (answer(200, "not json"), 502),
     ];
-    for (script, status, retry) in cases {
-        let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![script]);
+    for (script, status) in cases {
+        let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":0}}"#, vec![script]);
         assert_eq!(served.status, status, "{}", served.everything_sent());
-        assert_eq!(served.header("x-should-retry"), Some(retry), "{status}");
+        assert_eq!(served.header("x-should-retry"), Some("false"), "{status}: the gateway has done the retrying");
         assert_eq!(served.calls.len(), 1);
         assert!(served.json()["error"]["message"].is_string());
         assert!(!served.everything_sent().contains("sk-pro"), "no part of our key: {}", served.everything_sent());
     }
-    let limited = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![Script { retry_after: Some("12"), ..answer(429, "{}") }]);
+    let limited = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":0}}"#, vec![Script { retry_after: Some("12"), ..answer(429, "{}") }]);
     assert_eq!(limited.header("retry-after"), Some("12"));
 }
 
@@ -325,7 +351,7 @@ fn models_lists_ids_and_aliases_for_authenticated_callers() {
     let h = Harness::new();
     let served = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     let ids: Vec<String> = served.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "keyless/m"]);
+    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "backup/m", "keyless/m"]);
     assert_eq!(served.json()["object"], "list");
     assert_eq!(h.serve("GET", "/v1/models", None, "", vec![]).status, 401);
 }
@@ -343,4 +369,144 @@ fn health_preflight_and_unknown_routes() {
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
     let wrong = h.serve("POST", "/v1/models", None, "", vec![]);
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET, OPTIONS")));
+}
+
+// ---- The routing policy: retries, fallbacks, weights, timeouts (issue 4) ----
+
+const RETRY_AFTER_2S: &str = "2";
+
+/// The upstream each call went to: `mock` or `backup`, from its URL.
+fn providers_called(served: &Served) -> Vec<&'static str> {
+    served.calls.iter().map(|c| if c.url.contains(":10/") { "backup" } else { "mock" }).collect()
+}
+
+fn trail(served: &Served) -> Vec<String> {
+    // Statuses only: durations depend on the script.
+    served.header("x-imagegate-attempts").unwrap_or("").split(", ").map(|a| a.rsplit_once(';').unwrap().0.to_owned()).collect()
+}
+
+#[test]
+fn a_rate_limit_with_retry_after_is_waited_out_then_succeeds() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 10_000;
+    let limited = Script { retry_after: Some(RETRY_AFTER_2S), ..answer(429, "{}") };
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![limited, answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    assert_eq!(trail(&served), ["mock/gpt-image-1;429", "mock/gpt-image-1;200"]);
+    assert_eq!(*h.clock.1.borrow(), [2_000], "waited exactly the upstream's retry-after");
+    assert_eq!(served.header("x-imagegate-model"), Some("mock/gpt-image-1"));
+    assert_eq!(served.attempts, 2);
+}
+
+#[test]
+fn retries_exhausted_then_the_fallback_answers() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let body = r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":2},"fallbacks":[{"model":"backup/m"}]}"#;
+    let served = h.generate(body, vec![answer(500, "{}"), answer(500, "{}"), answer(500, "{}"), answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    assert_eq!(providers_called(&served), ["mock", "mock", "mock", "backup"]);
+    assert_eq!(*h.clock.1.borrow(), [1_000, 2_000], "exponential backoff between retries");
+    assert_eq!(served.header("x-imagegate-model"), Some("backup/m"));
+    let sent: Value = serde_json::from_slice(&served.calls[3].body).unwrap();
+    assert_eq!(sent["model"], "m", "the fallback gets its own upstream model name");
+}
+
+#[test]
+fn fallback_on_codes_decides_whether_to_move_on() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let only_529 = r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":0},"fallbacks":[{"model":"backup/m"}],"fallback_on_codes":[529]}"#;
+    let served = h.generate(only_529, vec![answer(500, "{}")]);
+    assert_eq!((served.status, providers_called(&served)), (502, vec!["mock"]), "500 is not listed: no fallback");
+    assert_eq!(served.header("x-should-retry"), Some("false"));
+    assert!(served.json()["error"]["message"].as_str().unwrap().contains("after 1 attempt"), "{}", served.json());
+    let served = h.generate(only_529, vec![answer(529, "{}"), answer(200, OK)]);
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
+}
+
+#[test]
+fn a_bad_request_is_neither_retried_nor_sent_elsewhere() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","fallbacks":[{"model":"backup/m"}]}"#, vec![answer(400, r#"{"error":{"message":"bad size"}}"#)]);
+    assert_eq!((served.status, served.calls.len()), (400, 1));
+}
+
+#[test]
+fn a_retry_after_longer_than_the_deadline_moves_on_instead_of_sleeping() {
+    let h = Harness::new(); // 1000 ms deadline
+    let limited = Script { retry_after: Some("5"), ..answer(429, "{}") };
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","fallbacks":[{"model":"backup/m"}]}"#, vec![limited, answer(200, OK)]);
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
+    assert!(h.clock.1.borrow().is_empty(), "never slept past the deadline");
+}
+
+#[test]
+fn a_call_timeout_cuts_one_attempt_and_the_fallback_answers() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let hang = Script { latency_ms: 50_000, ..answer(200, OK) };
+    let body = r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":300},"fallbacks":[{"model":"backup/m"}]}"#;
+    let served = h.generate(body, vec![hang, answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    let attempts = served.header("x-imagegate-attempts").unwrap();
+    assert!(attempts.starts_with("mock/gpt-image-1;524;300, backup/m;200;"), "{attempts}");
+}
+
+#[test]
+fn the_deadline_ends_retries_with_a_final_answer() {
+    let h = Harness::new(); // 1000 ms deadline: a 1 s backoff does not fit after the first attempt
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(503, "{}")]);
+    assert_eq!((served.status, served.calls.len()), (529, 1));
+    assert_eq!(served.header("x-should-retry"), Some("false"));
+}
+
+#[test]
+fn an_answer_without_images_counts_as_a_failure_and_is_retried() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, r#"{"data":[]}"#), answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    assert_eq!(trail(&served), ["mock/gpt-image-1;502", "mock/gpt-image-1;200"]);
+}
+
+#[test]
+fn the_load_balancer_draws_the_first_target_by_weight() {
+    let mut h = Harness::new();
+    let body = r#"{"prompt":"p","load_balancer":{"type":"weight_based","models":[{"model":"gpt-image-1","weight":0.5},{"model":"backup/m","weight":0.5}]}}"#;
+    h.draw = FixedDraw(0.9);
+    assert_eq!(providers_called(&h.generate(body, vec![answer(200, OK)])), ["backup"]);
+    h.draw = FixedDraw(0.1);
+    assert_eq!(providers_called(&h.generate(body, vec![answer(200, OK)])), ["mock"]);
+}
+
+#[test]
+fn a_target_that_cannot_serve_the_request_is_skipped_without_a_call() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let body = r#"{"prompt":"p","model":"imagegate/test-pattern","size":"4096x4096","fallbacks":[{"model":"backup/m"}]}"#;
+    let served = h.generate(body, vec![answer(200, OK)]);
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["backup"]));
+}
+
+#[test]
+fn unknown_fallback_models_and_bad_router_fields_are_refused_before_any_call() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","fallbacks":[{"model":"nope/x"}]}"#, vec![]);
+    assert_eq!((served.status, served.json()["error"]["param"].as_str()), (404, Some("fallbacks[0].model")));
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":2.5}}"#, vec![]);
+    assert_eq!((served.status, served.json()["error"]["param"].as_str()), (400, Some("retry.count")));
+}
+
+#[test]
+fn the_orq_endpoint_and_the_config_header_carry_the_same_policy() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let auth = format!("Bearer {GATEWAY_KEY}");
+    let body = r#"{"prompt":"p","model":"gpt-image-1","orq":{"retry":{"count":0.0},"fallbacks":[{"model":"backup/m"}]}}"#;
+    let served = h.serve("POST", "/v2/router/images/generations", Some(&auth), body, vec![answer(500, "{}"), answer(200, OK)]);
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
+    let header = r#"{"retry":{"count":0},"fallbacks":[{"model":"backup/m"}]}"#;
+    let served = h.serve_with("POST", "/v1/images/generations", Some(&auth), Some(header), r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(500, "{}"), answer(200, OK)]);
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
 }

@@ -82,9 +82,12 @@ impl Upstream for WorkerUpstream {
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
         let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
-        let (status, retry_after) = (response.status(), response.headers().get("retry-after").ok().flatten());
+        let headers = response.headers();
+        let retry_after = headers.get("retry-after").ok().flatten();
+        let retry_after_ms = headers.get("retry-after-ms").ok().flatten();
+        let status = response.status();
         let body = WorkerBody { source: Source::of(response), inspected: Inspected::default(), deadline_ms, delivered: false };
-        Ok(UpstreamReply { status, retry_after, body })
+        Ok(UpstreamReply { status, retry_after, retry_after_ms, body })
     }
 }
 

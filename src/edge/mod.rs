@@ -28,6 +28,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
                 upstream: &fetch::WorkerUpstream,
                 secrets: &runtime::EnvSecrets(&env),
                 clock: &clock,
+                random: &runtime::WorkerRandom,
             };
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }

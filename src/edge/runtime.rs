@@ -7,7 +7,11 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::Request;
 use worker::{ByteStream, Env};
 
-use crate::clock::Clock;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::clock::{Clock, Random};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{path_of, IncomingBody, RequestHead};
 use crate::request::body_too_large;
@@ -19,6 +23,22 @@ pub struct WorkerClock;
 impl Clock for WorkerClock {
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
+    }
+
+    fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(worker::Delay::from(Duration::from_millis(ms)))
+    }
+}
+
+/// Randomness from the runtime (`crypto.getRandomValues`).
+pub struct WorkerRandom;
+
+impl Random for WorkerRandom {
+    fn unit(&self) -> f64 {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the runtime provides randomness");
+        // The top 53 bits, as a fraction of 2^53: uniform in [0, 1).
+        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -40,6 +60,7 @@ pub fn head(req: &Request) -> RequestHead {
         authorization: header("authorization"),
         origin: header("origin"),
         access_control_request_headers: header("access-control-request-headers"),
+        imagegate_config: header("x-imagegate-config"),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Outcome {
     Timeout,
     /// No answer at all: always retryable, always falls back.
     ConnectionFailed,
+    /// The target cannot serve this request (a size or format it lacks, a missing key): never
+    /// retried, always falls back.
+    Unusable,
 }
 
 impl Outcome {
@@ -34,7 +37,7 @@ impl Outcome {
         match self {
             Outcome::Status { status, .. } => Some(status),
             Outcome::Timeout => Some(408),
-            Outcome::Success | Outcome::ConnectionFailed => None,
+            Outcome::Success | Outcome::ConnectionFailed | Outcome::Unusable => None,
         }
     }
 }
@@ -139,7 +142,7 @@ impl Policy {
                 return Next::Retry { after_ms };
             }
         }
-        let falls_back = matches!(outcome, Outcome::Timeout | Outcome::ConnectionFailed)
+        let falls_back = matches!(outcome, Outcome::Timeout | Outcome::ConnectionFailed | Outcome::Unusable)
             || code.is_some_and(|c| self.fallback_on.contains(&c));
         if falls_back {
             Next::FallBack
@@ -201,6 +204,7 @@ mod tests {
         assert_eq!(retry_timeouts.next(Outcome::Timeout, 0, 100_000, 0.5), Next::Retry { after_ms: 1000 });
         assert_eq!(policy.next(Outcome::ConnectionFailed, 0, 100_000, 0.5), Next::Retry { after_ms: 1000 });
         assert_eq!(policy.next(Outcome::ConnectionFailed, 3, 100_000, 0.5), Next::FallBack);
+        assert_eq!(policy.next(Outcome::Unusable, 0, 100_000, 0.5), Next::FallBack, "skipped, never retried");
     }
 
     #[test]

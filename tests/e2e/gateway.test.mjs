@@ -46,6 +46,9 @@ before(async () => {
       max_body_bytes: MAX_BODY_BYTES,
       cors: { allowed_origins: ['https://app.example'] },
       default_model: 'imagegate/test-pattern',
+      // One attempt per request, so each test here sees exactly one upstream call; the routing
+      // policy has its own tests (routing.test.mjs).
+      default_policy: { retry: { count: 0 } },
       providers: [
         { id: 'imagegate', kind: 'test_pattern' },
         { id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' },
@@ -192,7 +195,7 @@ describe('upstream failures', () => {
       ['malformed', 502, 'false'],
       ['unauthorized', 502, 'false'],
       ['quota', 402, 'false'],
-      ['rate-limited', 429, 'true'],
+      ['rate-limited', 429, 'false'],
     ];
     for (const [model, status, retry] of cases) {
       const res = await post({ model: `mock/${model}`, prompt: 'x' });

@@ -52,6 +52,26 @@ const behaviours = {
   quota: (res) => json(res, 429, { error: { message: 'You exceeded your current quota', type: 'insufficient_quota', code: 'insufficient_quota' } }),
 };
 
+/**
+ * `seq:429,200`-style upstream model names script the answers per call: the n-th call with that
+ * name gets the n-th entry (the last one repeats). 429s carry `retry-after: 1`; `hang` never
+ * answers.
+ */
+const sequenceCalls = new Map();
+function sequence(model) {
+  if (typeof model !== 'string' || !model.startsWith('seq:')) return undefined;
+  return (res) => {
+    const steps = model.slice(4).split(',');
+    const n = sequenceCalls.get(model) ?? 0;
+    sequenceCalls.set(model, n + 1);
+    const step = steps[Math.min(n, steps.length - 1)];
+    if (step === 'hang') return;
+    if (step === '200') return behaviours.ok(res);
+    const headers = step === '429' ? { 'retry-after': '1' } : {};
+    json(res, Number(step), { error: { message: `scripted ${step}`, type: 'server_error' } }, headers);
+  };
+}
+
 function json(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
@@ -70,7 +90,7 @@ export async function startMockUpstream() {
       calls.push(call);
       // The caller hung up before the answer was complete (e.g. the gateway aborted at its deadline).
       res.on('close', () => { call.aborted = !res.writableFinished; });
-      const behaviour = behaviours[body?.model];
+      const behaviour = behaviours[body?.model] ?? sequence(body?.model);
       if (req.method !== 'POST' || req.url !== '/v1/images/generations' || !behaviour) {
         return json(res, 404, { error: { message: `mock: no behaviour for ${req.method} ${req.url} model=${body?.model}` } });
       }

@@ -1,0 +1,193 @@
+//! The request pipeline: every stage by name, and the one function that drives them.
+//!
+//! ```text
+//! route -> authenticate -> read body -> parse (OpenAI fields, routing fields) -> plan (policy)
+//!       -> attempt loop (router.rs): pick target -> attempt (attempt.rs): build upstream
+//!          request -> send with time limit -> classify -> check answer -> retry / fall back
+//!       -> respond (or render the error) -> finish headers -> log
+//! ```
+//!
+//! Nothing here touches the runtime: the network, the clock, chance and the secrets come in
+//! through [`Upstream`], [`Clock`], [`Random`] and [`Secrets`], so every stage runs natively in
+//! tests.
+
+mod attempt;
+mod router;
+
+use serde::Serialize;
+
+use crate::auth::{authenticate, KeySet};
+use crate::clock::{Clock, Deadline, Random};
+use crate::config::Config;
+use crate::cors;
+use crate::error::{ErrorKind, GatewayError};
+use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
+use crate::log::RequestLog;
+use crate::policy::take_router_fields;
+use crate::request::{image_request, parse_body};
+use crate::secret::Secrets;
+use crate::upstream::Upstream;
+
+/// Everything one request is served with. Built per request by the edge; borrowed, never cloned.
+pub struct Gateway<'a, U, S> {
+    pub config: &'a Config,
+    pub keys: &'a KeySet,
+    pub upstream: &'a U,
+    pub secrets: &'a S,
+    pub clock: &'a dyn Clock,
+    pub random: &'a dyn Random,
+}
+
+/// A served request: the reply to send and the line to log.
+pub struct Handled<B> {
+    pub reply: Reply<B>,
+    pub log: RequestLog,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Preflight,
+    Health,
+    Models,
+    Generations,
+    /// A known path, another method; carries the methods the path allows.
+    WrongMethod(&'static str),
+    Unknown,
+}
+
+/// The route stage: method and path to a [`Route`].
+fn route(method: &str, path: &str) -> Route {
+    let path = path.trim_end_matches('/');
+    match (method, path) {
+        ("OPTIONS", _) => Route::Preflight,
+        ("GET", "/healthz") => Route::Health,
+        ("GET", "/v1/models") => Route::Models,
+        ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations,
+        (_, "/healthz" | "/v1/models") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/v1/images/generations" | "/v2/router/images/generations") => Route::WrongMethod("POST, OPTIONS"),
+        _ => Route::Unknown,
+    }
+}
+
+impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
+    /// Serves one request from start to finish. Never fails: every error becomes its reply.
+    pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
+        let started_ms = self.clock.now_ms();
+        let mut log = RequestLog {
+            request_id: request_id.clone(),
+            method: head.method.clone(),
+            path: head.path.clone(),
+            ..RequestLog::default()
+        };
+        let deadline = Deadline::after(started_ms, self.config.deadline_ms);
+        let outcome = match route(&head.method, &head.path) {
+            Route::Preflight => cors::preflight(
+                &self.config.cors,
+                head.origin.as_deref(),
+                head.access_control_request_headers.as_deref(),
+            )
+            .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
+            Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
+            Route::Models => self.models(head, &mut log),
+            Route::Generations => self.generate(head, body, deadline, &mut log).await,
+            Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
+            Route::Unknown => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("Unknown route: {} {}. This gateway serves POST /v1/images/generations and GET /v1/models.", head.method, head.path),
+            )
+            .with_code("unknown_route")),
+        };
+        let mut reply = outcome.unwrap_or_else(|error| {
+            log.error_type = Some(error.kind.error_type());
+            log.error = Some(error.message.clone());
+            Reply::error(&error)
+        });
+        let now_ms = self.clock.now_ms();
+        if !log.trail.is_empty() {
+            reply.headers.push(("x-imagegate-attempts", log.trail.join(", ")));
+        }
+        if let Some(model) = &log.model {
+            reply.headers.push(("x-imagegate-model", model.clone()));
+        }
+        log.attempts = log.trail.len() as u32;
+        reply.headers.push(("x-request-id", request_id));
+        reply.headers.push(("openai-processing-ms", now_ms.saturating_sub(started_ms).to_string()));
+        if head.method != "OPTIONS" {
+            reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
+        }
+        log.status = reply.status;
+        log.latency_ms = now_ms.saturating_sub(started_ms);
+        Handled { reply, log }
+    }
+
+    /// `GET /v1/models`: every model id and alias, in the OpenAI list shape.
+    fn models(&self, head: &RequestHead, log: &mut RequestLog) -> Result<Reply<U::Body>, GatewayError> {
+        log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+        #[derive(Serialize)]
+        struct Model<'a> {
+            id: &'a str,
+            object: &'static str,
+            created: u64,
+            owned_by: &'a str,
+        }
+        let data: Vec<Model> = self
+            .config
+            .models
+            .iter()
+            .flat_map(|m| std::iter::once(&m.id).chain(&m.aliases).map(move |id| (id, &m.provider)))
+            .map(|(id, provider)| Model { id, object: "model", created: 0, owned_by: provider })
+            .collect();
+        let body = serde_json::json!({ "object": "list", "data": data });
+        Ok(Reply::json(200, body.to_string().into_bytes()))
+    }
+
+    /// `POST /v1/images/generations` (and orq's `/v2/router/images/generations`): authenticate,
+    /// read, parse, plan the policy, then run the attempt loop.
+    async fn generate<I: IncomingBody>(
+        &self,
+        head: &RequestHead,
+        body: I,
+        deadline: Deadline,
+        log: &mut RequestLog,
+    ) -> Result<Reply<U::Body>, GatewayError> {
+        log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+        let raw = body.read(self.config.max_body_bytes).await?;
+        let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
+        let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
+        let request = image_request(fields)?;
+        if self.config.log_prompts {
+            log.prompt = Some(request.prompt.clone());
+        }
+        // A load-balanced request may leave `model` out: its first weighted model stands in.
+        let balanced = router_fields.load_balancer.as_ref().and_then(|models| models.first()).map(|(m, _)| m.as_str());
+        let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
+        let policy = self.config.policy_for(model).with_request(&router_fields);
+        self.config.check_targets(&policy)?;
+        self.route(&request, &policy, &model.id, deadline, log).await
+    }
+}
+
+/// The error when the request's deadline passed before any attempt could be made.
+fn deadline_error(deadline_ms: u64) -> GatewayError {
+    GatewayError::new(ErrorKind::UpstreamTimeout, format!("The request's {deadline_ms} ms deadline passed before an upstream answered."))
+}
+
+/// The reply when the deployment itself is broken (its configuration or keys are invalid): a 500
+/// naming the problem, for every request, until the deployment is fixed.
+pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &str) -> Handled<B> {
+    let error = GatewayError::new(ErrorKind::Internal, problem).with_code("invalid_configuration");
+    let mut reply = Reply::error(&error);
+    reply.headers.push(("x-request-id", request_id.clone()));
+    reply.headers.push(("openai-processing-ms", "0".to_owned()));
+    let log = RequestLog {
+        request_id,
+        method: head.method.clone(),
+        path: head.path.clone(),
+        status: reply.status,
+        error_type: Some(error.kind.error_type()),
+        error: Some(error.message),
+        ..RequestLog::default()
+    };
+    Handled { reply, log }
+}

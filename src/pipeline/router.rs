@@ -1,0 +1,74 @@
+//! The attempt loop: the first target (requested, or drawn by weight), its retries, then each
+//! fallback in order, until one answers, the policy stops, or the deadline passes.
+
+use crate::clock::Deadline;
+use crate::error::GatewayError;
+use crate::http::Reply;
+use crate::log::RequestLog;
+use crate::policy::{Next, Outcome, Policy};
+use crate::request::ImageRequest;
+use crate::secret::Secrets;
+use crate::upstream::Upstream;
+
+use super::Gateway;
+
+impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
+    /// Serves `request` under `policy`, starting from the `requested` model. Every attempt is
+    /// recorded in `log.trail` as `model;status;ms`; the model that answered in `log.model`.
+    ///
+    /// When nothing succeeds, the last attempt's error is the answer (the gateway already
+    /// retried, so it tells the client not to), with the attempts named in its message.
+    pub(super) async fn route(
+        &self,
+        request: &ImageRequest,
+        policy: &Policy,
+        requested: &str,
+        deadline: Deadline,
+        log: &mut RequestLog,
+    ) -> Result<Reply<U::Body>, GatewayError> {
+        let first = policy.first_target(requested, self.random.unit());
+        let targets = std::iter::once(first).chain(policy.fallbacks.iter().map(String::as_str).filter(|m| *m != first));
+        let mut last_error = None;
+        'targets: for target in targets {
+            let (model, provider) = self.config.resolve_model(Some(target))?;
+            let mut retries = 0;
+            loop {
+                let remaining = deadline.remaining_ms(self.clock);
+                if remaining == 0 {
+                    break 'targets;
+                }
+                let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
+                let started = self.clock.now_ms();
+                let attempt = self.attempt(provider, model, request, limit_ms).await;
+                log.trail.push(format!("{};{};{}", model.id, attempt.status, self.clock.now_ms().saturating_sub(started)));
+                log.model = Some(model.id.clone());
+                log.provider = Some(provider.id.clone());
+                let error = match attempt.result {
+                    Ok(reply) => return Ok(reply),
+                    Err(error) => error,
+                };
+                // A target that merely cannot serve the request does not hide a real answer.
+                if attempt.outcome != Outcome::Unusable || last_error.is_none() {
+                    last_error = Some(error);
+                }
+                match policy.next(attempt.outcome, retries, deadline.remaining_ms(self.clock), self.random.unit()) {
+                    Next::Retry { after_ms } => {
+                        self.clock.sleep(after_ms).await;
+                        retries += 1;
+                    }
+                    Next::FallBack => continue 'targets,
+                    Next::Stop => break 'targets,
+                }
+            }
+        }
+        let error = last_error.unwrap_or_else(|| super::deadline_error(self.config.deadline_ms));
+        let attempts = log.trail.len();
+        let message = format!(
+            "{} (after {attempts} attempt{}: {})",
+            error.message,
+            if attempts == 1 { "" } else { "s" },
+            log.trail.join(", ")
+        );
+        Err(GatewayError { message, ..error }.final_answer())
+    }
+}
