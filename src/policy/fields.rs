@@ -56,10 +56,14 @@ pub fn take_router_fields(body: &mut Map<String, Value>, header: Option<&str>) -
     if let Some(orq) = take(body, "orq") {
         let Value::Object(orq) = orq else { return Err(wrong_type("orq", "an object", &orq)) };
         for (name, value) in orq {
+            // `contact` is the older name orq's clients still send for `identity`.
+            let name = if name == "contact" { "identity".to_owned() } else { name };
             if !ROUTER_FIELDS.contains(&name.as_str()) && name != "identity" {
                 return Err(unknown(&format!("orq.{name}")));
             }
-            given.insert(name, value);
+            if name != "identity" || !given.contains_key("identity") {
+                given.insert(name, value);
+            }
         }
     }
     for name in ROUTER_FIELDS {
@@ -295,7 +299,8 @@ mod tests {
 
     #[test]
     fn fields_may_sit_under_orq_or_in_the_header_which_fills_gaps_only() {
-        let (f, _) = fields(json!({"orq": {"retry": {"count": 1}}}), Some(r#"{"retry": {"count": 4}, "name": "h"}"#)).unwrap();
+        let (f, _) = fields(json!({"orq": {"retry": {"count": 1}, "contact": {"id": "c1"}}}), Some(r#"{"retry": {"count": 4}, "name": "h"}"#)).unwrap();
+        assert_eq!(f.identity.map(|i| i.id).as_deref(), Some("c1"), "orq's older `contact` is read as `identity`");
         assert_eq!((f.retry_count, f.name.as_deref()), (Some(1), Some("h")));
         assert_eq!(param_of(json!({"retry": {"count": 1}, "orq": {"retry": {"count": 2}}})), "retry");
     }

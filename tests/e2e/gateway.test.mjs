@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 
-import { BIG_ANSWER, MOCK_MODELS, startMockUpstream } from './mock-upstream.mjs';
+import { BIG_ANSWER, MOCK_MODELS, USAGE, startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
 
 const GATEWAY_KEY = 'sk-imagegate-e2e-key';
@@ -75,7 +75,7 @@ describe('generation through the official OpenAI client', () => {
     const image = await client().images.generate({ model: 'mock/ok', prompt: 'a red fox', size: '1024x1024' });
     assert.equal(image.data[0].b64_json, Buffer.from('tiny image').toString('base64'));
     assert.equal(image.data[0].revised_prompt, 'revised');
-    assert.deepEqual(image.usage, { total_tokens: 3 });
+    assert.deepEqual(image.usage, USAGE);
     const calls = mock.callsFor('ok');
     assert.equal(calls.length, 1);
     assert.equal(calls[0].authorization, `Bearer ${PROVIDER_KEY}`);

@@ -12,7 +12,9 @@ export const BIG_ANSWER = JSON.stringify({
 });
 
 const SMALL_IMAGE = Buffer.from('tiny image').toString('base64');
-const SMALL_ANSWER = JSON.stringify({ created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: { total_tokens: 3 } });
+/** `usage` as gpt-image-1 reports it. */
+export const USAGE = { total_tokens: 100, input_tokens: 50, output_tokens: 50, input_tokens_details: { text_tokens: 10, image_tokens: 40 } };
+const SMALL_ANSWER = JSON.stringify({ created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: USAGE });
 
 function gzipped(res, body) {
   const compressed = gzipSync(body);
@@ -21,7 +23,7 @@ function gzipped(res, body) {
 }
 
 const behaviours = {
-  ok: (res) => json(res, 200, { created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: { total_tokens: 3 } }),
+  ok: (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(SMALL_ANSWER); },
   big: (res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BIG_ANSWER) });
     // Sent in 64 KiB pieces, as a real upstream's body arrives.
