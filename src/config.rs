@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::policy::{take_router_fields, Policy, RouterFields};
+use crate::request::ImageRequest;
 
 /// The configuration used when `IMAGEGATE_CONFIG` is not set: one model, rendered in the worker.
 pub const EMBEDDED_DEFAULT: &str = r#"{
@@ -34,6 +35,9 @@ pub struct Config {
     /// Largest request body accepted, in bytes (default 1 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The most retries a request may ask for (0–5, default 5); more is a 400 naming `retry.count`.
+    #[serde(default = "default_max_retry_count")]
+    pub max_retry_count: u8,
     /// Whether the request log line includes the prompt (default false).
     #[serde(default)]
     pub log_prompts: bool,
@@ -111,11 +115,67 @@ pub struct ModelConfig {
     /// Other names clients may use for it (e.g. `dall-e-3`).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// What the model can do; a request it cannot serve is a 400 naming the parameter, and as a
+    /// fallback it is skipped without a call.
+    #[serde(default)]
+    pub supports: Supports,
     /// This model's routing policy, over `default_policy`.
     #[serde(default, rename = "policy")]
     policy_json: Option<Value>,
     #[serde(skip)]
     policy: RouterFields,
+}
+
+/// The request parameters a model accepts. An absent list accepts any value the API allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supports {
+    /// The most images per request (`dall-e-3` takes 1).
+    #[serde(default)]
+    pub n_max: Option<u8>,
+    #[serde(default)]
+    pub sizes: Option<Vec<String>>,
+    #[serde(default)]
+    pub qualities: Option<Vec<String>>,
+    #[serde(default)]
+    pub styles: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_formats: Option<Vec<String>>,
+    #[serde(default)]
+    pub output_formats: Option<Vec<String>>,
+}
+
+impl Supports {
+    /// Checks `request` against what the model supports; a 400 naming the first parameter it
+    /// cannot honour.
+    pub fn check(&self, model_id: &str, request: &ImageRequest) -> Result<(), GatewayError> {
+        if let Some(max) = self.n_max.filter(|max| request.n > *max) {
+            return Err(GatewayError::invalid_param("n", format!("The model '{model_id}' generates at most {max} image(s) per request.")));
+        }
+        let checks = [
+            ("size", &self.sizes, request.size.as_ref().and_then(wire_text)),
+            ("quality", &self.qualities, request.quality.clone()),
+            ("style", &self.styles, request.style.clone()),
+            ("response_format", &self.response_formats, request.response_format.as_ref().and_then(wire_text)),
+            ("output_format", &self.output_formats, request.output_format.as_ref().and_then(wire_text)),
+        ];
+        for (param, allowed, value) in checks {
+            if let (Some(allowed), Some(value)) = (allowed, value) {
+                if !allowed.contains(&value) {
+                    return Err(GatewayError::invalid_param(
+                        param,
+                        format!("The model '{model_id}' does not support {param} '{value}'; it supports: '{}'.", allowed.join("', '")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parameter's value as it appears on the wire (`"1024x1024"`, `"b64_json"`).
+fn wire_text<T: serde::Serialize>(value: &T) -> Option<String> {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned))
 }
 
 impl ModelConfig {
@@ -145,6 +205,10 @@ fn read_policy(json: Option<Value>, at: &str) -> Result<RouterFields, String> {
         Some(unknown) => Err(format!("{at}.{unknown} is not a policy field")),
         None => Ok(policy),
     }
+}
+
+fn default_max_retry_count() -> u8 {
+    crate::policy::MAX_RETRY_COUNT
 }
 
 fn default_deadline_ms() -> u64 {
@@ -192,6 +256,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if !(1..=900_000).contains(&self.deadline_ms) {
             return Err(format!("deadline_ms must be between 1 and 900000, not {}", self.deadline_ms));
+        }
+        if self.max_retry_count > crate::policy::MAX_RETRY_COUNT {
+            return Err(format!("max_retry_count must be at most {}, not {}", crate::policy::MAX_RETRY_COUNT, self.max_retry_count));
         }
         if self.max_body_bytes < 1024 {
             return Err(format!("max_body_bytes must be at least 1024, not {}", self.max_body_bytes));
@@ -337,6 +404,25 @@ mod tests {
         let bad = Policy { fallbacks: vec!["a/z".into()], ..Policy::default() };
         let err = config.check_targets(&bad).unwrap_err();
         assert_eq!((err.status(), err.param.as_deref()), (404, Some("fallbacks[0].model")));
+    }
+
+    #[test]
+    fn supports_names_the_parameter_a_model_cannot_honour() {
+        let config = Config::from_json(
+            r#"{"providers":[{"id":"a","kind":"test_pattern"}],
+                "models":[{"id":"a/x","provider":"a","supports":{"n_max":1,"sizes":["1024x1024","auto"],"styles":["vivid"]}}]}"#,
+        )
+        .unwrap();
+        let (model, _) = config.resolve_model(Some("a/x")).unwrap();
+        let check = |body: &str| {
+            let request = crate::request::parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap();
+            model.supports.check(&model.id, &request).err().and_then(|e| e.param)
+        };
+        assert_eq!(check(r#"{"prompt":"p","size":"1024x1024","style":"vivid"}"#), None);
+        assert_eq!(check(r#"{"prompt":"p","size":"auto"}"#), None);
+        assert_eq!(check(r#"{"prompt":"p","n":2}"#).as_deref(), Some("n"));
+        assert_eq!(check(r#"{"prompt":"p","size":"512x512"}"#).as_deref(), Some("size"));
+        assert_eq!(check(r#"{"prompt":"p","style":"natural"}"#).as_deref(), Some("style"));
     }
 
     #[test]

@@ -130,7 +130,7 @@ const CONFIG: &str = r#"{
   "models": [
     {"id": "imagegate/test-pattern", "provider": "imagegate"},
     {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"]},
-    {"id": "backup/m", "provider": "backup"},
+    {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
     {"id": "keyless/m", "provider": "keyless"}
   ]
 }"#;
@@ -484,9 +484,9 @@ fn the_load_balancer_draws_the_first_target_by_weight() {
 fn a_target_that_cannot_serve_the_request_is_skipped_without_a_call() {
     let mut h = Harness::new();
     h.config.deadline_ms = 60_000;
-    let body = r#"{"prompt":"p","model":"imagegate/test-pattern","size":"4096x4096","fallbacks":[{"model":"backup/m"}]}"#;
+    let body = r#"{"prompt":"p","model":"imagegate/test-pattern","size":"4096x4096","fallbacks":[{"model":"gpt-image-1"}]}"#;
     let served = h.generate(body, vec![answer(200, OK)]);
-    assert_eq!((served.status, providers_called(&served)), (200, vec!["backup"]));
+    assert_eq!((served.status, providers_called(&served)), (200, vec!["mock"]));
 }
 
 #[test]
@@ -509,4 +509,27 @@ fn the_orq_endpoint_and_the_config_header_carry_the_same_policy() {
     let header = r#"{"retry":{"count":0},"fallbacks":[{"model":"backup/m"}]}"#;
     let served = h.serve_with("POST", "/v1/images/generations", Some(&auth), Some(header), r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(500, "{}"), answer(200, OK)]);
     assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
+}
+
+#[test]
+fn a_fallback_that_does_not_support_the_size_is_skipped_and_the_real_error_stays() {
+    let mut h = Harness::new();
+    h.config.deadline_ms = 60_000;
+    let body = r#"{"prompt":"p","model":"gpt-image-1","size":"512x512","retry":{"count":0},"fallbacks":[{"model":"backup/m"}]}"#;
+    let served = h.generate(body, vec![answer(500, "{}")]);
+    assert_eq!(providers_called(&served), ["mock"], "backup/m takes 1024x1024 only: never called");
+    assert_eq!(served.status, 502, "the primary's failure is the answer, not the skipped target's 400");
+}
+
+#[test]
+fn the_server_caps_retries_and_logs_who_asked() {
+    let mut h = Harness::new();
+    h.config.max_retry_count = 1;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":2}}"#, vec![]);
+    assert_eq!((served.status, served.json()["error"]["param"].as_str()), (400, Some("retry.count")));
+    let body = r#"{"prompt":"p","model":"gpt-image-1","name":"poster","metadata":{"team":"art"},"orq":{"identity":{"id":"user-7"}}}"#;
+    let served = h.generate(body, vec![answer(200, OK)]);
+    let log: Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!((log["name"].as_str(), log["identity"].as_str(), log["metadata"]["team"].as_str()), (Some("poster"), Some("user-7"), Some("art")));
+    assert_eq!(log["trail"].as_array().map(Vec::len), Some(1));
 }

@@ -39,6 +39,10 @@ impl<B> Attempt<B> {
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Tries `model` once, giving up after `limit_ms`.
     pub(super) async fn attempt(&self, provider: &ProviderConfig, model: &ModelConfig, request: &ImageRequest, limit_ms: u64) -> Attempt<U::Body> {
+        if let Err(error) = model.supports.check(&model.id, request) {
+            // Skipped without a call; another target may serve the request.
+            return Attempt::failed(Outcome::Unusable, error.status(), error);
+        }
         match provider.kind {
             ProviderKind::TestPattern => match test_pattern::generate(request, self.clock.now_ms() / 1000) {
                 Ok(answer) => Attempt { outcome: Outcome::Success, status: 200, result: Ok(Reply::json(200, answer)) },

@@ -155,6 +155,13 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
         let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
+        if let Some(count) = router_fields.retry_count.filter(|c| *c > self.config.max_retry_count) {
+            let max = self.config.max_retry_count;
+            return Err(GatewayError::invalid_param("retry.count", format!("'retry.count' is {count}; this gateway allows at most {max}.")));
+        }
+        log.name = router_fields.name.clone();
+        log.identity = router_fields.identity.as_ref().map(|i| i.id.clone());
+        log.metadata = router_fields.metadata.clone();
         let request = image_request(fields)?;
         if self.config.log_prompts {
             log.prompt = Some(request.prompt.clone());

@@ -224,16 +224,19 @@ mod tests {
     #[test]
     fn weighted_choice_follows_the_weights() {
         let policy = Policy { load_balancer: vec![("a".into(), 0.7), ("b".into(), 0.2), ("c".into(), 0.1)], ..Policy::default() };
-        let draws = 10_000;
+        let draws = 20_000;
         let mut counts = [0u32; 3];
-        for i in 0..draws {
-            // An even spread of draws over [0, 1), as a seeded random source gives on average.
-            let draw = (i as f64 + 0.5) / draws as f64;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64; // a seeded xorshift: the same draws every run
+        for _ in 0..draws {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let draw = (state >> 11) as f64 / (1u64 << 53) as f64;
             counts[["a", "b", "c"].iter().position(|m| *m == policy.first_target("x", draw)).unwrap()] += 1;
         }
         for (count, expected) in counts.iter().zip([0.7, 0.2, 0.1]) {
             let share = *count as f64 / draws as f64;
-            assert!((share - expected).abs() < 0.01, "{counts:?}");
+            assert!((share - expected).abs() < 0.015, "{counts:?}");
         }
         assert_eq!(Policy::default().first_target("x", 0.3), "x", "no balancer: the requested model");
     }
