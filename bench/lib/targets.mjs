@@ -94,9 +94,9 @@ export async function startRelay(runDir, upstream) {
 }
 
 /**
- * imagegate in workerd with a realistic deployment: auth on (two keys), validation, two providers
- * and aliases, the production deadline, logging as in production. `inspectorPort` opens the
- * inspector for profiling.
+ * imagegate in workerd with a realistic deployment: auth on (two keys), validation, a routing
+ * policy with retries and a fallback (configured, not triggered), aliases, the production
+ * deadline, logging as in production. `inspectorPort` opens the inspector for profiling.
  */
 export async function startImagegate(runDir, upstream, bundle, { inspectorPort } = {}) {
   const port = await freePort();
@@ -104,14 +104,19 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
     deadline_ms: 150000,
     cors: { allowed_origins: ['https://app.example.com'] },
     default_model: 'bench/small',
+    default_policy: { retry: { count: 2 }, timeout: { call_timeout: 120000 } },
     providers: [
       { id: 'primary', kind: 'openai', base_url: `${upstream.base}/small/v1`, api_key_secret: 'PRIMARY_API_KEY' },
       { id: 'large', kind: 'openai', base_url: `${upstream.base}/big/v1`, api_key_secret: 'PRIMARY_API_KEY' },
+      { id: 'backup', kind: 'openai', base_url: `${upstream.base}/small/v1`, api_key_secret: 'BACKUP_API_KEY' },
       { id: 'imagegate', kind: 'test_pattern' },
     ],
     models: [
-      { id: 'bench/small', provider: 'primary', upstream_model: 'gpt-image-1', aliases: ['gpt-image-1'] },
-      { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1' },
+      { id: 'bench/small', provider: 'primary', upstream_model: 'gpt-image-1', aliases: ['gpt-image-1'],
+        policy: { fallbacks: [{ model: 'bench/small-backup' }] } },
+      { id: 'bench/small-backup', provider: 'backup', upstream_model: 'gpt-image-1' },
+      { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1', policy: { fallbacks: [{ model: 'bench/big-backup' }] } },
+      { id: 'bench/big-backup', provider: 'backup', upstream_model: 'gpt-image-1' },
       { id: 'imagegate/test-pattern', provider: 'imagegate' },
     ],
   };
@@ -122,6 +127,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
       IMAGEGATE_CONFIG: JSON.stringify(config),
       IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
       PRIMARY_API_KEY: PROVIDER_KEY,
+      BACKUP_API_KEY: PROVIDER_KEY,
     },
   }));
   const args = ['serve', path.join(runDir, 'imagegate.capnp')];
