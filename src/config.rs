@@ -190,6 +190,11 @@ impl ModelConfig {
 /// Headers the gateway sets itself on upstream requests; configuration may not override them.
 const RESERVED_HEADERS: [&str; 3] = ["authorization", "content-type", "content-length"];
 
+/// A model id or alias: it is echoed in `x-imagegate-attempts` and `x-imagegate-model`.
+fn is_model_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b';')
+}
+
 /// An HTTP header name: one or more token characters (RFC 9110).
 fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -305,8 +310,11 @@ impl Config {
                 return Err(format!("{at}.provider '{}' is not a configured provider", model.provider));
             }
             for name in std::iter::once(&model.id).chain(&model.aliases) {
-                if name.is_empty() || !names.insert(name.as_str()) {
-                    return Err(format!("{at}: model name '{name}' is empty or used twice"));
+                if !is_model_name(name) {
+                    return Err(format!("{at}: model name '{name}' must be 1 to 128 visible ASCII characters, without ',' or ';' (it appears in response headers)"));
+                }
+                if !names.insert(name.as_str()) {
+                    return Err(format!("{at}: model name '{name}' is used twice"));
                 }
             }
         }
@@ -450,7 +458,11 @@ mod tests {
             ),
             (
                 r#"{"providers":[{"id":"a","kind":"test_pattern"}],"models":[{"id":"m","provider":"a","aliases":["m"]}]}"#.to_owned(),
-                "models[0]",
+                "models[0]: model name 'm' is used twice",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern"}],"models":[{"id":"a/b c","provider":"a"}]}"#.to_owned(),
+                "models[0]: model name 'a/b c' must be",
             ),
             (
                 r#"{"providers":[{"id":"a","kind":"dalle"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
