@@ -73,14 +73,45 @@ impl Default for CorsConfig {
     }
 }
 
-/// How the gateway talks to a provider.
+/// How the gateway talks to a provider: one adapter in [`crate::providers`] per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Renders a deterministic PNG inside the worker; no network, no account.
     TestPattern,
-    /// Any upstream speaking the OpenAI Images API with a bearer key.
+    /// OpenAI: `POST {base_url}/images/generations` with a bearer key.
     Openai,
+    /// Azure OpenAI: a deployment URL, an `api-key` header and an `api-version` query.
+    AzureOpenai,
+    /// OpenRouter's image API: `POST {base_url}/images`.
+    Openrouter,
+    /// Any other host speaking the OpenAI Images API (Together, xAI, Fireworks, a local server).
+    OpenaiCompatible,
+    /// Stability AI's stable-image generate endpoints (multipart form).
+    Stability,
+    /// Google's Imagen through the Gemini API (`:predict`).
+    GoogleImagen,
+    /// Replicate predictions (create, then poll).
+    Replicate,
+    /// Black Forest Labs' FLUX API (create, then poll).
+    Bfl,
+}
+
+impl ProviderKind {
+    /// The name used in configuration (`azure_openai`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::TestPattern => "test_pattern",
+            ProviderKind::Openai => "openai",
+            ProviderKind::AzureOpenai => "azure_openai",
+            ProviderKind::Openrouter => "openrouter",
+            ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Stability => "stability",
+            ProviderKind::GoogleImagen => "google_imagen",
+            ProviderKind::Replicate => "replicate",
+            ProviderKind::Bfl => "bfl",
+        }
+    }
 }
 
 /// One upstream provider.
@@ -99,6 +130,32 @@ pub struct ProviderConfig {
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Display name in the catalogue (default: the id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `azure_openai`: the `api-version` query parameter.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// `openai_compatible`: the header carrying the key; `authorization` (the default) sends
+    /// `Bearer <key>`, any other header the bare key.
+    #[serde(default)]
+    pub key_header: Option<String>,
+    /// `openai_compatible`: request fields beyond the OpenAI Images API passed through as sent
+    /// (e.g. `seed`, `steps`, `negative_prompt`).
+    #[serde(default)]
+    pub allowed_parameters: Vec<String>,
+}
+
+impl ProviderConfig {
+    /// The base URL: the configured one, or the kind's public API.
+    pub fn base(&self) -> &str {
+        self.base_url.as_deref().or(crate::providers::default_base_url(self.kind)).unwrap_or("").trim_end_matches('/')
+    }
+
+    /// The name shown in the catalogue.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// One public model.
@@ -119,11 +176,52 @@ pub struct ModelConfig {
     /// fallback it is skipped without a call.
     #[serde(default)]
     pub supports: Supports,
+    /// Request parameters the provider cannot honour that are dropped instead of refused.
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+    /// Display name in the catalogue (default: the id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Description in the catalogue.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Unix seconds when the model was published, for the catalogue (default 0).
+    #[serde(default)]
+    pub created: u64,
+    /// What a generation costs; gives answers their `usage.cost` and `x-imagegate-cost-usd`.
+    #[serde(default)]
+    pub pricing: Vec<PriceLine>,
     /// This model's routing policy, over `default_policy`.
     #[serde(default, rename = "policy")]
     policy_json: Option<Value>,
     #[serde(skip)]
     policy: RouterFields,
+}
+
+/// One billable line of a model's price, in OpenRouter's catalogue shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceLine {
+    /// What is billed: `output_image`, `input_text`, `input_image`, ….
+    #[serde(default = "default_billable")]
+    pub billable: String,
+    /// US dollars per unit.
+    pub cost_usd: f64,
+    pub unit: PriceUnit,
+}
+
+/// The unit a [`PriceLine`] is charged per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceUnit {
+    Request,
+    Image,
+    Megapixel,
+    Token,
+}
+
+fn default_billable() -> String {
+    "output_image".to_owned()
 }
 
 /// The request parameters a model accepts. An absent list accepts any value the API allows.
@@ -282,15 +380,22 @@ impl Config {
                     return Err(format!("{at}.headers.{name} contains a control character"));
                 }
             }
-            if provider.kind == ProviderKind::Openai {
-                match provider.base_url.as_deref() {
+            if provider.kind != ProviderKind::TestPattern {
+                let kind = provider.kind.name();
+                match provider.base_url.as_deref().or(crate::providers::default_base_url(provider.kind)) {
                     Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
-                    _ => return Err(format!("{at}.base_url must be an http(s) URL for kind 'openai'")),
+                    Some(_) => return Err(format!("{at}.base_url must be an http(s) URL")),
+                    None => return Err(format!("{at}.base_url is required for kind '{kind}'")),
                 }
-                if provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
+                let keyless = provider.kind == ProviderKind::OpenaiCompatible && provider.api_key_secret.is_none();
+                if !keyless && provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
                     return Err(format!("{at}.api_key_secret must name the secret holding the key"));
                 }
+                if let Some(header) = provider.key_header.as_deref().filter(|h| !is_header_name(h)) {
+                    return Err(format!("{at}.key_header '{header}' is not a header name"));
+                }
             }
+            crate::providers::check_provider(provider).map_err(|e| format!("{at}.{e}"))?;
         }
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             let scheme_and_host = origin.split_once("://").is_some_and(|(scheme, host)| {
@@ -306,8 +411,12 @@ impl Config {
         let mut names = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
             let at = format!("models[{i}]");
-            if !provider_ids.contains(model.provider.as_str()) {
+            let Some(provider) = self.providers.iter().find(|p| p.id == model.provider) else {
                 return Err(format!("{at}.provider '{}' is not a configured provider", model.provider));
+            };
+            crate::providers::check_model(provider, model).map_err(|e| format!("{at}.{e}"))?;
+            if let Some(line) = model.pricing.iter().find(|line| !(line.cost_usd >= 0.0 && line.cost_usd.is_finite())) {
+                return Err(format!("{at}.pricing: cost_usd must be a non-negative number, not {}", line.cost_usd));
             }
             for name in std::iter::once(&model.id).chain(&model.aliases) {
                 if !is_model_name(name) {
@@ -443,6 +552,10 @@ mod tests {
             (
                 r#"{"providers":[{"id":"a","kind":"openai","base_url":"ftp://x","api_key_secret":"K"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
                 "providers[0].base_url",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"openai_compatible","api_key_secret":"K"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),
+                "providers[0].base_url is required for kind 'openai_compatible'",
             ),
             (
                 r#"{"providers":[{"id":"a","kind":"openai","base_url":"https://x"}],"models":[{"id":"m","provider":"a"}]}"#.to_owned(),

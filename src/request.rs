@@ -44,6 +44,22 @@ pub struct ImageRequest {
     pub moderation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Extension (OpenRouter, Stability, Replicate, BFL): a fixed seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    /// Extension: `W:H` (`16:9`, `2.35:1`) or `auto`; for providers that take ratios, not pixels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
+    /// Extension (OpenRouter, Google): `512`, `1K`, `2K` or `4K`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Extension (Stability, Replicate models that take one): what the image should not show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// Any other fields, kept as sent: only a provider that lists them in its
+    /// `allowed_parameters` receives them; for any other they are a 400 naming the field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
@@ -157,6 +173,11 @@ pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, Gat
             .map(|v| v as u8),
         moderation: one_of(&mut fields, "moderation", &["auto", "low"])?,
         user: optional_string(&mut fields, "user")?,
+        seed: optional_int(&mut fields, "seed", 0, u32::MAX as i64)?.map(|v| v as u32),
+        aspect_ratio: aspect_ratio(&mut fields)?,
+        resolution: one_of(&mut fields, "resolution", &["512", "1K", "2K", "4K"])?,
+        negative_prompt: negative_prompt(&mut fields)?,
+        extra: Map::new(),
     };
     if let Some(stream) = fields.remove("stream") {
         if stream != Value::Bool(false) && !stream.is_null() {
@@ -166,11 +187,84 @@ pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, Gat
             ));
         }
     }
-    if let Some(unknown) = fields.keys().next() {
-        return Err(GatewayError::invalid_param(unknown, format!("Unknown parameter: '{unknown}'."))
-            .with_code("unknown_parameter"));
+    Ok(ImageRequest { extra: fields, ..request })
+}
+
+/// The 400 for a field that neither the OpenAI Images API nor the chosen provider knows.
+pub fn unknown_parameter(name: &str) -> GatewayError {
+    GatewayError::invalid_param(name, format!("Unknown parameter: '{name}'.")).with_code("unknown_parameter")
+}
+
+impl ImageRequest {
+    /// The optional parameters this request sets, by wire name, leaving out `model`, `n`,
+    /// `response_format` (the gateway honours those for every provider) and values that only
+    /// restate the default (`auto`). Extension fields in [`ImageRequest::extra`] come last.
+    pub fn set_params(&self) -> Vec<&str> {
+        let not_auto = |v: &Option<String>| v.as_deref().is_some_and(|v| v != "auto");
+        let set = [
+            ("size", matches!(self.size, Some(Size::Pixels { .. }))),
+            ("quality", not_auto(&self.quality)),
+            ("style", self.style.is_some()),
+            ("background", not_auto(&self.background)),
+            ("output_format", self.output_format.is_some()),
+            ("output_compression", self.output_compression.is_some()),
+            ("moderation", not_auto(&self.moderation)),
+            ("user", self.user.is_some()),
+            ("seed", self.seed.is_some()),
+            ("aspect_ratio", not_auto(&self.aspect_ratio)),
+            ("resolution", self.resolution.is_some()),
+            ("negative_prompt", self.negative_prompt.is_some()),
+        ];
+        set.into_iter().filter(|(_, set)| *set).map(|(name, _)| name).chain(self.extra.keys().map(String::as_str)).collect()
     }
-    Ok(request)
+
+    /// This request without the parameters named in `dropped` (a model's `drop_params`).
+    pub fn without(&self, dropped: &[String]) -> ImageRequest {
+        let mut request = self.clone();
+        for name in dropped {
+            match name.as_str() {
+                "size" => request.size = None,
+                "quality" => request.quality = None,
+                "style" => request.style = None,
+                "background" => request.background = None,
+                "output_format" => request.output_format = None,
+                "output_compression" => request.output_compression = None,
+                "moderation" => request.moderation = None,
+                "user" => request.user = None,
+                "seed" => request.seed = None,
+                "aspect_ratio" => request.aspect_ratio = None,
+                "resolution" => request.resolution = None,
+                "negative_prompt" => request.negative_prompt = None,
+                other => {
+                    request.extra.remove(other);
+                }
+            }
+        }
+        request
+    }
+}
+
+/// `aspect_ratio`: `auto` or `W:H` with positive decimal sides (`16:9`, `2.35:1`, `9:19.5`).
+fn aspect_ratio(fields: &mut Map<String, Value>) -> Result<Option<String>, GatewayError> {
+    let Some(text) = optional_string(fields, "aspect_ratio")? else { return Ok(None) };
+    let side = |s: &str| !s.is_empty() && s.len() <= 8 && s.parse::<f64>().is_ok_and(|v| v > 0.0) && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match text.split_once(':') {
+        _ if text == "auto" => Ok(Some(text)),
+        Some((w, h)) if side(w) && side(h) => Ok(Some(text)),
+        _ => Err(GatewayError::invalid_param(
+            "aspect_ratio",
+            format!("Invalid value for 'aspect_ratio': '{text}'. Use 'auto' or WIDTH:HEIGHT, e.g. '16:9'."),
+        )),
+    }
+}
+
+/// `negative_prompt`: a string of at most [`MAX_PROMPT_CHARS`] characters.
+fn negative_prompt(fields: &mut Map<String, Value>) -> Result<Option<String>, GatewayError> {
+    let Some(text) = optional_string(fields, "negative_prompt")? else { return Ok(None) };
+    if text.chars().count() > MAX_PROMPT_CHARS {
+        return Err(GatewayError::invalid_param("negative_prompt", format!("'negative_prompt' is longer than {MAX_PROMPT_CHARS} characters.")));
+    }
+    Ok(Some(text))
 }
 
 /// The 413 for a body over the configured limit.
@@ -317,11 +411,27 @@ mod tests {
             (r#"{"prompt":"p","user":7}"#, "user"),
             (r#"{"prompt":"p","model":["a"]}"#, "model"),
             (r#"{"prompt":"p","stream":true}"#, "stream"),
-            (r#"{"prompt":"p","colour":"blue"}"#, "colour"),
+            (r#"{"prompt":"p","seed":-1}"#, "seed"),
+            (r#"{"prompt":"p","seed":"7"}"#, "seed"),
+            (r#"{"prompt":"p","aspect_ratio":"wide"}"#, "aspect_ratio"),
+            (r#"{"prompt":"p","aspect_ratio":"16:-9"}"#, "aspect_ratio"),
+            (r#"{"prompt":"p","resolution":"8K"}"#, "resolution"),
+            (r#"{"prompt":"p","negative_prompt":false}"#, "negative_prompt"),
         ];
         for (body, param) in cases {
             assert_eq!(param_of(body), (400, Some(param.to_owned())), "{body}");
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_for_the_provider_to_accept_or_refuse() {
+        let req = parse(r#"{"prompt":"p","steps":4,"seed":7,"aspect_ratio":"16:9","quality":"auto"}"#).unwrap();
+        assert_eq!(req.extra.get("steps"), Some(&Value::from(4)));
+        assert_eq!(req.set_params(), vec!["seed", "aspect_ratio", "steps"]);
+        let wire: Value = serde_json::to_value(req.for_model("m")).unwrap();
+        assert_eq!(wire["steps"], 4);
+        let trimmed = req.without(&["steps".to_owned(), "seed".to_owned()]);
+        assert_eq!(trimmed.set_params(), vec!["aspect_ratio"]);
     }
 
     #[test]

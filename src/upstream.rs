@@ -8,8 +8,27 @@ use std::future::Future;
 
 use crate::secret::Secret;
 
-/// A request to send upstream: always a `POST` with a JSON body.
+/// The HTTP method of an upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A request to send upstream: a `POST` with a body (JSON or a multipart form), or a `GET` (a
+/// status poll, an image download) with an empty one.
+#[derive(Clone)]
 pub struct UpstreamRequest {
+    pub method: Method,
     pub url: String,
     /// Header name and value; values may hold secrets (see [`HeaderValue`]).
     pub headers: Vec<(String, HeaderValue)>,
@@ -45,6 +64,7 @@ impl std::fmt::Debug for HeaderValue {
 impl std::fmt::Debug for UpstreamRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamRequest")
+            .field("method", &self.method)
             .field("url", &self.url)
             .field("headers", &self.headers)
             .field("body_bytes", &self.body.len())
@@ -59,6 +79,8 @@ pub struct UpstreamReply<B> {
     pub retry_after: Option<String>,
     /// The upstream's `retry-after-ms` header (OpenAI's finer retry hint).
     pub retry_after_ms: Option<String>,
+    /// The answer's `Content-Type` (adapters whose upstream may answer raw image bytes read it).
+    pub content_type: Option<String>,
     pub body: B,
 }
 
@@ -92,4 +114,20 @@ pub trait Upstream {
 pub trait UpstreamBody {
     /// The next chunk, or `None` at the end; waits at most `limit_ms`.
     fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;
+
+    /// The rest of the body, whole, for answers that are translated rather than relayed.
+    /// `Ok(None)` when it is longer than `max_bytes` (the rest is then left unread); waits at
+    /// most `limit_ms` in all. Implementations may read it in one native call.
+    fn read_all(&mut self, limit_ms: u64, max_bytes: usize) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> {
+        async move {
+            let mut out = Vec::new();
+            while let Some(chunk) = self.next_chunk(limit_ms).await? {
+                if out.len() + chunk.len() > max_bytes {
+                    return Ok(None);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(Some(out))
+        }
+    }
 }

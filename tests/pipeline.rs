@@ -87,6 +87,7 @@ impl<'c> Upstream for FakeUpstream<'c> {
             status: script.status,
             retry_after: script.retry_after.map(str::to_owned),
             retry_after_ms: None,
+            content_type: Some("application/json".to_owned()),
             body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new() },
         })
     }

@@ -26,7 +26,7 @@ use web_sys::{
 };
 use worker::{Date, Delay};
 
-use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 /// The largest answer of known length read whole (one native call) rather than streamed.
 const WHOLE_ANSWER_BYTES: u64 = 64 * 1024;
@@ -73,9 +73,11 @@ impl Upstream for WorkerUpstream {
                 .map_err(|_| TransportError::Failed(format!("the header '{name}' is not valid")))?;
         }
         let init = RequestInit::new();
-        init.set_method("POST");
+        init.set_method(request.method.as_str());
         init.set_headers(&headers);
-        init.set_body(&Uint8Array::from(request.body.as_slice()));
+        if request.method == Method::Post {
+            init.set_body(&Uint8Array::from(request.body.as_slice()));
+        }
         // A redirect would re-send the prompt (and any credential headers) to another host; the
         // core treats a 3xx as a bad upstream answer instead.
         init.set_redirect(RequestRedirect::Manual);
@@ -87,7 +89,8 @@ impl Upstream for WorkerUpstream {
         let retry_after_ms = headers.get("retry-after-ms").ok().flatten();
         let status = response.status();
         let body = WorkerBody { source: Source::of(response), inspected: Inspected::default(), deadline_ms, delivered: false };
-        Ok(UpstreamReply { status, retry_after, retry_after_ms, body })
+        let content_type = headers.get("content-type").ok().flatten();
+        Ok(UpstreamReply { status, retry_after, retry_after_ms, content_type, body })
     }
 }
 

@@ -8,7 +8,7 @@ use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{Reply, ReplyBody};
 use crate::policy::{retry_after_ms, Outcome};
-use crate::providers::{openai, test_pattern};
+use crate::providers::{self, test_pattern, Target};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody};
@@ -49,7 +49,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 // It cannot render this request (size, format): another target may.
                 Err(error) => Attempt::failed(Outcome::Unusable, error.status(), error),
             },
-            ProviderKind::Openai => self.relay(provider, model, request, limit_ms).await,
+            _ => self.relay(provider, model, request, limit_ms).await,
         }
     }
 
@@ -65,7 +65,12 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Attempt::failed(Outcome::Unusable, 500, error);
         };
         let deadline = Deadline::after(self.clock.now_ms(), limit_ms);
-        let upstream_request = openai::build_request(provider, model, request, key.clone());
+        let target = Target { provider, model, key: Some(&key) };
+        let mut plan = match providers::check_params(&target, request).and_then(|()| providers::plan(&target, request)) {
+            Ok(plan) => plan,
+            Err(error) => return Attempt::failed(Outcome::Unusable, error.status(), error),
+        };
+        let upstream_request = plan.calls.remove(0);
         let mut reply = match self.upstream.send(upstream_request, limit_ms).await {
             Ok(reply) => reply,
             Err(error) => return transport_failure(error, &provider.id, limit_ms),
@@ -73,7 +78,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if !(200..300).contains(&reply.status) {
             let body = self.read_error_body(&mut reply.body, deadline).await;
             let hint = retry_after_ms(reply.retry_after_ms.as_deref(), reply.retry_after.as_deref(), self.clock.now_ms());
-            let error = openai::error_from_answer(&provider.id, reply.status, reply.retry_after, &body, &key);
+            let error = providers::read_error(&target, reply.status, reply.retry_after, &body);
             return Attempt::failed(Outcome::Status { status: reply.status, retry_after_ms: hint }, reply.status, error);
         }
         match self.check_answer(&mut reply.body, deadline, &provider.id, limit_ms).await {

@@ -13,6 +13,9 @@ use crate::error::GatewayError;
 use crate::png::{encode_palette4, Row};
 use crate::request::{ImageRequest, OutputFormat, ResponseFormat, Size};
 
+/// The request parameters it accepts: the OpenAI ones (it ignores what it cannot show).
+pub const HONOURED: &[&str] = super::openai::HONOURED;
+
 /// Smallest side, in pixels.
 pub const MIN_SIDE: u32 = 16;
 /// Largest side, in pixels.

@@ -1,0 +1,141 @@
+//! The one mapping from a provider's error answer to the gateway's error set, shared by every
+//! adapter. Adapters only say what the provider said ([`Detail`]); this decides the status.
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::secret::Secret;
+
+/// The longest upstream error message passed on to the client.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// What a provider's error answer said, read by its adapter.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Detail {
+    /// The provider's message, as sent.
+    pub message: Option<String>,
+    /// The provider's error code or type, normalised by the adapter where it means the same as
+    /// OpenAI's: `insufficient_quota` (billing), `content_policy_violation` (a refusal).
+    pub code: Option<String>,
+}
+
+/// Codes that mean the provider account cannot pay.
+const QUOTA: [&str; 3] = ["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
+/// Codes that mean the provider refused the content.
+const REFUSED: [&str; 2] = ["content_policy_violation", "moderation_blocked"];
+
+/// The gateway error for a provider's non-2xx answer. The provider's message is kept (our key
+/// redacted, at most 500 characters), except on 401, where it would describe the gateway's
+/// provider key rather than the client's request.
+pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String>, said: Detail, key: Option<&Secret>) -> GatewayError {
+    let code = said.code.as_deref().unwrap_or("");
+    let kind = match status {
+        401 => {
+            return GatewayError::new(
+                ErrorKind::BadUpstream,
+                format!("The upstream provider '{provider_id}' rejected the gateway's credentials for it. Your gateway key is fine; the gateway's provider key needs fixing."),
+            )
+            .with_code("upstream_auth_failed")
+        }
+        402 => ErrorKind::PaymentRequired,
+        _ if QUOTA.contains(&code) => ErrorKind::PaymentRequired,
+        _ if REFUSED.contains(&code) => ErrorKind::Forbidden,
+        400 | 413 | 422 => ErrorKind::InvalidRequest,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        408 | 504 | 524 => ErrorKind::UpstreamTimeout,
+        429 => ErrorKind::RateLimited,
+        503 | 529 => ErrorKind::Overloaded,
+        _ => ErrorKind::BadUpstream,
+    };
+    let redacted = |m: &str| key.map_or_else(|| m.to_owned(), |key| key.redact_from(m));
+    let said_text = said
+        .message
+        .map(|m| redacted(&m).chars().take(MAX_MESSAGE_CHARS).collect::<String>())
+        .filter(|m| !m.trim().is_empty());
+    let message = match said_text {
+        Some(text) => format!("The upstream provider '{provider_id}' answered {status}: {text}"),
+        None => format!("The upstream provider '{provider_id}' answered {status}."),
+    };
+    let error = GatewayError::new(kind, message).with_retry_after(retry_after);
+    match kind {
+        ErrorKind::Forbidden if REFUSED.contains(&code) => error.with_code("content_policy_violation"),
+        ErrorKind::NotFound => error.with_code("model_not_found").with_param("model"),
+        _ => error,
+    }
+}
+
+/// The 403 for a generation the provider refused inside a 2xx answer (a moderated job).
+pub fn refused(provider_id: &str, why: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}"))
+        .with_code("content_policy_violation")
+}
+
+/// The 502 for a 2xx answer that carries no image.
+pub fn no_images(provider_id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered without any image."))
+        .with_code("empty_upstream_answer")
+}
+
+/// The 502 for a 2xx answer the adapter cannot read; `what` names the expected shape.
+pub fn unreadable(provider_id: &str, what: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered with a body that is not {what}."))
+}
+
+/// The 502 for an asynchronous job that failed upstream, with the provider's reason.
+pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) -> GatewayError {
+    let why = why.map(|w| key.map_or_else(|| w.to_owned(), |k| k.redact_from(w)).chars().take(MAX_MESSAGE_CHARS).collect::<String>());
+    GatewayError::new(
+        ErrorKind::BadUpstream,
+        match why {
+            Some(why) => format!("The upstream provider '{provider_id}' could not generate the image: {why}"),
+            None => format!("The upstream provider '{provider_id}' could not generate the image."),
+        },
+    )
+    .with_code("upstream_generation_failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(status: u16, message: &str, code: Option<&str>) -> GatewayError {
+        let said = Detail { message: Some(message.to_owned()), code: code.map(str::to_owned) };
+        upstream_error("p", status, Some("7".into()), said, Some(&Secret::new("sk-provider-key")))
+    }
+
+    #[test]
+    fn statuses_map_to_the_fixed_error_set() {
+        let table = [
+            (400, None, 400),
+            (401, None, 502),
+            (402, None, 402),
+            (403, None, 403),
+            (404, None, 404),
+            (408, None, 524),
+            (413, None, 400),
+            (422, None, 400),
+            (429, None, 429),
+            (429, Some("insufficient_quota"), 402),
+            (400, Some("moderation_blocked"), 403),
+            (400, Some("content_policy_violation"), 403),
+            (500, None, 502),
+            (502, None, 502),
+            (503, None, 529),
+            (504, None, 524),
+            (529, None, 529),
+        ];
+        for (status, code, expected) in table {
+            assert_eq!(map(status, "m", code).status(), expected, "{status} {code:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_is_kept_but_never_our_key() {
+        let err = map(400, "Invalid size; key sk-provider-key was used", None);
+        assert!(err.message.contains("Invalid size") && !err.message.contains("sk-provider-key"), "{}", err.message);
+        let auth = map(401, "Incorrect API key provided: sk-provider-key", None);
+        assert!(!auth.message.contains("sk-"), "{}", auth.message);
+        assert_eq!(map(429, "slow", None).retry_after.as_deref(), Some("7"));
+        let silent = upstream_error("p", 500, None, Detail::default(), None);
+        assert_eq!(silent.message, "The upstream provider 'p' answered 500.");
+    }
+}
