@@ -202,6 +202,23 @@ impl GatewayError {
         };
         serde_json::to_vec(&envelope).expect("the envelope is always serialisable")
     }
+
+    /// OpenRouter's error envelope `{"error":{"code":<status>,"message","metadata":{"type",
+    /// "param","code"}}}`, for callers of the `/api/v1` routes.
+    pub fn openrouter_body(&self) -> Vec<u8> {
+        let body = serde_json::json!({
+            "error": {
+                "code": self.status(),
+                "message": self.message,
+                "metadata": {
+                    "type": self.kind.error_type(),
+                    "param": self.param,
+                    "code": self.code.unwrap_or(self.kind.default_code()),
+                },
+            }
+        });
+        serde_json::to_vec(&body).expect("the envelope is always serialisable")
+    }
 }
 
 impl std::fmt::Display for GatewayError {
@@ -258,6 +275,17 @@ mod tests {
         for kind in [ErrorKind::UpstreamTimeout, ErrorKind::BadUpstream, ErrorKind::InvalidRequest] {
             assert!(!kind.client_should_retry(), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn openrouter_envelope_has_the_status_as_code_and_the_rest_in_metadata() {
+        let err = GatewayError::invalid_param("size", "bad size");
+        let body: Value = serde_json::from_slice(&err.openrouter_body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": 400, "message": "bad size",
+                             "metadata": {"type": "invalid_request_error", "param": "size", "code": "invalid_value"}}})
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::answer::Shape;
 use crate::error::{ErrorKind, GatewayError};
 
 /// What the core needs from an incoming request's head.
@@ -60,7 +61,17 @@ impl<B> Reply<B> {
     /// OpenAI SDKs neither guess nor multiply paid attempts, `retry-after` when known, and
     /// `WWW-Authenticate` on 401.
     pub fn error(error: &GatewayError) -> Self {
-        let mut reply = Reply::json(error.status(), error.body());
+        Reply::error_in(error, Shape::OpenAi)
+    }
+
+    /// [`Reply::error`] with the body in the caller's `shape` (OpenRouter's envelope under
+    /// `/api/v1`).
+    pub fn error_in(error: &GatewayError, shape: Shape) -> Self {
+        let body = match shape {
+            Shape::OpenAi => error.body(),
+            Shape::OpenRouter => error.openrouter_body(),
+        };
+        let mut reply = Reply::json(error.status(), body);
         let retry = error.client_retry.unwrap_or(error.kind.client_should_retry());
         reply.headers.push(("x-should-retry", retry.to_string()));
         if let Some(retry_after) = error.retry_after.as_ref().filter(|_| matches!(error.kind, ErrorKind::RateLimited | ErrorKind::Overloaded)) {

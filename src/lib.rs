@@ -4,8 +4,10 @@
 //! only) that connects it to the Workers runtime. [`pipeline`] is where a request's stages are
 //! named and driven; start reading there.
 
+pub mod answer;
 pub mod answer_scan;
 pub mod auth;
+pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod cors;
@@ -16,6 +18,7 @@ pub mod log;
 pub mod pipeline;
 pub mod policy;
 pub mod png;
+pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod secret;

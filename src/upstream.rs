@@ -116,8 +116,9 @@ pub trait UpstreamBody {
     fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;
 
     /// The rest of the body, whole, for answers that are translated rather than relayed.
-    /// `Ok(None)` when it is longer than `max_bytes` (the rest is then left unread); waits at
-    /// most `limit_ms` in all. Implementations may read it in one native call.
+    /// `Ok(None)` when it is longer than `max_bytes` (the rest is then left unread). This
+    /// default waits at most `limit_ms` per chunk; implementations may bound the whole read and
+    /// read it in one native call.
     fn read_all(&mut self, limit_ms: u64, max_bytes: usize) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> {
         async move {
             let mut out = Vec::new();

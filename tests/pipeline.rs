@@ -14,7 +14,7 @@ use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use imagegate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::{json, Value};
 
 const GATEWAY_KEY: &str = "sk-gateway-test";
@@ -46,11 +46,17 @@ struct Script {
     latency_ms: u64,
     status: u16,
     retry_after: Option<&'static str>,
+    content_type: &'static str,
     chunks: Vec<Vec<u8>>,
 }
 
 fn answer(status: u16, body: &str) -> Script {
-    Script { latency_ms: 10, status, retry_after: None, chunks: vec![body.as_bytes().to_vec()] }
+    Script { latency_ms: 10, status, retry_after: None, content_type: "application/json", chunks: vec![body.as_bytes().to_vec()] }
+}
+
+/// Raw image bytes, as an image host serves them.
+fn image_bytes(bytes: &[u8], content_type: &'static str) -> Script {
+    Script { content_type, chunks: vec![bytes.to_vec()], ..answer(200, "") }
 }
 
 struct FakeUpstream<'c> {
@@ -87,7 +93,7 @@ impl<'c> Upstream for FakeUpstream<'c> {
             status: script.status,
             retry_after: script.retry_after.map(str::to_owned),
             retry_after_ms: None,
-            content_type: Some("application/json".to_owned()),
+            content_type: Some(script.content_type.to_owned()),
             body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new() },
         })
     }
@@ -130,7 +136,8 @@ const CONFIG: &str = r#"{
   ],
   "models": [
     {"id": "imagegate/test-pattern", "provider": "imagegate"},
-    {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"]},
+    {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"], "pricing": [{"cost_usd": 0.04, "unit": "image"}]},
+    {"id": "mock/lenient", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["style", "steps"]},
     {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
     {"id": "keyless/m", "provider": "keyless"}
   ]
@@ -238,7 +245,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let head = br#"{"created":1,"data":[{"b64_json":""#.to_vec();
     let big = vec![b'A'; 2 << 20];
     let tail = br#""}]}"#.to_vec();
-    let script = Script { latency_ms: 5, status: 200, retry_after: None, chunks: vec![head.clone(), big, tail] };
+    let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
     let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
     let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock, random: &h.draw };
     let head_req = RequestHead {
@@ -352,7 +359,7 @@ fn models_lists_ids_and_aliases_for_authenticated_callers() {
     let h = Harness::new();
     let served = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     let ids: Vec<String> = served.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "backup/m", "keyless/m"]);
+    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "mock/lenient", "backup/m", "keyless/m"]);
     assert_eq!(served.json()["object"], "list");
     assert_eq!(h.serve("GET", "/v1/models", None, "", vec![]).status, 401);
 }
@@ -533,4 +540,82 @@ fn the_server_caps_retries_and_logs_who_asked() {
     let log: Value = serde_json::from_str(&served.log_line).unwrap();
     assert_eq!((log["name"].as_str(), log["identity"].as_str(), log["metadata"]["team"].as_str()), (Some("poster"), Some("user-7"), Some("art")));
     assert_eq!(log["trail"].as_array().map(Vec::len), Some(1));
+}
+
+// ---- Providers and the OpenRouter surface (issue 5) ----
+
+fn openrouter(h: &Harness, body: &str, script: Vec<Script>) -> Served {
+    h.serve("POST", "/api/v1/images", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
+}
+
+#[test]
+fn openrouter_callers_get_openrouter_shaped_answers_with_the_cost() {
+    let h = Harness::new();
+    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p","n":2,"provider":{"only":["x"]},"session_id":"s"}"#, vec![answer(200, r#"{"created":1,"data":[{"b64_json":"aGk="},{"b64_json":"aG8="}]}"#)]);
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    let body = served.json();
+    assert_eq!(body["data"], json!([{"b64_json": "aGk="}, {"b64_json": "aG8="}]));
+    assert_eq!(body["created"], 1_700_000_000, "the gateway's clock, in seconds");
+    assert_eq!(body["usage"]["cost"], 0.08, "two images at 0.04");
+    assert_eq!(served.header("x-imagegate-cost-usd"), Some("0.08"));
+    let sent: Value = serde_json::from_slice(&served.calls[0].body).unwrap();
+    assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 2, "response_format": "b64_json"}), "OpenRouter-only fields stay here");
+}
+
+#[test]
+fn an_openai_client_gets_the_cost_header_on_a_relayed_answer() {
+    let h = Harness::new();
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","n":3}"#, vec![answer(200, OK)]);
+    assert_eq!((served.status, served.header("x-imagegate-cost-usd")), (200, Some("0.12")));
+    assert_eq!(served.json(), serde_json::from_str::<Value>(OK).unwrap(), "still relayed as is");
+}
+
+#[test]
+fn image_urls_are_downloaded_without_credentials_when_base64_is_wanted() {
+    let h = Harness::new();
+    let url_answer = answer(200, r#"{"created":1,"data":[{"url":"https://img.example/a.webp?sig=1"}]}"#);
+    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, image_bytes(b"RIFFwebp", "image/webp")]);
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.json()["data"], json!([{"b64_json": "UklGRndlYnA=", "media_type": "image/webp"}]));
+    let download = &served.calls[1];
+    assert_eq!((download.method, download.url.as_str()), (Method::Get, "https://img.example/a.webp?sig=1"));
+    assert!(download.headers.is_empty(), "no key goes to an image host: {:?}", download.headers);
+}
+
+#[test]
+fn a_failed_download_is_final_because_the_image_was_already_paid_for() {
+    let h = Harness::new();
+    let url_answer = answer(200, r#"{"created":1,"data":[{"url":"https://img.example/a.png"}]}"#);
+    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, answer(500, "gone")]);
+    assert_eq!(served.status, 502);
+    assert_eq!(served.json()["error"]["metadata"]["code"], "image_download_failed");
+    assert_eq!(served.calls.len(), 2, "one generation and one download: no paid retry");
+}
+
+#[test]
+fn openrouter_routes_answer_errors_in_openrouter_envelope() {
+    let h = Harness::new();
+    let unauthorised = h.serve("POST", "/api/v1/images", None, r#"{"model":"m","prompt":"p"}"#, vec![]);
+    assert_eq!(unauthorised.status, 401);
+    assert_eq!(unauthorised.json()["error"]["code"], 401);
+    assert!(unauthorised.json()["error"]["message"].is_string());
+    let refs = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p","input_references":[{"type":"image_url"}]}"#, vec![]);
+    assert_eq!((refs.status, refs.json()["error"]["metadata"]["param"].as_str()), (400, Some("input_references")));
+    let wrong = h.serve("GET", "/api/v1/images", None, "", vec![]);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
+}
+
+#[test]
+fn parameters_a_provider_cannot_honour_are_refused_unless_the_model_drops_them() {
+    let h = Harness::new();
+    let refused = h.generate(r#"{"prompt":"p","model":"gpt-image-1","seed":7}"#, vec![]);
+    assert_eq!((refused.status, refused.json()["error"]["param"].as_str()), (400, Some("seed")));
+    assert_eq!(refused.json()["error"]["code"], "unsupported_parameter");
+    let unknown = h.generate(r#"{"prompt":"p","model":"gpt-image-1","steps":4}"#, vec![]);
+    assert_eq!((unknown.status, unknown.json()["error"]["code"].as_str()), (400, Some("unknown_parameter")));
+    assert!(refused.calls.is_empty() && unknown.calls.is_empty());
+    let dropped = h.generate(r#"{"prompt":"p","model":"mock/lenient","style":"vivid","steps":4,"quality":"high"}"#, vec![answer(200, OK)]);
+    assert_eq!(dropped.status, 200);
+    let sent: Value = serde_json::from_slice(&dropped.calls[0].body).unwrap();
+    assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 1, "quality": "high"}), "style and steps dropped");
 }

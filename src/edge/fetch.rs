@@ -283,4 +283,41 @@ impl UpstreamBody for WorkerBody {
             }
         }
     }
+
+    /// Copies whole runtime chunks into wasm (one `arrayBuffer` call for a small answer of known
+    /// length) rather than inspection windows; the limit holds for the whole read.
+    async fn read_all(&mut self, limit_ms: u64, max_bytes: usize) -> Result<Option<Vec<u8>>, TransportError> {
+        let deadline_ms = Date::now().as_millis() + limit_ms;
+        let mut out = Vec::new();
+        // What was taken but not yet shown to the core comes first; a small answer read whole is
+        // then complete.
+        while let Some(window) = self.inspected.next_window() {
+            out.extend_from_slice(&window);
+        }
+        if !self.inspected.chunks.is_empty() && matches!(self.source, Source::Whole(_)) {
+            self.inspected.finished = true;
+        }
+        self.inspected.chunks.clear();
+        while !self.inspected.finished {
+            let remaining = deadline_ms.saturating_sub(Date::now().as_millis());
+            if remaining == 0 {
+                return Err(TransportError::Timeout);
+            }
+            if !self.take_chunk(remaining).await? {
+                self.inspected.finished = true;
+                break;
+            }
+            let chunk = self.inspected.chunks.pop().expect("take_chunk pushed one");
+            let start = out.len();
+            if start + chunk.length() as usize > max_bytes {
+                return Ok(None);
+            }
+            out.resize(start + chunk.length() as usize, 0);
+            chunk.copy_to(&mut out[start..]);
+            if matches!(self.source, Source::Whole(_)) {
+                self.inspected.finished = true;
+            }
+        }
+        Ok(Some(out))
+    }
 }

@@ -14,9 +14,9 @@
 mod attempt;
 mod router;
 
-use serde::Serialize;
-
+use crate::answer::Shape;
 use crate::auth::{authenticate, KeySet};
+use crate::catalogue;
 use crate::clock::{Clock, Deadline, Random};
 use crate::config::Config;
 use crate::cors;
@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
 use crate::log::RequestLog;
 use crate::policy::take_router_fields;
-use crate::request::{image_request, parse_body};
+use crate::request::{image_request, parse_body, ResponseFormat};
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
@@ -46,27 +46,54 @@ pub struct Handled<B> {
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+enum Route<'p> {
     Preflight,
     Health,
+    /// `GET /v1/models`: the OpenAI model list.
     Models,
-    Generations,
+    /// `GET /api/v1/images/models`: OpenRouter's image model catalogue.
+    ImageModels,
+    /// `GET /api/v1/images/models/{author}/{slug}/endpoints`.
+    Endpoints { author: &'p str, slug: &'p str },
+    /// A generation, answered in the caller's shape.
+    Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
     WrongMethod(&'static str),
     Unknown,
 }
 
 /// The route stage: method and path to a [`Route`].
-fn route(method: &str, path: &str) -> Route {
+fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
     let path = path.trim_end_matches('/');
+    let endpoints = path
+        .strip_prefix("/api/v1/images/models/")
+        .and_then(|rest| rest.strip_suffix("/endpoints"))
+        .and_then(|model| model.split_once('/'))
+        .filter(|(author, slug)| !author.is_empty() && !slug.is_empty() && !slug.contains('/'));
     match (method, path) {
         ("OPTIONS", _) => Route::Preflight,
         ("GET", "/healthz") => Route::Health,
         ("GET", "/v1/models") => Route::Models,
-        ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations,
-        (_, "/healthz" | "/v1/models") => Route::WrongMethod("GET, OPTIONS"),
-        (_, "/v1/images/generations" | "/v2/router/images/generations") => Route::WrongMethod("POST, OPTIONS"),
+        ("GET", "/api/v1/images/models") => Route::ImageModels,
+        ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
+        ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
+        ("GET", _) if endpoints.is_some() => {
+            let (author, slug) = endpoints.expect("checked");
+            Route::Endpoints { author, slug }
+        }
+        (_, "/healthz" | "/v1/models" | "/api/v1/images/models") => Route::WrongMethod("GET, OPTIONS"),
+        (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
         _ => Route::Unknown,
+    }
+}
+
+/// The shape errors on `path` are written in: OpenRouter's under `/api/v1`, else OpenAI's.
+fn error_shape(path: &str) -> Shape {
+    if path.starts_with("/api/v1/") || path == "/api/v1" {
+        Shape::OpenRouter
+    } else {
+        Shape::OpenAi
     }
 }
 
@@ -89,19 +116,24 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             )
             .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
-            Route::Models => self.models(head, &mut log),
-            Route::Generations => self.generate(head, body, deadline, &mut log).await,
+            Route::Models => self.catalogue(head, &mut log, |config| Ok(catalogue::openai_models(config))),
+            Route::ImageModels => self.catalogue(head, &mut log, |config| Ok(catalogue::image_models(config))),
+            Route::Endpoints { author, slug } => self.catalogue(head, &mut log, |config| catalogue::endpoints(config, author, slug)),
+            Route::Generations(shape) => self.generate(head, body, shape, deadline, &mut log).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
-                format!("Unknown route: {} {}. This gateway serves POST /v1/images/generations and GET /v1/models.", head.method, head.path),
+                format!(
+                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images and GET /api/v1/images/models.",
+                    head.method, head.path
+                ),
             )
             .with_code("unknown_route")),
         };
         let mut reply = outcome.unwrap_or_else(|error| {
             log.error_type = Some(error.kind.error_type());
             log.error = Some(error.message.clone());
-            Reply::error(&error)
+            Reply::error_in(&error, error_shape(&head.path))
         });
         let now_ms = self.clock.now_ms();
         if !log.trail.is_empty() {
@@ -121,39 +153,34 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         Handled { reply, log }
     }
 
-    /// `GET /v1/models`: every model id and alias, in the OpenAI list shape.
-    fn models(&self, head: &RequestHead, log: &mut RequestLog) -> Result<Reply<U::Body>, GatewayError> {
+    /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
+    fn catalogue(
+        &self,
+        head: &RequestHead,
+        log: &mut RequestLog,
+        list: impl FnOnce(&Config) -> Result<Vec<u8>, GatewayError>,
+    ) -> Result<Reply<U::Body>, GatewayError> {
         log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
-        #[derive(Serialize)]
-        struct Model<'a> {
-            id: &'a str,
-            object: &'static str,
-            created: u64,
-            owned_by: &'a str,
-        }
-        let data: Vec<Model> = self
-            .config
-            .models
-            .iter()
-            .flat_map(|m| std::iter::once(&m.id).chain(&m.aliases).map(move |id| (id, &m.provider)))
-            .map(|(id, provider)| Model { id, object: "model", created: 0, owned_by: provider })
-            .collect();
-        let body = serde_json::json!({ "object": "list", "data": data });
-        Ok(Reply::json(200, body.to_string().into_bytes()))
+        Ok(Reply::json(200, list(self.config)?))
     }
 
-    /// `POST /v1/images/generations` (and orq's `/v2/router/images/generations`): authenticate,
-    /// read, parse, plan the policy, then run the attempt loop.
+    /// `POST /v1/images/generations` (and orq's `/v2/router/images/generations`), or
+    /// OpenRouter's `POST /api/v1/images`: authenticate, read, parse, plan the policy, then run
+    /// the attempt loop; the answer comes in `shape`.
     async fn generate<I: IncomingBody>(
         &self,
         head: &RequestHead,
         body: I,
+        shape: Shape,
         deadline: Deadline,
         log: &mut RequestLog,
     ) -> Result<Reply<U::Body>, GatewayError> {
         log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
+        if shape == Shape::OpenRouter {
+            take_openrouter_fields(&mut fields)?;
+        }
         let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
         if let Some(count) = router_fields.retry_count.filter(|c| *c > self.config.max_retry_count) {
             let max = self.config.max_retry_count;
@@ -162,7 +189,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         log.name = router_fields.name.clone();
         log.identity = router_fields.identity.as_ref().map(|i| i.id.clone());
         log.metadata = router_fields.metadata.clone();
-        let request = image_request(fields)?;
+        let mut request = image_request(fields)?;
+        if shape == Shape::OpenRouter {
+            // OpenRouter's answers carry base64 only.
+            request.response_format = Some(ResponseFormat::B64Json);
+        }
         if self.config.log_prompts {
             log.prompt = Some(request.prompt.clone());
         }
@@ -171,8 +202,24 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
         let policy = self.config.policy_for(model).with_request(&router_fields);
         self.config.check_targets(&policy)?;
-        self.route(&request, &policy, &model.id, deadline, log).await
+        self.route(&request, &policy, &model.id, shape, deadline, log).await
     }
+}
+
+/// Takes out the OpenRouter request fields that steer OpenRouter itself and mean nothing to a
+/// self-hosted gateway (`provider`, `session_id`, `trace`), and refuses what it cannot do.
+fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), GatewayError> {
+    for ignored in ["provider", "session_id", "trace"] {
+        fields.remove(ignored);
+    }
+    if crate::fields::take(fields, "input_references").is_some() {
+        return Err(GatewayError::invalid_param(
+            "input_references",
+            "Reference images are not supported by this gateway; send a text prompt only.",
+        )
+        .with_code("unsupported_parameter"));
+    }
+    Ok(())
 }
 
 /// The error when the request's deadline passed before any attempt could be made.
@@ -184,7 +231,7 @@ fn deadline_error(deadline_ms: u64) -> GatewayError {
 /// naming the problem, for every request, until the deployment is fixed.
 pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &str) -> Handled<B> {
     let error = GatewayError::new(ErrorKind::Internal, problem).with_code("invalid_configuration");
-    let mut reply = Reply::error(&error);
+    let mut reply = Reply::error_in(&error, error_shape(&head.path));
     reply.headers.push(("x-request-id", request_id.clone()));
     reply.headers.push(("openai-processing-ms", "0".to_owned()));
     let log = RequestLog {

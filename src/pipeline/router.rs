@@ -1,6 +1,7 @@
 //! The attempt loop: the first target (requested, or drawn by weight), its retries, then each
 //! fallback in order, until one answers, the policy stops, or the deadline passes.
 
+use crate::answer::Shape;
 use crate::clock::Deadline;
 use crate::error::GatewayError;
 use crate::http::Reply;
@@ -23,6 +24,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         request: &ImageRequest,
         policy: &Policy,
         requested: &str,
+        shape: Shape,
         deadline: Deadline,
         log: &mut RequestLog,
     ) -> Result<Reply<U::Body>, GatewayError> {
@@ -39,7 +41,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
                 let started = self.clock.now_ms();
-                let attempt = self.attempt(provider, model, request, limit_ms).await;
+                let attempt = self.attempt(provider, model, request, shape, limit_ms).await;
                 log.trail.push(format!("{};{};{}", model.id, attempt.status, self.clock.now_ms().saturating_sub(started)));
                 log.model = Some(model.id.clone());
                 log.provider = Some(provider.id.clone());

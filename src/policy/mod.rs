@@ -29,6 +29,9 @@ pub enum Outcome {
     /// The target cannot serve this request (a size or format it lacks, a missing key): never
     /// retried, always falls back.
     Unusable,
+    /// The upstream generated (and charged for) images the gateway then could not deliver (an
+    /// image download failed): never retried and never sent elsewhere, which would pay again.
+    Final,
 }
 
 impl Outcome {
@@ -37,7 +40,7 @@ impl Outcome {
         match self {
             Outcome::Status { status, .. } => Some(status),
             Outcome::Timeout => Some(408),
-            Outcome::Success | Outcome::ConnectionFailed | Outcome::Unusable => None,
+            Outcome::Success | Outcome::ConnectionFailed | Outcome::Unusable | Outcome::Final => None,
         }
     }
 }
@@ -128,7 +131,7 @@ impl Policy {
     /// a request that will fail everywhere (a 400, a moderation refusal) is not sent elsewhere.
     pub fn next(&self, outcome: Outcome, retries_done: u8, remaining_ms: u64, jitter: f64) -> Next {
         let code = outcome.code();
-        if outcome == Outcome::Success {
+        if matches!(outcome, Outcome::Success | Outcome::Final) {
             return Next::Stop;
         }
         let retryable = outcome == Outcome::ConnectionFailed || code.is_some_and(|c| self.retry_on.contains(&c));
@@ -167,6 +170,7 @@ mod tests {
         assert_eq!(policy.next(status(500), 1, 100_000, 0.5), Next::Retry { after_ms: 2000 });
         assert_eq!(policy.next(status(500), 2, 100_000, 0.5), Next::Retry { after_ms: 4000 });
         assert_eq!(policy.next(status(500), 3, 100_000, 0.5), Next::FallBack, "retries exhausted");
+        assert_eq!(policy.next(Outcome::Final, 0, 100_000, 0.5), Next::Stop, "paid for: never again");
         assert_eq!(policy.next(Outcome::Success, 0, 100_000, 0.5), Next::Stop);
     }
 

@@ -6,12 +6,12 @@
 //! differs.
 
 use base64::Engine as _;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
 use crate::png::{encode_palette4, Row};
-use crate::request::{ImageRequest, OutputFormat, ResponseFormat, Size};
+use super::{Generated, Image, ImageData};
+use crate::request::{ImageRequest, OutputFormat, Size};
 
 /// The request parameters it accepts: the OpenAI ones (it ignores what it cannot show).
 pub const HONOURED: &[&str] = super::openai::HONOURED;
@@ -26,9 +26,9 @@ pub const AUTO_SIDE: u32 = 1024;
 const BARS: u32 = 8;
 const CHECKS: u32 = 16;
 
-/// Renders the OpenAI Images answer for `request`: `n` PNGs as `b64_json`, or as `data:` URLs
-/// when `url` is asked for. 400 naming `size` or `output_format` when they can't be honoured.
-pub fn generate(request: &ImageRequest, created_secs: u64) -> Result<Vec<u8>, GatewayError> {
+/// Renders `n` PNGs for `request` as base64. 400 naming `size` or `output_format` when they
+/// can't be honoured.
+pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
     let (width, height) = dimensions(request.size)?;
     if matches!(request.output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp)) {
         return Err(GatewayError::invalid_param(
@@ -36,35 +36,14 @@ pub fn generate(request: &ImageRequest, created_secs: u64) -> Result<Vec<u8>, Ga
             "imagegate/test-pattern renders PNG only; omit 'output_format' or set it to 'png'.",
         ));
     }
-    let as_url = request.response_format == Some(ResponseFormat::Url);
-    let data = (0..request.n)
-        .map(|index| {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(render(&request.prompt, index, width, height));
-            if as_url {
-                Image { url: Some(format!("data:image/png;base64,{encoded}")), b64_json: None }
-            } else {
-                Image { url: None, b64_json: Some(encoded) }
-            }
+    let images = (0..request.n)
+        .map(|index| Image {
+            data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(render(&request.prompt, index, width, height))),
+            media_type: Some("image/png".to_owned()),
+            revised_prompt: None,
         })
         .collect();
-    let answer = Answer { created: created_secs, data, output_format: "png", size: format!("{width}x{height}") };
-    Ok(serde_json::to_vec(&answer).expect("the answer is always serialisable"))
-}
-
-#[derive(Serialize)]
-struct Answer {
-    created: u64,
-    data: Vec<Image>,
-    output_format: &'static str,
-    size: String,
-}
-
-#[derive(Serialize)]
-struct Image {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    b64_json: Option<String>,
+    Ok(Generated { images, cost_usd: None })
 }
 
 fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {
@@ -126,7 +105,6 @@ fn pixel_row(width: u32, colour_at: impl Fn(u32) -> u8) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::request::parse_generation;
-    use serde_json::Value;
 
     fn request(body: &str) -> ImageRequest {
         parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
@@ -139,15 +117,14 @@ mod tests {
         (info, pixels)
     }
 
-    fn images(answer: &[u8], field: &str) -> Vec<Vec<u8>> {
-        let answer: Value = serde_json::from_slice(answer).unwrap();
-        answer["data"]
-            .as_array()
-            .unwrap()
+    fn pngs(body: &str) -> Vec<Vec<u8>> {
+        let generated = generate(&request(body)).unwrap();
+        generated
+            .images
             .iter()
             .map(|image| {
-                let text = image[field].as_str().unwrap();
-                let b64 = text.strip_prefix("data:image/png;base64,").unwrap_or(text);
+                assert_eq!(image.media_type.as_deref(), Some("image/png"));
+                let ImageData::Base64(b64) = &image.data else { panic!("base64 expected") };
                 base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
             })
             .collect()
@@ -155,30 +132,24 @@ mod tests {
 
     #[test]
     fn renders_n_decodable_pngs_of_the_requested_size() {
-        let answer = generate(&request(r#"{"prompt":"a lighthouse","n":3,"size":"333x77"}"#), 7).unwrap();
-        let pngs = images(&answer, "b64_json");
+        let pngs = pngs(r#"{"prompt":"a lighthouse","n":3,"size":"333x77"}"#);
         assert_eq!(pngs.len(), 3);
         for png_bytes in &pngs {
             let (info, _) = decode(png_bytes);
             assert_eq!((info.width, info.height), (333, 77));
         }
         assert_ne!(pngs[0], pngs[1], "each image of n differs");
-        let parsed: Value = serde_json::from_slice(&answer).unwrap();
-        assert_eq!((parsed["created"].as_u64(), parsed["size"].as_str()), (Some(7), Some("333x77")));
     }
 
     #[test]
     fn is_deterministic_per_prompt() {
-        let once = generate(&request(r#"{"prompt":"same"}"#), 1).unwrap();
-        let again = generate(&request(r#"{"prompt":"same"}"#), 1).unwrap();
-        let other = generate(&request(r#"{"prompt":"different"}"#), 1).unwrap();
-        assert_eq!(once, again);
-        assert_ne!(images(&once, "b64_json"), images(&other, "b64_json"));
+        assert_eq!(pngs(r#"{"prompt":"same"}"#), pngs(r#"{"prompt":"same"}"#));
+        assert_ne!(pngs(r#"{"prompt":"same"}"#), pngs(r#"{"prompt":"different"}"#));
     }
 
     #[test]
     fn auto_is_1024_square_and_the_picture_has_bars_and_checks() {
-        let pngs = images(&generate(&request(r#"{"prompt":"p","size":"auto"}"#), 1).unwrap(), "b64_json");
+        let pngs = pngs(r#"{"prompt":"p","size":"auto"}"#);
         let (info, pixels) = decode(&pngs[0]);
         assert_eq!((info.width, info.height, info.bit_depth), (1024, 1024, png::BitDepth::Four));
         let at = |x: usize, y: usize| (pixels[y * info.line_size + x / 2] >> if x % 2 == 0 { 4 } else { 0 }) & 0x0f;
@@ -188,17 +159,9 @@ mod tests {
 
     #[test]
     fn large_images_stay_small() {
-        let pngs = images(&generate(&request(r#"{"prompt":"p","size":"2048x2048"}"#), 1).unwrap(), "b64_json");
+        let pngs = pngs(r#"{"prompt":"p","size":"2048x2048"}"#);
         assert_eq!(decode(&pngs[0]).0.width, 2048);
         assert!(pngs[0].len() < 32 * 1024, "compressed: {} bytes", pngs[0].len());
-    }
-
-    #[test]
-    fn url_format_gives_data_urls() {
-        let answer = generate(&request(r#"{"prompt":"p","size":"16x16","response_format":"url"}"#), 1).unwrap();
-        let text = String::from_utf8(answer.clone()).unwrap();
-        assert!(text.contains(r#""url":"data:image/png;base64,"#), "{text}");
-        assert_eq!(decode(&images(&answer, "url")[0]).0.width, 16);
     }
 
     #[test]
@@ -208,7 +171,7 @@ mod tests {
             (r#"{"prompt":"p","size":"2049x100"}"#, "size"),
             (r#"{"prompt":"p","output_format":"jpeg"}"#, "output_format"),
         ] {
-            let err = generate(&request(body), 1).unwrap_err();
+            let err = generate(&request(body)).unwrap_err();
             assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
         }
     }
