@@ -140,8 +140,8 @@ pub struct ProviderConfig {
     /// `Bearer <key>`, any other header the bare key.
     #[serde(default)]
     pub key_header: Option<String>,
-    /// `openai_compatible`: request fields beyond the OpenAI Images API passed through as sent
-    /// (e.g. `seed`, `steps`, `negative_prompt`).
+    /// Request fields this provider takes beyond its kind's own (see the README's provider
+    /// table), passed through as sent: e.g. `steps` for an `openai_compatible` host.
     #[serde(default)]
     pub allowed_parameters: Vec<String>,
 }

@@ -110,6 +110,17 @@ pub enum OutputFormat {
     Webp,
 }
 
+impl OutputFormat {
+    /// The wire name, also the media subtype (`image/png`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+}
+
 /// Parses and validates a `POST /v1/images/generations` body.
 ///
 /// `content_type` is the request's `Content-Type` header. Errors: 415 when it is not JSON, 413

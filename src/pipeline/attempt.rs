@@ -288,6 +288,13 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         return Attempt::failed(Outcome::Final, 502, error);
                     }
                 },
+                (ImageData::Base64(_), _) if image.media_type.is_none() => {
+                    image.media_type = request.output_format.map(|f| format!("image/{}", f.name()));
+                    if wants == Some(ResponseFormat::Url) {
+                        let ImageData::Base64(b64) = &image.data else { unreachable!() };
+                        image.data = ImageData::Url(answer::data_url(b64, image.media_type.as_deref()));
+                    }
+                }
                 (ImageData::Base64(b64), Some(ResponseFormat::Url)) => {
                     image.data = ImageData::Url(answer::data_url(b64, image.media_type.as_deref()));
                 }

@@ -194,7 +194,8 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
 /// key redacted) and its `retry-after` hint.
 pub fn read_error(target: &Target, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
     let said = match target.provider.kind {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => openai::error_detail(body),
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => openai::error_detail(body),
+        ProviderKind::AzureOpenai => azure_openai::error_detail(body),
         ProviderKind::Openrouter => openrouter::error_detail(body),
         ProviderKind::Stability => stability::error_detail(body),
         ProviderKind::GoogleImagen => google_imagen::error_detail(body),
