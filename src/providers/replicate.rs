@@ -1,29 +1,620 @@
-//! The `replicate` adapter. Not written yet: every call is a 500 naming the kind.
+//! Replicate: one prediction per image. `upstream_model` names an official model `owner/name`
+//! (`POST {base_url}/models/{owner}/{name}/predictions`) or a pinned version `owner/name:version`
+//! (`POST {base_url}/predictions` with `"version"`), with `Authorization: Bearer <key>` and
+//! `Prefer: wait=60`: sync mode, where Replicate holds the request up to 60 s (the documented
+//! maximum) and usually answers with the finished prediction. A prediction still running is polled
+//! at its `urls.get` and cancelled at its `urls.cancel` (both kept only on the provider's site,
+//! since they carry the key; else `{base_url}/predictions/{id}[/cancel]`). A `Prefer` header in
+//! the provider's configured `headers` replaces ours (e.g. `wait=10`).
+//!
+//! References: the HTTP API (https://replicate.com/docs/reference/http: `models.predictions.create`,
+//! `predictions.create`, `.get`, `.cancel`, the `Prefer` header pattern `^wait(=n)?$` with n from
+//! 1 to 60, the prediction object and its statuses); sync mode and data-URI outputs
+//! (https://replicate.com/docs/topics/predictions/create-a-prediction); the input schemas of
+//! black-forest-labs/flux-schnell, flux-dev, flux-1.1-pro, flux-1.1-pro-ultra
+//! (https://replicate.com/black-forest-labs/flux-dev/api and siblings); errors as RFC 7807
+//! problem details `{type, title, status, detail}` (replicate-python's `ReplicateError`).
+//!
+//! The input, after the FLUX/SDXL conventions Replicate's image models share:
+//!
+//! | request | `input` |
+//! |---|---|
+//! | `prompt` | `prompt` |
+//! | `aspect_ratio`, or `size` → the nearest of [`RATIOS`] (within 5%) | `aspect_ratio` (each model takes a subset: flux-1.1-pro has no 21:9/9:21, imagen-4 only 1:1, 16:9, 9:16, 4:3, 3:4; Replicate's 422 for others is a 400) |
+//! | `output_format` png / jpeg / webp | `output_format` png / jpg / webp |
+//! | `seed` | `seed`, plus the image's index so the `n` images differ |
+//! | `negative_prompt` | `negative_prompt` (SDXL-style models; Replicate ignores inputs a model does not declare, so FLUX models drop it silently; newer Cog runtimes may answer 422, a 400) |
+//! | `n` | `n` predictions: flux-1.1-pro, flux-1.1-pro-ultra and imagen-4 take no `num_outputs`, and an ignored input would silently give fewer images |
 
-use super::errors::Detail;
-use super::{Plan, Progress, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::{self, Detail};
+use super::openai::{bearer, json_headers, post};
+use super::{mapping, Generated, Image, ImageData, Plan, Progress, Target};
+use crate::config::ModelConfig;
 use crate::error::{ErrorKind, GatewayError};
-use crate::request::ImageRequest;
+use crate::request::{ImageRequest, OutputFormat};
+use crate::upstream::{HeaderValue, Method, UpstreamRequest};
 
 /// The request parameters this kind honours.
-pub const HONOURED: &[&str] = &[];
+pub const HONOURED: &[&str] = &["size", "aspect_ratio", "output_format", "seed", "negative_prompt"];
 
-fn unwritten() -> GatewayError {
-    GatewayError::new(ErrorKind::Internal, "The 'replicate' adapter is not available in this build.")
+/// The aspect ratios of Replicate's FLUX models (flux-schnell, flux-dev, flux-1.1-pro-ultra).
+pub const RATIOS: [&str; 11] = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
+
+/// Sync mode's longest wait, in seconds (the `Prefer` header's documented maximum).
+const PREFER: &str = "wait=60";
+
+/// `owner/name` and the version, when `model` is `owner/name` or `owner/name:version`.
+fn split_model(model: &str) -> Option<(&str, Option<&str>)> {
+    let (name, version) = match model.split_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (model, None),
+    };
+    let part = |s: &str| s.bytes().any(|b| b.is_ascii_alphanumeric()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let (owner, short) = name.split_once('/')?;
+    let version_ok = version.is_none_or(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric()));
+    (part(owner) && part(short) && version_ok).then_some((name, version))
 }
 
-pub fn plan(_target: &Target, _request: &ImageRequest) -> Result<Plan, GatewayError> {
-    Err(unwritten())
+/// Refuses an `upstream_model` (or default name) that is not `owner/name[:version]`.
+pub fn check_model(model: &ModelConfig) -> Result<(), String> {
+    let name = model.upstream_name();
+    match split_model(name) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "upstream_model must be a Replicate model 'owner/name' (e.g. 'black-forest-labs/flux-schnell') or 'owner/name:version', not '{name}'"
+        )),
+    }
 }
 
-pub fn read_answer(_target: &Target, _body: &[u8]) -> Result<Progress, GatewayError> {
-    Err(unwritten())
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    input: Input<'a>,
 }
 
-pub fn error_detail(_body: &[u8]) -> Detail {
-    Detail::default()
+#[derive(Serialize)]
+struct Input<'a> {
+    prompt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aspect_ratio: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_format: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    negative_prompt: Option<&'a str>,
 }
 
-pub fn check_model(_model: &crate::config::ModelConfig) -> Result<(), String> {
-    Ok(())
+/// `n` prediction requests, one image each (see the module's table); a 400 naming `size` or
+/// `aspect_ratio` when no ratio of [`RATIOS`] fits.
+pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
+    let model = target.upstream_model();
+    let Some((name, version)) = split_model(model) else {
+        return Err(GatewayError::new(ErrorKind::Internal, format!("The Replicate model '{model}' is not 'owner/name'; the configuration check should have refused it.")));
+    };
+    let aspect_ratio = mapping::aspect_ratio(request, &RATIOS)?;
+    let output_format = request.output_format.map(|format| match format {
+        OutputFormat::Png => "png",
+        OutputFormat::Jpeg => "jpg",
+        OutputFormat::Webp => "webp",
+    });
+    let base = target.provider.base();
+    let url = match version {
+        None => format!("{base}/models/{name}/predictions"),
+        Some(_) => format!("{base}/predictions"),
+    };
+    let mut headers = json_headers(target);
+    if let Some(key) = target.key {
+        headers.push(("authorization".to_owned(), bearer(key)));
+    }
+    if !target.provider.headers.keys().any(|name| name.eq_ignore_ascii_case("prefer")) {
+        headers.push(("prefer".to_owned(), HeaderValue::Plain(PREFER.to_owned())));
+    }
+    let calls = (0..request.n)
+        .map(|i| {
+            let input = Input {
+                prompt: &request.prompt,
+                aspect_ratio,
+                output_format,
+                seed: request.seed.map(|seed| seed.wrapping_add(u32::from(i))),
+                negative_prompt: request.negative_prompt.as_deref(),
+            };
+            let body = serde_json::to_vec(&Body { version: version.map(|_| model), input }).expect("the input is always serialisable");
+            post(url.clone(), headers.clone(), body)
+        })
+        .collect();
+    Ok(Plan { calls, relay: false })
+}
+
+#[derive(Deserialize)]
+struct Prediction {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    urls: Urls,
+}
+
+#[derive(Deserialize, Default)]
+struct Urls {
+    #[serde(default)]
+    get: Option<String>,
+    #[serde(default)]
+    cancel: Option<String>,
+}
+
+/// Reads a prediction (the create answer or a poll): `succeeded` → its output URLs (a string or a
+/// list; `data:` URIs become base64); `failed` → a 502 `upstream_generation_failed` with
+/// Replicate's error, or a 403 `content_policy_violation` when the error says the safety checker
+/// refused; `canceled` / `aborted` → a 502; any other status (`starting`, `processing`) → poll
+/// again, with a cancel.
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+    let id = &target.provider.id;
+    let prediction: Prediction = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Replicate prediction"))?;
+    match prediction.status.as_deref() {
+        None => Err(errors::unreadable(id, "a Replicate prediction")),
+        Some("succeeded") => {
+            let images = output_images(prediction.output);
+            if images.is_empty() {
+                return Err(errors::no_images(id));
+            }
+            Ok(Progress::Done(Generated { images, cost_usd: None }))
+        }
+        Some("failed") => {
+            let why = prediction.error.as_ref().map(text_of).filter(|w| !w.trim().is_empty());
+            match why {
+                Some(why) if is_refusal(&why) => Err(errors::refused(id, &target.key.map_or_else(|| why.clone(), |k| k.redact_from(&why)))),
+                why => Err(errors::job_failed(id, why.as_deref(), target.key)),
+            }
+        }
+        Some("canceled") => Err(errors::job_failed(id, Some("the prediction was canceled (by its creator or at its deadline)"), target.key)),
+        Some("aborted") => Err(errors::job_failed(id, Some("the prediction was aborted before it started"), target.key)),
+        Some(_) => pending(target, prediction),
+    }
+}
+
+/// The poll and cancel for a running prediction.
+fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayError> {
+    let base = target.provider.base();
+    let fallback = |suffix: &str| match prediction.id.as_deref().filter(|id| is_token(id)) {
+        Some(id) => Ok(format!("{base}/predictions/{id}{suffix}")),
+        None => Err(errors::unreadable(&target.provider.id, "a Replicate prediction with an id or URLs")),
+    };
+    let on_site = |url: Option<String>| url.filter(|url| same_site(base, url));
+    let get = match on_site(prediction.urls.get) {
+        Some(url) => url,
+        None => fallback("")?,
+    };
+    let cancel = match on_site(prediction.urls.cancel) {
+        Some(url) => url,
+        None => fallback("/cancel")?,
+    };
+    Ok(Progress::Pending { poll: keyed(target, Method::Get, get), cancel: Some(keyed(target, Method::Post, cancel)) })
+}
+
+/// A bodiless request to `url` with the provider's headers and the key.
+fn keyed(target: &Target, method: Method, url: String) -> UpstreamRequest {
+    let mut headers: Vec<(String, HeaderValue)> = target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))).collect();
+    if let Some(key) = target.key {
+        headers.push(("authorization".to_owned(), bearer(key)));
+    }
+    UpstreamRequest { method, url, headers, body: Vec::new() }
+}
+
+/// The images of a prediction's `output`: one URL, or a list of them.
+fn output_images(output: Option<Value>) -> Vec<Image> {
+    let urls = match output {
+        Some(Value::String(url)) => vec![url],
+        Some(Value::Array(items)) => items.into_iter().filter_map(|item| if let Value::String(url) = item { Some(url) } else { None }).collect(),
+        _ => Vec::new(),
+    };
+    urls.into_iter().filter(|url| !url.is_empty()).map(image_at).collect()
+}
+
+/// Whether a failure message says the safety checker refused the prompt or the image.
+fn is_refusal(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("nsfw") || why.contains("flagged as sensitive")
+}
+
+/// An id safe to put in a URL path.
+pub(super) fn is_token(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+}
+
+/// An image at `url`: a `data:…;base64,` URI becomes base64 with its media type (the prefix cut
+/// in place, not copied); any other URL stays a URL, with the media type its extension names.
+pub(super) fn image_at(mut url: String) -> Image {
+    let data_uri = url.strip_prefix("data:").and_then(|rest| rest.split_once(',')).and_then(|(meta, _)| {
+        let media_type = meta.strip_suffix(";base64")?;
+        Some(("data:".len() + meta.len() + 1, (!media_type.is_empty()).then(|| media_type.to_owned())))
+    });
+    if let Some((prefix, media_type)) = data_uri {
+        url.drain(..prefix);
+        return Image { data: ImageData::Base64(url), media_type, revised_prompt: None };
+    }
+    let media_type = media_type_of(&url).map(str::to_owned);
+    Image { data: ImageData::Url(url), media_type, revised_prompt: None }
+}
+
+/// The media type a URL's file extension names (`…/out-0.webp?sig=…` → `image/webp`).
+pub(super) fn media_type_of(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let (_, extension) = file.rsplit_once('.')?;
+    match extension.to_ascii_lowercase().as_str() {
+        "png" => Some("image/png"),
+        "jpg" | "jpeg" => Some("image/jpeg"),
+        "webp" => Some("image/webp"),
+        "gif" => Some("image/gif"),
+        _ => None,
+    }
+}
+
+/// The scheme and authority (`host[:port]`, lower case) of an absolute http(s) URL without
+/// credentials.
+fn origin(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let scheme = scheme.to_ascii_lowercase();
+    let fine = (scheme == "https" || scheme == "http") && !authority.is_empty() && !authority.contains('@');
+    fine.then(|| (scheme, authority.to_ascii_lowercase()))
+}
+
+/// Whether the key may go to `url`, a URL an answer handed us: it must be on the base URL's host,
+/// or (without ports) on a host under the base host's parent domain (`api.bfl.ai` →
+/// `*.bfl.ai`), over https or the base URL's own scheme.
+pub(super) fn same_site(base: &str, url: &str) -> bool {
+    let (Some((base_scheme, base_host)), Some((scheme, host))) = (origin(base), origin(url)) else { return false };
+    if scheme != "https" && scheme != base_scheme {
+        return false;
+    }
+    if host == base_host {
+        return true;
+    }
+    let parent = base_host.split_once('.').map(|(_, parent)| parent).filter(|p| p.contains('.') && !base_host.contains(':'));
+    parent.is_some_and(|parent| !host.contains(':') && host.strip_suffix(parent).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')))
+}
+
+/// A JSON value as text: a string as is, anything else compact JSON; a validation list
+/// (`[{"loc": [...], "msg": "..."}]`, FastAPI's shape) as `field: message; …`.
+pub(super) fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                let msg = item.get("msg").and_then(Value::as_str);
+                let loc: Vec<String> = item
+                    .get("loc")
+                    .and_then(Value::as_array)
+                    .map(|loc| loc.iter().filter(|p| p.as_str() != Some("body")).map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect())
+                    .unwrap_or_default();
+                match msg {
+                    Some(msg) if loc.is_empty() => msg.to_owned(),
+                    Some(msg) => format!("{}: {msg}", loc.join(".")),
+                    None => text_of(item),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::Object(fields) => match ["message", "msg", "detail"].iter().find_map(|k| fields.get(*k).and_then(Value::as_str)) {
+            Some(text) => text.to_owned(),
+            None => value.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    detail: Option<Value>,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+/// What a Replicate error says: problem details `{"title","detail","status"}` (or the older
+/// `{"detail": …}`) as `title: detail`; a 402 is `insufficient_quota`, a safety refusal
+/// `content_policy_violation`.
+pub fn error_detail(body: &[u8]) -> Detail {
+    let Ok(problem) = serde_json::from_slice::<Problem>(body) else { return Detail::default() };
+    let detail = problem.detail.as_ref().filter(|d| !d.is_null()).map(text_of);
+    let message = match (problem.title, detail) {
+        (Some(title), Some(detail)) if !detail.starts_with(&title) => Some(format!("{title}: {detail}")),
+        (title, detail) => detail.or(title),
+    };
+    let code = if problem.status == Some(402) {
+        Some("insufficient_quota".to_owned())
+    } else if message.as_deref().is_some_and(is_refusal) {
+        Some("content_policy_violation".to_owned())
+    } else {
+        None
+    };
+    Detail { message, code }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::providers::{check_model as check_any_model, check_params, read_error};
+    use crate::request::parse_generation;
+    use crate::secret::Secret;
+    use serde_json::{json, Map};
+
+    const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/replicate/request.json");
+    const GOLDEN_ANSWER: &str = include_str!("../../tests/golden/replicate/answer.json");
+    const GOLDEN_ERROR: &str = include_str!("../../tests/golden/replicate/error.json");
+    const KEY: &str = "r8-test";
+
+    fn config() -> Config {
+        Config::from_json(
+            r#"{"providers":[{"id":"replicate","kind":"replicate","api_key_secret":"K"},
+                             {"id":"proxied","kind":"replicate","base_url":"https://proxy.example.com/replicate/v1/","api_key_secret":"K","headers":{"Prefer":"wait=5","X-Team":"t1"}}],
+                "models":[{"id":"replicate/flux-schnell","provider":"replicate","upstream_model":"black-forest-labs/flux-schnell"},
+                          {"id":"replicate/sdxl","provider":"proxied","upstream_model":"stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn request(body: &str) -> ImageRequest {
+        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
+    }
+
+    fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
+        let config = config();
+        let (model, provider) = config.resolve_model(Some(model)).unwrap();
+        let key = Secret::new(KEY);
+        f(&Target { provider, model, key: Some(&key) })
+    }
+
+    fn as_golden(upstream: &UpstreamRequest) -> Value {
+        let headers: Map<String, Value> = upstream.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.expose()))).collect();
+        let body = if upstream.body.is_empty() { Value::Null } else { serde_json::from_slice(&upstream.body).unwrap() };
+        json!({"method": upstream.method.as_str(), "url": upstream.url, "headers": headers, "body": body})
+    }
+
+    /// The `input` of the first prediction `plan` builds for `body` on flux-schnell.
+    fn input(body: &str) -> Result<Value, GatewayError> {
+        with_target("replicate/flux-schnell", |target| {
+            let plan = plan(target, &request(body))?;
+            Ok(serde_json::from_slice::<Value>(&plan.calls[0].body).unwrap()["input"].clone())
+        })
+    }
+
+    fn golden_answer(name: &str) -> Vec<u8> {
+        let golden: Value = serde_json::from_str(GOLDEN_ANSWER).unwrap();
+        golden[name].to_string().into_bytes()
+    }
+
+    #[test]
+    fn the_documented_request_matches_the_golden_file() {
+        with_target("replicate/flux-schnell", |target| {
+            let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
+            let client = r#"{"prompt":"black forest gateau cake spelling out the words \"FLUX SCHNELL\", tasty, food photography, dynamic shot",
+                             "model":"replicate/flux-schnell","size":"1792x1024","output_format":"jpeg","seed":42}"#;
+            let plan = plan(target, &request(client)).unwrap();
+            assert!(!plan.relay);
+            assert_eq!(plan.calls.len(), 1);
+            assert_eq!(as_golden(&plan.calls[0]), golden);
+            assert!(matches!(plan.calls[0].headers.iter().find(|(n, _)| n == "authorization"), Some((_, HeaderValue::Secret(_)))));
+            assert!(!format!("{:?}", plan.calls[0]).contains(KEY), "Debug must not show the key");
+        });
+    }
+
+    #[test]
+    fn sizes_and_ratios_map_to_replicate_aspect_ratios() {
+        for (body, ratio) in [
+            (r#"{"prompt":"p","size":"1024x1024"}"#, "1:1"),
+            (r#"{"prompt":"p","size":"1792x1024"}"#, "16:9"),
+            (r#"{"prompt":"p","size":"1024x1536"}"#, "2:3"),
+            (r#"{"prompt":"p","size":"2560x1080"}"#, "21:9"),
+            (r#"{"prompt":"p","aspect_ratio":"9:21"}"#, "9:21"),
+            (r#"{"prompt":"p","size":"1024x1024","aspect_ratio":"4:5"}"#, "4:5"),
+        ] {
+            assert_eq!(input(body).unwrap()["aspect_ratio"], ratio, "{body}");
+        }
+        assert_eq!(input(r#"{"prompt":"p","size":"auto","aspect_ratio":"auto"}"#).unwrap(), json!({"prompt":"p"}));
+        for (body, param) in [(r#"{"prompt":"p","size":"1000x100"}"#, "size"), (r#"{"prompt":"p","aspect_ratio":"2.35:1"}"#, "aspect_ratio")] {
+            let err = input(body).unwrap_err();
+            assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
+        }
+    }
+
+    #[test]
+    fn output_format_seed_and_negative_prompt_go_into_the_input() {
+        for (ours, theirs) in [("png", "png"), ("jpeg", "jpg"), ("webp", "webp")] {
+            assert_eq!(input(&format!(r#"{{"prompt":"p","output_format":"{ours}"}}"#)).unwrap()["output_format"], theirs);
+        }
+        assert_eq!(
+            input(r#"{"prompt":"p","seed":7,"negative_prompt":"blurry"}"#).unwrap(),
+            json!({"prompt":"p","seed":7,"negative_prompt":"blurry"})
+        );
+    }
+
+    #[test]
+    fn n_images_are_n_predictions_with_distinct_seeds() {
+        with_target("replicate/flux-schnell", |target| {
+            let seeded = plan(target, &request(r#"{"prompt":"p","n":3,"seed":4294967295}"#)).unwrap();
+            let seeds: Vec<Value> = seeded.calls.iter().map(|c| serde_json::from_slice::<Value>(&c.body).unwrap()["input"]["seed"].clone()).collect();
+            assert_eq!(seeds, vec![json!(4294967295u32), json!(0), json!(1)]);
+            assert!(seeded.calls.iter().all(|c| c.url == "https://api.replicate.com/v1/models/black-forest-labs/flux-schnell/predictions"));
+            let unseeded = plan(target, &request(r#"{"prompt":"p","n":2}"#)).unwrap();
+            assert_eq!(unseeded.calls.len(), 2);
+            assert!(unseeded.calls.iter().all(|c| serde_json::from_slice::<Value>(&c.body).unwrap()["input"].get("num_outputs").is_none()));
+        });
+    }
+
+    #[test]
+    fn a_pinned_version_goes_to_predictions_and_configured_headers_win() {
+        with_target("replicate/sdxl", |target| {
+            let plan = plan(target, &request(r#"{"prompt":"p"}"#)).unwrap();
+            let call = as_golden(&plan.calls[0]);
+            assert_eq!(call["url"], "https://proxy.example.com/replicate/v1/predictions");
+            assert_eq!(call["body"], json!({"version":"stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc","input":{"prompt":"p"}}));
+            assert_eq!(call["headers"], json!({"content-type":"application/json","Prefer":"wait=5","X-Team":"t1","authorization":"Bearer r8-test"}));
+        });
+    }
+
+    #[test]
+    fn upstream_model_must_be_owner_slash_name() {
+        let model = |upstream: Option<&str>| {
+            let mut model = config().models[0].clone();
+            model.upstream_model = upstream.map(str::to_owned);
+            model
+        };
+        for good in ["black-forest-labs/flux-schnell", "google/imagen-4", "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"] {
+            assert_eq!(check_model(&model(Some(good))), Ok(()), "{good}");
+        }
+        for bad in ["flux-schnell", "a/b/c", "owner/", "/name", "../..", "owner/name:", "owner/na me", "owner/name:v/1"] {
+            let err = check_model(&model(Some(bad))).unwrap_err();
+            assert!(err.starts_with("upstream_model ") && err.contains(bad), "{bad}: {err}");
+        }
+        assert!(check_model(&model(None)).unwrap_err().contains("'flux-schnell'"), "the default name is the id's last part");
+        let config = config();
+        assert!(check_any_model(&config.providers[0], &model(Some("x"))).is_err(), "dispatched for the kind");
+        let refused = Config::from_json(r#"{"providers":[{"id":"r","kind":"replicate","api_key_secret":"K"}],"models":[{"id":"r/flux","provider":"r"}]}"#);
+        assert!(refused.unwrap_err().contains("upstream_model"));
+    }
+
+    #[test]
+    fn unhonoured_parameters_are_refused() {
+        with_target("replicate/flux-schnell", |target| {
+            for (body, param) in [(r#"{"prompt":"p","quality":"hd"}"#, "quality"), (r#"{"prompt":"p","style":"vivid"}"#, "style"),
+                                  (r#"{"prompt":"p","background":"transparent"}"#, "background"), (r#"{"prompt":"p","resolution":"2K"}"#, "resolution"),
+                                  (r#"{"prompt":"p","output_compression":80}"#, "output_compression")] {
+                let err = check_params(target, &request(body)).unwrap_err();
+                assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
+            }
+            assert!(check_params(target, &request(r#"{"prompt":"p","size":"1024x1024","seed":1,"negative_prompt":"x","output_format":"png","aspect_ratio":"1:1"}"#)).is_ok());
+        });
+    }
+
+    #[test]
+    fn a_running_prediction_is_polled_and_cancellable_at_its_urls() {
+        with_target("replicate/flux-schnell", |target| {
+            for answer in ["created", "processing"] {
+                let Progress::Pending { poll, cancel } = read_answer(target, &golden_answer(answer)).unwrap() else { panic!("{answer}: not pending") };
+                let cancel = cancel.expect("Replicate can cancel");
+                assert_eq!((poll.method, poll.url.as_str()), (Method::Get, "https://api.replicate.com/v1/predictions/ufawqhfynnddngldkgtslldrkq"));
+                assert_eq!((cancel.method, cancel.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/ufawqhfynnddngldkgtslldrkq/cancel"));
+                for call in [&poll, &cancel] {
+                    assert!(call.body.is_empty());
+                    assert!(matches!(call.headers.as_slice(), [(name, HeaderValue::Secret(value))] if name == "authorization" && value.expose() == "Bearer r8-test"));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn urls_off_the_providers_site_are_not_given_the_key() {
+        with_target("replicate/flux-schnell", |target| {
+            let answer = br#"{"id":"abc123","status":"starting","urls":{"get":"https://evil.example/predictions/abc123","cancel":"http://api.replicate.com/v1/predictions/abc123/cancel"}}"#;
+            let Progress::Pending { poll, cancel } = read_answer(target, answer).unwrap() else { panic!("not pending") };
+            assert_eq!(poll.url, "https://api.replicate.com/v1/predictions/abc123");
+            assert_eq!(cancel.unwrap().url, "https://api.replicate.com/v1/predictions/abc123/cancel");
+            let no_id = read_answer(target, br#"{"id":"../x","status":"processing","urls":{}}"#).unwrap_err();
+            assert_eq!(no_id.status(), 502);
+        });
+        let base = "https://api.replicate.com/v1";
+        assert!(same_site(base, "https://api.replicate.com/v1/predictions/x"));
+        assert!(same_site(base, "https://stream.replicate.com/v1/files/x"));
+        assert!(!same_site(base, "https://replicate.com.evil.example/x"));
+        assert!(!same_site(base, "https://evilreplicate.com/x"));
+        assert!(!same_site(base, "https://user@api.replicate.com/x"));
+        assert!(!same_site(base, "ftp://api.replicate.com/x"));
+        assert!(same_site("http://127.0.0.1:8787/replicate/v1", "http://127.0.0.1:8787/replicate/v1/predictions/x"));
+        assert!(!same_site("http://127.0.0.1:8787/replicate/v1", "http://127.0.0.1:9999/x"));
+        assert!(!same_site("http://localhost:8787/v1", "http://other:8787/x"));
+    }
+
+    #[test]
+    fn a_succeeded_prediction_reads_into_url_images() {
+        with_target("replicate/flux-schnell", |target| {
+            let Progress::Done(done) = read_answer(target, &golden_answer("succeeded")).unwrap() else { panic!("not done") };
+            assert_eq!(done.images.len(), 2);
+            assert_eq!(done.images[0].data, ImageData::Url("https://replicate.delivery/xezq/ZlHn2Dmb9lbIC5dWHt6lMiQeWwLZbfSkpX3Ci7Xe9cVKOLfTA/out-0.jpg".into()));
+            assert_eq!(done.images[0].media_type.as_deref(), Some("image/jpeg"));
+            assert_eq!(done.images[1].media_type.as_deref(), Some("image/jpeg"));
+            assert_eq!(done.cost_usd, None);
+            let one = br#"{"id":"x","status":"succeeded","output":"https://replicate.delivery/a/b/output.webp"}"#;
+            let Progress::Done(done) = read_answer(target, one).unwrap() else { panic!("not done") };
+            assert_eq!((done.images.len(), done.images[0].media_type.as_deref()), (1, Some("image/webp")));
+            let odd = br#"{"id":"x","status":"succeeded","output":["https://replicate.delivery/a/b/out"]}"#;
+            let Progress::Done(done) = read_answer(target, odd).unwrap() else { panic!("not done") };
+            assert_eq!(done.images[0].media_type, None);
+        });
+    }
+
+    #[test]
+    fn data_uri_outputs_become_base64() {
+        let image = image_at("data:image/png;base64,iVBORw0KGgo=".to_owned());
+        assert_eq!((image.data, image.media_type.as_deref()), (ImageData::Base64("iVBORw0KGgo=".into()), Some("image/png")));
+        let plain = image_at("data:,hello".to_owned());
+        assert_eq!(plain.data, ImageData::Url("data:,hello".into()), "not base64: left as a URL");
+        assert_eq!(media_type_of("https://x/y/sample.jpeg?se=2025&sig=a.png"), Some("image/jpeg"));
+        assert_eq!(media_type_of("https://x/y.z/file"), None);
+    }
+
+    #[test]
+    fn failed_canceled_and_empty_predictions_are_errors() {
+        with_target("replicate/flux-schnell", |target| {
+            let failed = read_answer(target, &golden_answer("failed")).unwrap_err();
+            assert_eq!((failed.status(), failed.code), (502, Some("upstream_generation_failed")));
+            assert!(failed.message.contains("CUDA out of memory"), "{}", failed.message);
+            for why in ["NSFW content detected. Try running it again, or try a different prompt.", "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"] {
+                let answer = json!({"id":"x","status":"failed","error":why}).to_string();
+                let refused = read_answer(target, answer.as_bytes()).unwrap_err();
+                assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")), "{why}");
+                assert!(refused.message.contains(why));
+            }
+            let leaky = read_answer(target, br#"{"id":"x","status":"failed","error":"bad token r8-test"}"#).unwrap_err();
+            assert!(!leaky.message.contains(KEY), "{}", leaky.message);
+            let silent = read_answer(target, br#"{"id":"x","status":"failed","error":null}"#).unwrap_err();
+            assert_eq!(silent.code, Some("upstream_generation_failed"));
+            for status in ["canceled", "aborted"] {
+                let err = read_answer(target, json!({"id":"x","status":status}).to_string().as_bytes()).unwrap_err();
+                assert_eq!((err.status(), err.code), (502, Some("upstream_generation_failed")), "{status}");
+                assert!(err.message.contains(status), "{}", err.message);
+            }
+            let removed = read_answer(target, br#"{"id":"x","status":"succeeded","output":null,"data_removed":true}"#).unwrap_err();
+            assert_eq!(removed.code, Some("empty_upstream_answer"));
+            assert_eq!(read_answer(target, b"<html>").unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, br#"{"id":"x"}"#).unwrap_err().status(), 502);
+        });
+    }
+
+    #[test]
+    fn documented_errors_map_to_the_gateway_set() {
+        with_target("replicate/flux-schnell", |target| {
+            let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
+            let expected = [400, 402, 429, 404];
+            for (case, status) in golden.iter().zip(expected) {
+                let err = read_error(target, case["status"].as_u64().unwrap() as u16, Some("30".into()), case["body"].to_string().as_bytes());
+                assert_eq!(err.status(), status, "{case}");
+                assert!(err.message.contains(case["body"]["detail"].as_str().unwrap()), "{}", err.message);
+                assert!(err.message.contains(case["body"]["title"].as_str().unwrap()), "{}", err.message);
+            }
+            assert_eq!(error_detail(golden[1]["body"].to_string().as_bytes()).code.as_deref(), Some("insufficient_quota"));
+            assert_eq!(read_error(target, 429, Some("30".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("30"));
+        });
+        assert_eq!(error_detail(br#"{"detail":"Not found."}"#), Detail { message: Some("Not found.".into()), code: None });
+        assert_eq!(error_detail(br#"{"title":"Unauthenticated","detail":"Unauthenticated"}"#).message.as_deref(), Some("Unauthenticated"));
+        let listed = error_detail(br#"{"detail":[{"loc":["body","input","guidance_scale"],"msg":"Unexpected field 'guidance_scale'","type":"value_error.extra"}]}"#);
+        assert_eq!(listed.message.as_deref(), Some("input.guidance_scale: Unexpected field 'guidance_scale'"));
+        assert_eq!(error_detail(br#"{"title":"Prediction failed","detail":"NSFW content detected","status":422}"#).code.as_deref(), Some("content_policy_violation"));
+        assert_eq!(error_detail(b"Bad Gateway"), Detail::default());
+    }
 }
