@@ -132,14 +132,18 @@ const CONFIG: &str = r#"{
     {"id": "imagegate", "kind": "test_pattern"},
     {"id": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "MOCK_KEY"},
     {"id": "backup", "kind": "openai", "base_url": "http://127.0.0.1:10/v1", "api_key_secret": "MOCK_KEY"},
-    {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"}
+    {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"},
+    {"id": "bfl", "kind": "bfl", "api_key_secret": "MOCK_KEY"},
+    {"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY"}
   ],
   "models": [
     {"id": "imagegate/test-pattern", "provider": "imagegate"},
     {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"], "pricing": [{"cost_usd": 0.04, "unit": "image"}]},
     {"id": "mock/lenient", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["style", "steps"]},
     {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
-    {"id": "keyless/m", "provider": "keyless"}
+    {"id": "keyless/m", "provider": "keyless"},
+    {"id": "bfl/flux", "provider": "bfl", "upstream_model": "flux-pro-1.1"},
+    {"id": "replicate/flux", "provider": "replicate", "upstream_model": "black-forest-labs/flux-schnell"}
   ]
 }"#;
 
@@ -152,8 +156,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Harness::with_config(CONFIG)
+    }
+
+    fn with_config(config: &str) -> Self {
         Harness {
-            config: Config::from_json(CONFIG).unwrap(),
+            config: Config::from_json(config).unwrap(),
             keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
             clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
             draw: FixedDraw(0.5),
@@ -359,7 +367,7 @@ fn models_lists_ids_and_aliases_for_authenticated_callers() {
     let h = Harness::new();
     let served = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     let ids: Vec<String> = served.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "mock/lenient", "backup/m", "keyless/m"]);
+    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "mock/lenient", "backup/m", "keyless/m", "bfl/flux", "replicate/flux"]);
     assert_eq!(served.json()["object"], "list");
     assert_eq!(h.serve("GET", "/v1/models", None, "", vec![]).status, 401);
 }
@@ -618,4 +626,34 @@ fn parameters_a_provider_cannot_honour_are_refused_unless_the_model_drops_them()
     assert_eq!(dropped.status, 200);
     let sent: Value = serde_json::from_slice(&dropped.calls[0].body).unwrap();
     assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 1, "quality": "high"}), "style and steps dropped");
+}
+
+#[test]
+fn an_asynchronous_job_is_polled_at_the_address_it_was_given_with_growing_waits() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let created = answer(200, r#"{"id":"t1","polling_url":"https://api.us1.bfl.ai/v1/get_result?id=t1"}"#);
+    let pending = || answer(200, r#"{"id":"t1","status":"Pending","result":null}"#);
+    let ready = answer(200, r#"{"id":"t1","status":"Ready","result":{"sample":"https://delivery.bfl.ai/t1.png?sig=x"}}"#);
+    let served = h.generate(r#"{"prompt":"p","model":"bfl/flux","size":"1024x768"}"#, vec![created, pending(), pending(), ready]);
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.json()["data"], json!([{"url": "https://delivery.bfl.ai/t1.png?sig=x"}]));
+    let urls: Vec<&str> = served.calls.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(urls, ["https://api.bfl.ai/v1/flux-pro-1.1", "https://api.us1.bfl.ai/v1/get_result?id=t1", "https://api.us1.bfl.ai/v1/get_result?id=t1", "https://api.us1.bfl.ai/v1/get_result?id=t1"]);
+    assert!(served.calls[1..].iter().all(|c| c.method == Method::Get));
+    assert_eq!(*h.clock.1.borrow(), vec![1000, 1500, 2250], "waits grow by half each poll");
+}
+
+#[test]
+fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
+    let h = Harness::new();
+    let running = |status: &str| {
+        answer(200, &format!(r#"{{"id":"p1","status":"{status}","output":null,
+            "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#))
+    };
+    // The deadline is 1000 ms: created (10 ms), a 990 ms wait, then time is up.
+    let served = h.generate(r#"{"prompt":"p","model":"replicate/flux","retry":{"count":0}}"#, vec![running("starting"), running("canceled")]);
+    assert_eq!(served.status, 524, "{}", served.everything_sent());
+    let last = served.calls.last().unwrap();
+    assert_eq!((last.method, last.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/p1/cancel"));
+    assert_eq!(served.calls.len(), 2, "created, then cancelled: no poll after the deadline");
 }

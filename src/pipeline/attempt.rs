@@ -197,6 +197,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let provider_id = &target.provider.id;
         let mut next = call;
         let mut cancel = None;
+        let mut polling: Option<UpstreamRequest> = None;
         let mut polls = 0;
         loop {
             let remaining = deadline.remaining_ms(self.clock);
@@ -226,7 +227,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             match providers::read_answer(target, reply.content_type.as_deref(), &body) {
                 Ok(Progress::Done(generated)) => return Ok(generated),
                 Ok(Progress::Pending { poll, cancel: can_cancel }) => {
-                    cancel = can_cancel.or(cancel);
+                    // The job's address comes with the create answer; polls keep asking there
+                    // (some providers' poll answers do not repeat it).
+                    let poll = polling.get_or_insert(poll).clone();
+                    cancel = cancel.or(can_cancel);
                     polls += 1;
                     if polls > MAX_POLLS {
                         self.abandon(cancel).await;

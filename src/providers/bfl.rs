@@ -208,20 +208,14 @@ struct Answer {
 /// `result.sample` as a URL image; `Request Moderated` / `Content Moderated` → a 403
 /// `content_policy_violation`; `Error` / `Task not found` → a 502 `upstream_generation_failed`;
 /// `Pending` (or a status BFL adds later) → poll again. A poll answer does not repeat the polling
-/// URL, so this polls `{base_url}/get_result?id=…` next; [`read_answer_after`] reuses the poll.
+/// URL, so it names `{base_url}/get_result?id=…`; the pipeline keeps polling the URL the create
+/// answer gave (which may be on a regional host the global endpoint does not answer for).
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
-    read_answer_after(target, None, body)
-}
-
-/// [`read_answer`] for the answer to `previous` (the poll that was sent, if any): a task still
-/// pending is polled again with `previous`, at BFL's own polling URL (which may be on a regional
-/// host the global endpoint does not answer for).
-pub fn read_answer_after(target: &Target, previous: Option<&UpstreamRequest>, body: &[u8]) -> Result<Progress, GatewayError> {
     let provider_id = &target.provider.id;
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(provider_id, "a BFL task answer"))?;
     let said = |answer: &Answer| answer.error.as_ref().or(answer.details.as_ref()).filter(|v| !v.is_null()).map(text_of);
     match answer.status.as_deref() {
-        None => pending(target, answer.polling_url, answer.id.as_deref(), None),
+        None => pending(target, answer.polling_url, answer.id.as_deref()),
         Some("Ready") => {
             let sample = answer.result.and_then(|mut result| match result.get_mut("sample").map(Value::take) {
                 Some(Value::String(url)) if !url.is_empty() => Some(url),
@@ -246,16 +240,13 @@ pub fn read_answer_after(target: &Target, previous: Option<&UpstreamRequest>, bo
             };
             Err(errors::job_failed(provider_id, Some(&why), target.key))
         }
-        Some(_) => pending(target, None, answer.id.as_deref(), previous),
+        Some(_) => pending(target, None, answer.id.as_deref()),
     }
 }
 
-/// The poll for a running task: `previous` when given, else its polling URL (kept only on the
-/// provider's site, since it carries the key), else `{base_url}/get_result?id={id}`.
-fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>, previous: Option<&UpstreamRequest>) -> Result<Progress, GatewayError> {
-    if let Some(previous) = previous {
-        return Ok(Progress::Pending { poll: previous.clone(), cancel: None });
-    }
+/// The poll for a running task: its polling URL (kept only on the provider's site, since it
+/// carries the key), else `{base_url}/get_result?id={id}`.
+fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Result<Progress, GatewayError> {
     let base = target.provider.base();
     let url = match (polling_url.filter(|url| same_site(base, url)), id.filter(|id| is_token(id))) {
         (Some(url), _) => url,
@@ -474,9 +465,6 @@ mod tests {
             let Progress::Pending { poll, cancel } = read_answer(target, &golden_answer("pending")).unwrap() else { panic!("not pending") };
             assert_eq!(poll.url, "https://api.bfl.ai/v1/get_result?id=5d3a0d3c-2a40-4b13-9e2e-7f1e8f6a9b21");
             assert!(cancel.is_none());
-            let previous = UpstreamRequest { method: Method::Get, url: "https://api.us1.bfl.ai/v1/get_result?id=x".into(), headers: vec![], body: vec![] };
-            let Progress::Pending { poll, .. } = read_answer_after(target, Some(&previous), &golden_answer("pending")).unwrap() else { panic!("not pending") };
-            assert_eq!(poll.url, previous.url, "the regional polling URL is kept");
             let later = read_answer(target, br#"{"id":"abc","status":"Processing","progress":0.5}"#).unwrap();
             assert!(matches!(later, Progress::Pending { .. }), "an undocumented status is taken as still running");
         });

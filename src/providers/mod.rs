@@ -135,6 +135,7 @@ pub fn check_model(provider: &ProviderConfig, model: &ModelConfig) -> Result<(),
     match provider.kind {
         ProviderKind::Stability => stability::check_model(model),
         ProviderKind::Replicate => replicate::check_model(model),
+        ProviderKind::Bfl => bfl::check_model(model),
         _ => Ok(()),
     }
 }
