@@ -122,6 +122,15 @@ pub fn honoured_params(kind: ProviderKind) -> &'static [&'static str] {
     }
 }
 
+/// The aspect ratios a kind takes, when it takes a fixed list (for the catalogue).
+pub fn aspect_ratios(kind: ProviderKind) -> Option<&'static [&'static str]> {
+    match kind {
+        ProviderKind::Replicate => Some(&replicate::RATIOS),
+        ProviderKind::Bfl => Some(&bfl::RATIOS),
+        _ => None,
+    }
+}
+
 /// Kind-specific checks of a provider's configuration; the error starts with the key's name.
 pub fn check_provider(provider: &ProviderConfig) -> Result<(), String> {
     match provider.kind {
