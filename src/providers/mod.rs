@@ -127,6 +127,8 @@ pub fn aspect_ratios(kind: ProviderKind) -> Option<&'static [&'static str]> {
     match kind {
         ProviderKind::Replicate => Some(&replicate::RATIOS),
         ProviderKind::Bfl => Some(&bfl::RATIOS),
+        ProviderKind::Stability => Some(&stability::RATIOS),
+        ProviderKind::GoogleImagen => Some(&google_imagen::RATIOS),
         _ => None,
     }
 }

@@ -1,29 +1,318 @@
-//! The `stability` adapter. Not written yet: every call is a 500 naming the kind.
+//! Stability AI's stable-image generate endpoints (v2beta):
+//! `POST {base_url}/v2beta/stable-image/generate/{ultra|core|sd3}` (default base
+//! `https://api.stability.ai`) with a bearer key and a multipart form body. One image per call,
+//! so `n` images are `n` calls. The gateway asks for JSON (`{"image", "finish_reason", "seed"}`)
+//! and also reads an answer of raw image bytes.
+//!
+//! Followed: Stability's API reference (platform.stability.ai/docs/api-reference, "Generate"
+//! v2beta: Stable Image Ultra, Core and SD3 — fields `prompt`, `negative_prompt`,
+//! `aspect_ratio` (16:9, 1:1, 21:9, 2:3, 3:2, 4:5, 5:4, 9:16, 9:21), `seed` (0–4294967294),
+//! `output_format` (png, jpeg, webp; SD3 png or jpeg), `model` for SD3; answers as `image/*` or
+//! `application/json`; errors `{"id","name","errors":[…]}` with 400, 403 `content_moderation`,
+//! 413, 422, 429, 500).
+//!
+//! Mapping: the model's `upstream_model` picks the endpoint: `ultra`, `core`, or an SD3 model
+//! (`sd3.5-large`, `sd3.5-large-turbo`, `sd3.5-medium`, `sd3.5-flash`) sent as `model` to `sd3`.
+//! `aspect_ratio`, or `size` mapped to the nearest listed ratio; `output_format`; `seed` (image
+//! `i` of `n` gets `seed + i`, so they differ); `negative_prompt`.
 
-use super::errors::Detail;
-use super::{Plan, Progress, Target};
-use crate::error::{ErrorKind, GatewayError};
-use crate::request::ImageRequest;
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-/// The request parameters this kind honours.
-pub const HONOURED: &[&str] = &[];
+use super::errors::{self, Detail};
+use super::mapping;
+use super::openai::{bearer, post};
+use super::{Generated, Image, ImageData, Plan, Progress, Target};
+use crate::config::ModelConfig;
+use crate::error::GatewayError;
+use crate::request::{ImageRequest, OutputFormat};
+use crate::upstream::HeaderValue;
 
-fn unwritten() -> GatewayError {
-    GatewayError::new(ErrorKind::Internal, "The 'stability' adapter is not available in this build.")
+/// The request parameters Stability takes (besides `n`).
+pub const HONOURED: &[&str] = &["size", "aspect_ratio", "output_format", "seed", "negative_prompt"];
+/// The aspect ratios Stability takes.
+pub const RATIOS: [&str; 9] = ["16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"];
+/// The largest seed Stability takes.
+const MAX_SEED: u64 = 4_294_967_294;
+/// The SD3 models, sent as `model` to the `sd3` endpoint.
+const SD3_MODELS: [&str; 4] = ["sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash"];
+
+/// The endpoint and the SD3 model for `upstream_model`.
+fn endpoint(upstream_model: &str) -> Option<(&'static str, Option<&str>)> {
+    match upstream_model {
+        "ultra" => Some(("ultra", None)),
+        "core" => Some(("core", None)),
+        sd3 if SD3_MODELS.contains(&sd3) => Some(("sd3", Some(sd3))),
+        _ => None,
+    }
 }
 
-pub fn plan(_target: &Target, _request: &ImageRequest) -> Result<Plan, GatewayError> {
-    Err(unwritten())
+/// The model must name an endpoint: `ultra`, `core` or an SD3 model.
+pub fn check_model(model: &ModelConfig) -> Result<(), String> {
+    match endpoint(model.upstream_name()) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "upstream_model must be 'ultra', 'core' or one of '{}' for a 'stability' provider, not '{}'",
+            SD3_MODELS.join("', '"),
+            model.upstream_name()
+        )),
+    }
 }
 
-pub fn read_answer(_target: &Target, _content_type: Option<&str>, _body: &[u8]) -> Result<Progress, GatewayError> {
-    Err(unwritten())
+/// `n` multipart calls; a 400 naming `size`, `aspect_ratio`, `output_format` or `seed` when
+/// Stability has no equivalent.
+pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
+    let (endpoint, sd3_model) = endpoint(target.upstream_model()).expect("validated by check_model");
+    let ratio = mapping::aspect_ratio(request, &RATIOS)?;
+    let format = match (request.output_format, sd3_model) {
+        (Some(OutputFormat::Webp), Some(_)) => {
+            return Err(GatewayError::invalid_param("output_format", "Stability's SD3 models make png or jpeg, not webp."))
+        }
+        (format, _) => format.map(OutputFormat::name),
+    };
+    if let Some(seed) = request.seed.filter(|seed| u64::from(*seed) + u64::from(request.n) - 1 > MAX_SEED) {
+        return Err(GatewayError::invalid_param("seed", format!("Stability takes seeds up to {MAX_SEED}, not {seed} (with n = {}).", request.n)));
+    }
+    let url = format!("{}/v2beta/stable-image/generate/{endpoint}", target.provider.base());
+    let calls = (0..request.n)
+        .map(|index| {
+            let seed = request.seed.map(|seed| (seed + u32::from(index)).to_string());
+            let fields = [
+                ("prompt", Some(request.prompt.as_str())),
+                ("negative_prompt", request.negative_prompt.as_deref()),
+                ("aspect_ratio", ratio),
+                ("seed", seed.as_deref()),
+                ("output_format", format),
+                ("model", sd3_model),
+            ];
+            let (content_type, body) = multipart(fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
+            let mut headers = vec![
+                ("content-type".to_owned(), HeaderValue::Plain(content_type)),
+                ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned())),
+            ];
+            headers.extend(target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))));
+            if let Some(key) = target.key {
+                headers.push(("authorization".to_owned(), bearer(key)));
+            }
+            post(url.clone(), headers, body)
+        })
+        .collect();
+    Ok(Plan { calls, relay: false })
 }
 
-pub fn error_detail(_body: &[u8]) -> Detail {
-    Detail::default()
+/// A `multipart/form-data` body of text fields and its content type. The boundary is derived
+/// from the values' digest, so no value can contain it.
+fn multipart<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> (String, Vec<u8>) {
+    let digest = fields.clone().fold(Sha256::new(), |hash, (name, value)| hash.chain_update(name).chain_update(value).chain_update([0])).finalize();
+    let boundary = format!("imagegate-{}", hex::encode(&digest[..12]));
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-pub fn check_model(_model: &crate::config::ModelConfig) -> Result<(), String> {
-    Ok(())
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// Reads an answer: JSON `{"image", "finish_reason"}`, or the image bytes themselves when the
+/// answer's content type is `image/*`. `CONTENT_FILTERED` is a 403 (Stability blurs the image).
+pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    let id = &target.provider.id;
+    let essence = content_type.and_then(|ct| ct.split(';').next()).map(str::trim).unwrap_or("");
+    if let Some(subtype) = essence.strip_prefix("image/") {
+        if body.is_empty() {
+            return Err(errors::no_images(id));
+        }
+        let image = Image {
+            data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(body)),
+            media_type: Some(format!("image/{subtype}")),
+            revised_prompt: None,
+        };
+        return Ok(Progress::Done(Generated { images: vec![image], cost_usd: None }));
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Stability image answer"))?;
+    if answer.finish_reason.as_deref() == Some("CONTENT_FILTERED") {
+        return Err(errors::refused(id, "the image was filtered by Stability's content moderation."));
+    }
+    match answer.image.filter(|image| !image.is_empty()) {
+        Some(b64) => {
+            let media_type = Some(format!("image/{}", sniff(&b64)));
+            Ok(Progress::Done(Generated { images: vec![Image { data: ImageData::Base64(b64), media_type, revised_prompt: None }], cost_usd: None }))
+        }
+        None => Err(errors::no_images(id)),
+    }
+}
+
+/// The image type from the first base64 characters (the file signature).
+fn sniff(b64: &str) -> &'static str {
+    if b64.starts_with("/9j/") {
+        "jpeg"
+    } else if b64.starts_with("UklGR") {
+        "webp"
+    } else {
+        "png"
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+/// Stability's `{"id","name","errors":[…]}`: the messages joined; `content_moderation` is a
+/// refusal and `payment_required` a billing problem.
+pub fn error_detail(body: &[u8]) -> Detail {
+    let Ok(error) = serde_json::from_slice::<ErrorBody>(body) else { return Detail::default() };
+    let code = match error.name.as_deref() {
+        Some("content_moderation") => Some("content_policy_violation".to_owned()),
+        Some("payment_required" | "insufficient_balance") => Some("insufficient_quota".to_owned()),
+        other => other.map(str::to_owned),
+    };
+    let message = (!error.errors.is_empty()).then(|| error.errors.join("; "));
+    Detail { message, code }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::providers::{check_params, read_error};
+    use crate::request::parse_generation;
+    use crate::secret::Secret;
+    use serde_json::{json, Value};
+
+    const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/stability/request.json");
+    const GOLDEN_ANSWER: &str = include_str!("../../tests/golden/stability/answer.json");
+    const GOLDEN_ERROR: &str = include_str!("../../tests/golden/stability/error.json");
+
+    fn config() -> Config {
+        Config::from_json(
+            r#"{"providers":[{"id":"stability","kind":"stability","api_key_secret":"K"}],
+                "models":[{"id":"stability/core","provider":"stability","upstream_model":"core"},
+                          {"id":"stability/sd3.5","provider":"stability","upstream_model":"sd3.5-large"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
+        let config = config();
+        let (model, provider) = config.resolve_model(Some(model)).unwrap();
+        let key = Secret::new("sk-stability-test");
+        f(&Target { provider, model, key: Some(&key) })
+    }
+
+    fn request(body: &str) -> ImageRequest {
+        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
+    }
+
+    /// The form fields of a multipart body, in order.
+    fn form(call: &crate::upstream::UpstreamRequest) -> Vec<(String, String)> {
+        let content_type = call.headers.iter().find(|(n, _)| n == "content-type").unwrap().1.expose().to_owned();
+        let boundary = content_type.split("boundary=").nth(1).unwrap();
+        let text = String::from_utf8(call.body.clone()).unwrap();
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+        text.split(&format!("--{boundary}"))
+            .filter_map(|part| {
+                let (head, value) = part.split_once("\r\n\r\n")?;
+                let name = head.split("name=\"").nth(1)?.split('"').next()?;
+                Some((name.to_owned(), value.trim_end_matches("\r\n").to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_request_matches_the_golden_file() {
+        let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
+        with_target("stability/core", |target| {
+            let plan = plan(target, &request(r#"{"prompt":"Lighthouse on a cliff overlooking the ocean","aspect_ratio":"3:2","seed":42,"output_format":"webp","negative_prompt":"fog"}"#)).unwrap();
+            assert!(!plan.relay);
+            let call = &plan.calls[0];
+            assert_eq!(call.url, golden["url"]);
+            assert_eq!(call.method.as_str(), golden["method"]);
+            let header = |name: &str| call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.expose().to_owned());
+            assert_eq!(header("authorization").as_deref(), golden["headers"]["authorization"].as_str());
+            assert_eq!(header("accept").as_deref(), golden["headers"]["accept"].as_str());
+            let fields: Value = form(call).into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>().into();
+            assert_eq!(fields, golden["form"]);
+            assert!(!format!("{call:?}").contains("sk-stability-test"));
+        });
+    }
+
+    #[test]
+    fn n_images_are_n_calls_with_consecutive_seeds_and_sizes_become_ratios() {
+        with_target("stability/sd3.5", |target| {
+            let plan = plan(target, &request(r#"{"prompt":"p","n":3,"size":"1792x1024","seed":7}"#)).unwrap();
+            assert_eq!(plan.calls.len(), 3);
+            assert!(plan.calls[0].url.ends_with("/v2beta/stable-image/generate/sd3"));
+            let seeds: Vec<String> = plan.calls.iter().map(|c| form(c).into_iter().find(|(k, _)| k == "seed").unwrap().1).collect();
+            assert_eq!(seeds, ["7", "8", "9"]);
+            let fields = form(&plan.calls[0]);
+            assert!(fields.contains(&("aspect_ratio".into(), "16:9".into())));
+            assert!(fields.contains(&("model".into(), "sd3.5-large".into())));
+        });
+    }
+
+    #[test]
+    fn what_stability_cannot_do_is_a_400_naming_the_param() {
+        with_target("stability/sd3.5", |target| {
+            for (body, param) in [
+                (r#"{"prompt":"p","size":"1000x100"}"#, "size"),
+                (r#"{"prompt":"p","aspect_ratio":"4:3"}"#, "aspect_ratio"),
+                (r#"{"prompt":"p","output_format":"webp"}"#, "output_format"),
+                (r#"{"prompt":"p","seed":4294967295}"#, "seed"),
+            ] {
+                let Err(err) = plan(target, &request(body)) else { panic!("planned {body}") };
+                assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
+            }
+            let err = check_params(target, &request(r#"{"prompt":"p","quality":"hd"}"#)).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("quality"));
+        });
+        let bad = Config::from_json(r#"{"providers":[{"id":"s","kind":"stability","api_key_secret":"K"}],"models":[{"id":"s/x","provider":"s","upstream_model":"sdxl"}]}"#);
+        assert!(bad.unwrap_err().contains("models[0].upstream_model must be"));
+    }
+
+    #[test]
+    fn json_and_raw_answers_read_into_images_and_filtered_ones_are_refusals() {
+        let golden: Value = serde_json::from_str(GOLDEN_ANSWER).unwrap();
+        with_target("stability/core", |target| {
+            let Progress::Done(done) = read_answer(target, Some("application/json"), golden.to_string().as_bytes()).unwrap() else { panic!() };
+            assert_eq!(done.images[0].data, ImageData::Base64(golden["image"].as_str().unwrap().to_owned()));
+            assert_eq!(done.images[0].media_type.as_deref(), Some("image/png"));
+            let Progress::Done(raw) = read_answer(target, Some("image/webp"), b"RIFFwebp").unwrap() else { panic!() };
+            assert_eq!(raw.images[0].data, ImageData::Base64("UklGRndlYnA=".into()));
+            assert_eq!(raw.images[0].media_type.as_deref(), Some("image/webp"));
+            let filtered = json!({"image": "iVBOR", "finish_reason": "CONTENT_FILTERED", "seed": 1});
+            let err = read_answer(target, Some("application/json"), filtered.to_string().as_bytes()).unwrap_err();
+            assert_eq!((err.status(), err.code), (403, Some("content_policy_violation")));
+            assert_eq!(read_answer(target, Some("application/json"), br#"{"finish_reason":"SUCCESS"}"#).unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, Some("application/json"), b"<html>").unwrap_err().status(), 502);
+        });
+    }
+
+    #[test]
+    fn documented_errors_map_to_the_gateway_set() {
+        let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
+        with_target("stability/core", |target| {
+            for case in golden {
+                let status = case["status"].as_u64().unwrap() as u16;
+                let error = read_error(target, status, None, case["body"].to_string().as_bytes());
+                assert_eq!(error.status() as u64, case["gateway_status"].as_u64().unwrap(), "{case}");
+                let said = case["body"]["errors"][0].as_str().unwrap();
+                assert!(error.message.contains(said), "{}", error.message);
+            }
+        });
+    }
 }
