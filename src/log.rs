@@ -23,6 +23,9 @@ pub struct RequestLog {
     /// Each attempt as `model;status;ms`, in order (also the `x-imagegate-attempts` header).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trail: Vec<String>,
+    /// The answer's cost in US dollars, as in `x-imagegate-cost-usd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

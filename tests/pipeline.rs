@@ -575,6 +575,8 @@ fn an_openai_client_gets_the_cost_header_on_a_relayed_answer() {
     let h = Harness::new();
     let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","n":3}"#, vec![answer(200, OK)]);
     assert_eq!((served.status, served.header("x-imagegate-cost-usd")), (200, Some("0.12")));
+    let log: Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!(log["cost_usd"], "0.12");
     assert_eq!(served.json(), serde_json::from_str::<Value>(OK).unwrap(), "still relayed as is");
 }
 

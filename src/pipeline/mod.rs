@@ -143,6 +143,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             reply.headers.push(("x-imagegate-model", model.clone()));
         }
         log.attempts = log.trail.len() as u32;
+        log.cost_usd = reply.header("x-imagegate-cost-usd").map(str::to_owned);
         reply.headers.push(("x-request-id", request_id));
         reply.headers.push(("openai-processing-ms", now_ms.saturating_sub(started_ms).to_string()));
         if head.method != "OPTIONS" {

@@ -111,11 +111,12 @@ fn path_segment(name: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{request, as_golden};
     use crate::config::Config;
     use crate::providers::errors::upstream_error;
-    use crate::request::parse_generation;
+    
     use crate::secret::Secret;
-    use crate::upstream::UpstreamRequest;
+    
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/azure_openai/request.json");
@@ -131,20 +132,11 @@ mod tests {
         .unwrap()
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
     fn provider(json: &str) -> ProviderConfig {
         serde_json::from_str(json).unwrap()
     }
 
-    /// A built request in the golden file's shape, secrets exposed.
-    fn as_golden(upstream: &UpstreamRequest) -> Value {
-        let headers: serde_json::Map<String, Value> = upstream.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.expose()))).collect();
-        let body: Value = serde_json::from_slice(&upstream.body).unwrap();
-        json!({"method": upstream.method.as_str(), "url": upstream.url, "headers": headers, "body": body})
-    }
 
     #[test]
     fn the_documented_request_matches_the_golden_file() {

@@ -297,10 +297,11 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{with_target_in, request, as_golden};
     use crate::config::Config;
     use crate::providers::{check_params, read_error, ImageData};
-    use crate::request::parse_generation;
-    use serde_json::{json, Map};
+    
+    use serde_json::json;
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/bfl/request.json");
     const GOLDEN_ANSWER: &str = include_str!("../../tests/golden/bfl/answer.json");
@@ -320,22 +321,11 @@ mod tests {
         .unwrap()
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
     fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
-        let config = config();
-        let (model, provider) = config.resolve_model(Some(model)).unwrap();
-        let key = Secret::new(KEY);
-        f(&Target { provider, model, key: Some(&key) })
+        with_target_in(&config(), model, KEY, f)
     }
 
-    fn as_golden(upstream: &UpstreamRequest) -> Value {
-        let headers: Map<String, Value> = upstream.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.expose()))).collect();
-        let body = if upstream.body.is_empty() { Value::Null } else { serde_json::from_slice(&upstream.body).unwrap() };
-        json!({"method": upstream.method.as_str(), "url": upstream.url, "headers": headers, "body": body})
-    }
 
     /// The body of the first task `plan` builds for `body` on `model`.
     fn sent(model: &str, body: &str) -> Result<Value, GatewayError> {

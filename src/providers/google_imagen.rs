@@ -140,9 +140,10 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{with_target_in, request};
     use crate::config::Config;
     use crate::providers::{check_params, read_error};
-    use crate::request::parse_generation;
+    
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/google_imagen/request.json");
@@ -155,14 +156,9 @@ mod tests {
                 "models":[{"id":"google/imagen-4","provider":"google","upstream_model":"imagen-4.0-generate-001"}]}"#,
         )
         .unwrap();
-        let (model, provider) = config.resolve_model(Some("google/imagen-4")).unwrap();
-        let key = Secret::new("goog-test-key");
-        f(&Target { provider, model, key: Some(&key) })
+        with_target_in(&config, "google/imagen-4", "goog-test-key", f)
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
     #[test]
     fn the_documented_request_matches_the_golden_file() {

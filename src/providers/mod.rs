@@ -21,6 +21,8 @@ pub mod openrouter;
 pub mod replicate;
 pub mod stability;
 pub mod test_pattern;
+#[cfg(test)]
+mod testing;
 
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::error::GatewayError;

@@ -39,9 +39,10 @@ fn key_header(provider: &ProviderConfig, key: &Secret) -> (String, HeaderValue) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{request, as_golden};
     use crate::config::Config;
     use crate::providers::{check_params, errors, read_answer, read_error, ImageData, Progress};
-    use crate::request::parse_generation;
+    
     use crate::upstream::UpstreamRequest;
     use serde_json::{json, Value};
 
@@ -64,16 +65,7 @@ mod tests {
         .unwrap()
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
-    /// A built request in the golden file's shape, secrets exposed.
-    fn as_golden(upstream: &UpstreamRequest) -> Value {
-        let headers: serde_json::Map<String, Value> = upstream.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.expose()))).collect();
-        let body: Value = serde_json::from_slice(&upstream.body).unwrap();
-        json!({"method": upstream.method.as_str(), "url": upstream.url, "headers": headers, "body": body})
-    }
 
     fn header<'a>(upstream: &'a UpstreamRequest, name: &str) -> Option<&'a HeaderValue> {
         upstream.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)

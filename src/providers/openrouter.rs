@@ -200,11 +200,12 @@ fn detail_of(error: ErrorBody) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{with_target_in, request, as_golden};
     use crate::config::Config;
     use crate::providers::{check_params, read_error};
-    use crate::request::parse_generation;
-    use crate::secret::Secret;
-    use crate::upstream::{HeaderValue, UpstreamRequest};
+    
+    
+    use crate::upstream::HeaderValue;
     use serde_json::json;
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/openrouter/request.json");
@@ -221,9 +222,6 @@ mod tests {
         .unwrap()
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
     /// The wire body `plan` builds for `body` sent to `openrouter/seedream`.
     fn sent(body: &str) -> Result<Value, GatewayError> {
@@ -233,17 +231,9 @@ mod tests {
         Ok(serde_json::from_slice(&plan.calls[0].body).unwrap())
     }
 
-    fn as_golden(upstream: &UpstreamRequest) -> Value {
-        let headers: Map<String, Value> = upstream.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.expose()))).collect();
-        let body: Value = serde_json::from_slice(&upstream.body).unwrap();
-        json!({"method": upstream.method.as_str(), "url": upstream.url, "headers": headers, "body": body})
-    }
 
     fn with_target<T>(f: impl FnOnce(&Target) -> T) -> T {
-        let config = config();
-        let (model, provider) = config.resolve_model(Some("openrouter/seedream")).unwrap();
-        let key = Secret::new("sk-or-test");
-        f(&Target { provider, model, key: Some(&key) })
+        with_target_in(&config(), "openrouter/seedream", "sk-or-test", f)
     }
 
     #[test]

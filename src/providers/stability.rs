@@ -188,10 +188,11 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::{with_target_in, request};
     use crate::config::Config;
     use crate::providers::{check_params, read_error};
-    use crate::request::parse_generation;
-    use crate::secret::Secret;
+    
+    
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/stability/request.json");
@@ -208,15 +209,9 @@ mod tests {
     }
 
     fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
-        let config = config();
-        let (model, provider) = config.resolve_model(Some(model)).unwrap();
-        let key = Secret::new("sk-stability-test");
-        f(&Target { provider, model, key: Some(&key) })
+        with_target_in(&config(), model, "sk-stability-test", f)
     }
 
-    fn request(body: &str) -> ImageRequest {
-        parse_generation(Some("application/json"), body.as_bytes(), 1 << 20).unwrap()
-    }
 
     /// The form fields of a multipart body, in order.
     fn form(call: &crate::upstream::UpstreamRequest) -> Vec<(String, String)> {
