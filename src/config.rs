@@ -22,6 +22,8 @@ pub const EMBEDDED_DEFAULT: &str = r#"{
 
 /// The whole-request deadline when none is configured: 150 seconds.
 pub const DEFAULT_DEADLINE_MS: u64 = 150_000;
+/// The most upstream requests per request when none is configured: the Workers Free plan's limit.
+pub const DEFAULT_MAX_SUBREQUESTS: u32 = 50;
 /// The largest request body accepted when none is configured: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -38,6 +40,10 @@ pub struct Config {
     /// The most retries a request may ask for (0–5, default 5); more is a 400 naming `retry.count`.
     #[serde(default = "default_max_retry_count")]
     pub max_retry_count: u8,
+    /// The most upstream requests one request may send, polls and downloads included (default
+    /// 50, the Workers Free plan's subrequest limit; Paid plans allow 1000).
+    #[serde(default = "default_max_subrequests")]
+    pub max_subrequests: u32,
     /// Whether the request log line includes the prompt (default false).
     #[serde(default)]
     pub log_prompts: bool,
@@ -314,6 +320,10 @@ fn default_max_retry_count() -> u8 {
     crate::policy::MAX_RETRY_COUNT
 }
 
+fn default_max_subrequests() -> u32 {
+    DEFAULT_MAX_SUBREQUESTS
+}
+
 fn default_deadline_ms() -> u64 {
     DEFAULT_DEADLINE_MS
 }
@@ -362,6 +372,9 @@ impl Config {
         }
         if self.max_retry_count > crate::policy::MAX_RETRY_COUNT {
             return Err(format!("max_retry_count must be at most {}, not {}", crate::policy::MAX_RETRY_COUNT, self.max_retry_count));
+        }
+        if !(1..=10_000).contains(&self.max_subrequests) {
+            return Err(format!("max_subrequests must be between 1 and 10000, not {}", self.max_subrequests));
         }
         if self.max_body_bytes < 1024 {
             return Err(format!("max_body_bytes must be at least 1024, not {}", self.max_body_bytes));

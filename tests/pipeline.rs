@@ -175,7 +175,7 @@ impl Harness {
 
     fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
         let upstream = FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()) };
-        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock, random: &self.draw };
+        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock, random: &self.draw, subrequests: Default::default() };
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
@@ -255,7 +255,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
     let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
-    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock, random: &h.draw };
+    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock, random: &h.draw, subrequests: Default::default() };
     let head_req = RequestHead {
         method: "POST".into(),
         path: "/v1/images/generations".into(),
@@ -658,4 +658,16 @@ fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
     let last = served.calls.last().unwrap();
     assert_eq!((last.method, last.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/p1/cancel"));
     assert_eq!(served.calls.len(), 2, "created, then cancelled: no poll after the deadline");
+}
+
+#[test]
+fn polling_stops_at_the_subrequest_limit_without_a_paid_retry() {
+    let config = CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000, "max_subrequests": 3"#);
+    let h = Harness::with_config(&config);
+    let created = answer(200, r#"{"id":"t1","polling_url":"https://api.bfl.ai/v1/get_result?id=t1"}"#);
+    let pending = || answer(200, r#"{"id":"t1","status":"Pending"}"#);
+    let served = h.generate(r#"{"prompt":"p","model":"bfl/flux"}"#, vec![created, pending(), pending()]);
+    assert_eq!(served.status, 502, "{}", served.everything_sent());
+    assert_eq!(served.json()["error"]["code"], "subrequest_limit");
+    assert_eq!((served.calls.len(), served.attempts), (3, 1), "the create and two polls, then no more");
 }

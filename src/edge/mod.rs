@@ -29,6 +29,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
                 secrets: &runtime::EnvSecrets(&env),
                 clock: &clock,
                 random: &runtime::WorkerRandom,
+                subrequests: Default::default(),
             };
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }

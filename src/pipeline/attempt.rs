@@ -19,7 +19,7 @@ use crate::pricing;
 use crate::providers::{self, errors, test_pattern, Generated, ImageData, Progress, Target};
 use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
-use crate::upstream::{HeaderValue, Method, TransportError, Upstream, UpstreamBody, UpstreamRequest};
+use crate::upstream::{HeaderValue, Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 use super::Gateway;
 
@@ -74,6 +74,31 @@ impl Failure {
 
     fn into_attempt<B>(self) -> Attempt<B> {
         Attempt::failed(self.outcome, self.status, self.error)
+    }
+}
+
+/// Why [`Gateway::send`] got no answer.
+enum Spent {
+    Transport(TransportError),
+    /// The request has sent its `max_subrequests`.
+    Budget,
+}
+
+impl Spent {
+    fn failure(self, provider_id: &str, limit_ms: u64, max_subrequests: u32) -> Failure {
+        match self {
+            Spent::Transport(error) => transport_failure(error, provider_id, limit_ms),
+            // Sending more would fail in the runtime too; trying elsewhere cannot help.
+            Spent::Budget => Failure {
+                outcome: Outcome::Final,
+                status: 502,
+                error: GatewayError::new(
+                    ErrorKind::BadUpstream,
+                    format!("The request used all {max_subrequests} of its upstream requests (max_subrequests) before '{provider_id}' finished."),
+                )
+                .with_code("subrequest_limit"),
+            },
+        }
     }
 }
 
@@ -150,9 +175,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// streamed on unread.
     async fn relay(&self, target: &Target<'_>, call: UpstreamRequest, request: &ImageRequest, deadline: Deadline, limit_ms: u64) -> Attempt<U::Body> {
         let provider_id = &target.provider.id;
-        let mut reply = match self.upstream.send(call, limit_ms).await {
+        let mut reply = match self.send(call, limit_ms).await {
             Ok(reply) => reply,
-            Err(error) => return transport_failure(error, provider_id, limit_ms).into_attempt(),
+            Err(spent) => return spent.failure(provider_id, limit_ms, self.config.max_subrequests).into_attempt(),
         };
         if !(200..300).contains(&reply.status) {
             return self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await.into_attempt();
@@ -205,11 +230,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 self.abandon(cancel).await;
                 return Err(transport_failure(TransportError::Timeout, provider_id, limit_ms));
             }
-            let mut reply = match self.upstream.send(next, remaining).await {
+            let mut reply = match self.send(next, remaining).await {
                 Ok(reply) => reply,
-                Err(error) => {
+                Err(spent) => {
                     self.abandon(cancel).await;
-                    return Err(transport_failure(error, provider_id, limit_ms));
+                    return Err(spent.failure(provider_id, limit_ms, self.config.max_subrequests));
                 }
             };
             if !(200..300).contains(&reply.status) {
@@ -248,10 +273,20 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
     }
 
+    /// Sends `request` upstream, unless this request has used all its `max_subrequests`.
+    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<U::Body>, Spent> {
+        let sent = self.subrequests.get();
+        if sent >= self.config.max_subrequests {
+            return Err(Spent::Budget);
+        }
+        self.subrequests.set(sent + 1);
+        self.upstream.send(request, limit_ms).await.map_err(Spent::Transport)
+    }
+
     /// Cancels an abandoned asynchronous job, if the provider can; the answer does not matter.
     async fn abandon(&self, cancel: Option<UpstreamRequest>) {
         if let Some(cancel) = cancel {
-            let _ = self.upstream.send(cancel, CANCEL_LIMIT_MS).await;
+            let _ = self.send(cancel, CANCEL_LIMIT_MS).await;
         }
     }
 
@@ -320,7 +355,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Err("the deadline passed".to_owned());
         }
         let get = UpstreamRequest { method: Method::Get, url: url.to_owned(), headers: Vec::<(String, HeaderValue)>::new(), body: Vec::new() };
-        let mut reply = self.upstream.send(get, remaining).await.map_err(|e| transport_text(&e))?;
+        let mut reply = match self.send(get, remaining).await {
+            Ok(reply) => reply,
+            Err(Spent::Transport(error)) => return Err(transport_text(&error)),
+            Err(Spent::Budget) => return Err(format!("the request used all {} of its subrequests (max_subrequests)", self.config.max_subrequests)),
+        };
         if !(200..300).contains(&reply.status) {
             return Err(format!("the image URL answered {}", reply.status));
         }

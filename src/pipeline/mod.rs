@@ -14,6 +14,8 @@
 mod attempt;
 mod router;
 
+use std::cell::Cell;
+
 use crate::answer::Shape;
 use crate::auth::{authenticate, KeySet};
 use crate::catalogue;
@@ -36,6 +38,9 @@ pub struct Gateway<'a, U, S> {
     pub secrets: &'a S,
     pub clock: &'a dyn Clock,
     pub random: &'a dyn Random,
+    /// Upstream requests sent for this request so far (calls, polls, cancels, downloads),
+    /// counted against the configuration's `max_subrequests`.
+    pub subrequests: Cell<u32>,
 }
 
 /// A served request: the reply to send and the line to log.
