@@ -17,18 +17,21 @@ pub struct Detail {
     pub code: Option<String>,
 }
 
+/// The code an adapter gives an error that says the gateway's provider key is invalid, whatever
+/// its status (Google answers 400 `API_KEY_INVALID`): handled as a 401.
+pub const PROVIDER_KEY_INVALID: &str = "provider_key_invalid";
 /// Codes that mean the provider account cannot pay.
 const QUOTA: [&str; 3] = ["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
 /// Codes that mean the provider refused the content.
 const REFUSED: [&str; 2] = ["content_policy_violation", "moderation_blocked"];
 
 /// The gateway error for a provider's non-2xx answer. The provider's message is kept (our key
-/// redacted, at most 500 characters), except on 401, where it would describe the gateway's
-/// provider key rather than the client's request.
+/// redacted, at most 500 characters), except on 401 (or [`PROVIDER_KEY_INVALID`]), where it
+/// would describe the gateway's provider key rather than the client's request.
 pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String>, said: Detail, key: Option<&Secret>) -> GatewayError {
     let code = said.code.as_deref().unwrap_or("");
     let kind = match status {
-        401 => {
+        _ if status == 401 || code == PROVIDER_KEY_INVALID => {
             return GatewayError::new(
                 ErrorKind::BadUpstream,
                 format!("The upstream provider '{provider_id}' rejected the gateway's credentials for it. Your gateway key is fine; the gateway's provider key needs fixing."),
@@ -133,6 +136,8 @@ mod tests {
         let err = map(400, "Invalid size; key sk-provider-key was used", None);
         assert!(err.message.contains("Invalid size") && !err.message.contains("sk-provider-key"), "{}", err.message);
         let auth = map(401, "Incorrect API key provided: sk-provider-key", None);
+        let google = map(400, "API key not valid. Please pass a valid API key.", Some(PROVIDER_KEY_INVALID));
+        assert_eq!((google.status(), google.code), (502, Some("upstream_auth_failed")));
         assert!(!auth.message.contains("sk-"), "{}", auth.message);
         assert_eq!(map(429, "slow", None).retry_after.as_deref(), Some("7"));
         let silent = upstream_error("p", 500, None, Detail::default(), None);

@@ -126,15 +126,24 @@ struct ErrorBody {
     message: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    details: Vec<ErrorInfo>,
 }
 
-/// Google's `{"error":{"code","message","status"}}`; the status (`INVALID_ARGUMENT`,
-/// `RESOURCE_EXHAUSTED`, …) is the code.
+#[derive(Deserialize)]
+struct ErrorInfo {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Google's `{"error":{"code","message","status","details"}}`; the status (`INVALID_ARGUMENT`,
+/// `RESOURCE_EXHAUSTED`, …) is the code, except that `API_KEY_INVALID` (a 400) means the
+/// gateway's provider key is wrong.
 pub fn error_detail(body: &[u8]) -> Detail {
-    match serde_json::from_slice::<ErrorEnvelope>(body) {
-        Ok(ErrorEnvelope { error }) => Detail { message: error.message, code: error.status },
-        Err(_) => Detail::default(),
-    }
+    let Ok(ErrorEnvelope { error }) = serde_json::from_slice::<ErrorEnvelope>(body) else { return Detail::default() };
+    let key_invalid = error.details.iter().any(|d| d.reason.as_deref() == Some("API_KEY_INVALID"));
+    let code = if key_invalid { Some(errors::PROVIDER_KEY_INVALID.to_owned()) } else { error.status };
+    Detail { message: error.message, code }
 }
 
 #[cfg(test)]
@@ -221,7 +230,7 @@ mod tests {
                 let status = case["status"].as_u64().unwrap() as u16;
                 let error = read_error(target, status, None, case["body"].to_string().as_bytes());
                 assert_eq!(error.status() as u64, case["gateway_status"].as_u64().unwrap(), "{case}");
-                if status != 401 {
+                if case["gateway_status"] != 502 || status >= 500 {
                     assert!(error.message.contains(case["body"]["error"]["message"].as_str().unwrap()), "{}", error.message);
                 }
             }
