@@ -671,3 +671,20 @@ fn polling_stops_at_the_subrequest_limit_without_a_paid_retry() {
     assert_eq!(served.json()["error"]["code"], "subrequest_limit");
     assert_eq!((served.calls.len(), served.attempts), (3, 1), "the create and two polls, then no more");
 }
+
+#[test]
+fn the_openrouter_catalogue_lists_models_and_their_endpoints_even_with_long_ids() {
+    let long_id = r#""id": "replicate/black-forest-labs/flux-schnell""#;
+    let h = Harness::with_config(&CONFIG.replace(r#""id": "replicate/flux""#, long_id));
+    let auth = format!("Bearer {GATEWAY_KEY}");
+    let list = h.serve("GET", "/api/v1/images/models", Some(&auth), "", vec![]);
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["data"].as_array().unwrap().len(), 7, "one entry per model, aliases aside");
+    let long = h.serve("GET", "/api/v1/images/models/replicate/black-forest-labs/flux-schnell/endpoints", Some(&auth), "", vec![]);
+    assert_eq!((long.status, long.json()["id"].as_str()), (200, Some("replicate/black-forest-labs/flux-schnell")));
+    let priced = h.serve("GET", "/api/v1/images/models/mock/gpt-image-1/endpoints", Some(&auth), "", vec![]);
+    assert_eq!(priced.json()["endpoints"][0]["pricing"], json!([{"billable": "output_image", "cost_usd": 0.04, "unit": "image"}]));
+    let missing = h.serve("GET", "/api/v1/images/models/no/such/endpoints", Some(&auth), "", vec![]);
+    assert_eq!((missing.status, missing.json()["error"]["code"].as_u64()), (404, Some(404)));
+    assert_eq!(h.serve("GET", "/api/v1/images/models", None, "", vec![]).status, 401);
+}

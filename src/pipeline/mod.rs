@@ -74,7 +74,8 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         .strip_prefix("/api/v1/images/models/")
         .and_then(|rest| rest.strip_suffix("/endpoints"))
         .and_then(|model| model.split_once('/'))
-        .filter(|(author, slug)| !author.is_empty() && !slug.is_empty() && !slug.contains('/'));
+        // Model ids may have more than two segments (`replicate/black-forest-labs/flux-schnell`).
+        .filter(|(author, slug)| !author.is_empty() && !slug.is_empty());
     match (method, path) {
         ("OPTIONS", _) => Route::Preflight,
         ("GET", "/healthz") => Route::Health,
