@@ -52,7 +52,9 @@ pub fn image_models(config: &Config) -> Vec<u8> {
 /// `GET /api/v1/images/models/{author}/{slug}/endpoints`: the provider that serves the model
 /// `author/slug` (an id or alias), with what it takes and what it costs; a 404 otherwise.
 pub fn endpoints(config: &Config, author: &str, slug: &str) -> Result<Vec<u8>, GatewayError> {
-    let name = format!("{author}/{slug}");
+    // Clients percent-encode the path (`a%3Av1` for `a:v1`); the names are matched decoded.
+    let decoded = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+    let name = format!("{}/{}", decoded(author), decoded(slug));
     let model = config.models.iter().find(|m| m.id == name || m.aliases.contains(&name)).ok_or_else(|| {
         GatewayError::new(ErrorKind::NotFound, format!("No image model '{name}' on this gateway; GET /api/v1/images/models lists them."))
             .with_code("model_not_found")
@@ -189,6 +191,14 @@ mod tests {
         assert_eq!(models[2]["supported_parameters"]["seed"], json!({"type": "range", "min": 0, "max": 4294967295u64}));
         assert_eq!(models[2]["supported_parameters"]["aspect_ratio"]["type"], "enum");
         assert!(models[2]["supported_parameters"].get("quality").is_none(), "BFL takes no quality");
+    }
+
+    #[test]
+    fn endpoint_paths_are_matched_percent_decoded() {
+        let config = Config::from_json(CONFIG).unwrap();
+        let answer = parsed(endpoints(&config, "imagegate", "test%2Dpattern").unwrap());
+        assert_eq!(answer["id"], "imagegate/test-pattern");
+        assert_eq!(endpoints(&config, "imagegate", "test%FFpattern").unwrap_err().status(), 404);
     }
 
     #[test]

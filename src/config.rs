@@ -611,6 +611,22 @@ mod tests {
             (openai_config(r#""default_policy":{"fallbacks":[{"model":"nope"}]},"#), "default_policy routes to 'nope'"),
             (openai_config(r#""default_policy":{"retries":1},"#), "default_policy.retries"),
             (openai_config(r#""cors":{"allowed_origins":["https://a.example","https://b.example/path"]},"#), "cors.allowed_origins[1]"),
+            (
+                r#"{"providers":[{"id":"s","kind":"stability","api_key_secret":"K","allowed_parameters":["cfg_scale"]}],"models":[{"id":"m","provider":"s","upstream_model":"core"}]}"#.to_owned(),
+                "providers[0].allowed_parameters: a 'stability' provider builds its own request and cannot pass 'cfg_scale' through",
+            ),
+            (
+                r#"{"providers":[{"id":"o","kind":"openrouter","api_key_secret":"K","allowed_parameters":["style"]}],"models":[{"id":"m","provider":"o"}]}"#.to_owned(),
+                "providers[0].allowed_parameters: 'style' cannot be passed through",
+            ),
+            (
+                r#"{"providers":[{"id":"c","kind":"openai_compatible","base_url":"http://127.0.0.1:1/v1","allowed_parameters":["n"]}],"models":[{"id":"m","provider":"c"}]}"#.to_owned(),
+                "providers[0].allowed_parameters: 'n' cannot be passed through",
+            ),
+            (
+                r#"{"providers":[{"id":"a","kind":"test_pattern"}],"models":[{"id":"m","provider":"a","drop_params":["seed","prompt"]}]}"#.to_owned(),
+                "models[0].drop_params: 'prompt' cannot be dropped",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_json(&text).unwrap_err();

@@ -26,6 +26,10 @@ pub struct RequestLog {
     /// The answer's cost in US dollars, as in `x-imagegate-cost-usd`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<String>,
+    /// `delivered/asked` when the answer has fewer images than the request asked for, as in
+    /// `x-imagegate-images`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -206,6 +206,26 @@ pub fn unknown_parameter(name: &str) -> GatewayError {
     GatewayError::invalid_param(name, format!("Unknown parameter: '{name}'.")).with_code("unknown_parameter")
 }
 
+/// The optional parameters the gateway knows by name (see [`ImageRequest::set_params`]); any
+/// other field is an extension kept in [`ImageRequest::extra`].
+pub const PARAMETERS: [&str; 12] = [
+    "size",
+    "quality",
+    "style",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "user",
+    "seed",
+    "aspect_ratio",
+    "resolution",
+    "negative_prompt",
+];
+
+/// The fields every provider is given in its own way: never dropped, never passed through.
+pub const CORE_FIELDS: [&str; 4] = ["prompt", "model", "n", "response_format"];
+
 impl ImageRequest {
     /// The optional parameters this request sets, by wire name, leaving out `model`, `n`,
     /// `response_format` (the gateway honours those for every provider) and values that only
@@ -358,6 +378,23 @@ mod tests {
     fn param_of(body: &str) -> (u16, Option<String>) {
         let err = parse(body).unwrap_err();
         (err.status(), err.param)
+    }
+
+    #[test]
+    fn every_named_parameter_is_listed_and_can_be_dropped() {
+        let all = parse(
+            r#"{"prompt":"p","size":"1024x1024","quality":"high","style":"vivid","background":"opaque","output_format":"png",
+                "output_compression":50,"moderation":"low","user":"u","seed":1,"aspect_ratio":"1:1","resolution":"1K",
+                "negative_prompt":"x","steps":4}"#,
+        )
+        .unwrap();
+        let mut set = all.set_params();
+        set.sort_unstable();
+        let mut listed: Vec<&str> = PARAMETERS.iter().copied().chain(["steps"]).collect();
+        listed.sort_unstable();
+        assert_eq!(set, listed);
+        let names: Vec<String> = listed.iter().map(|n| (*n).to_owned()).collect();
+        assert!(all.without(&names).set_params().is_empty());
     }
 
     #[test]

@@ -61,6 +61,16 @@ impl std::fmt::Debug for HeaderValue {
     }
 }
 
+impl UpstreamRequest {
+    /// Whether the runtime may follow a redirect for this request: only for a `GET` without
+    /// headers or body (an image download), since a redirect re-sends the request, its prompt
+    /// and its headers (credentials among them) to wherever it points. Every other 3xx reaches
+    /// the core as is.
+    pub fn follows_redirects(&self) -> bool {
+        self.method == Method::Get && self.body.is_empty() && self.headers.is_empty()
+    }
+}
+
 impl std::fmt::Debug for UpstreamRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamRequest")
@@ -130,5 +140,20 @@ pub trait UpstreamBody {
             }
             Ok(Some(out))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bare_get_follows_redirects() {
+        let get = UpstreamRequest { method: Method::Get, url: "https://img.example/a.png".into(), headers: Vec::new(), body: Vec::new() };
+        assert!(get.follows_redirects());
+        let keyed = UpstreamRequest { headers: vec![("x-key".into(), HeaderValue::Secret(Secret::new("k")))], ..get.clone() };
+        let labelled = UpstreamRequest { headers: vec![("x-team".into(), HeaderValue::Plain("t".into()))], ..get.clone() };
+        let post = UpstreamRequest { method: Method::Post, body: b"{}".to_vec(), ..get };
+        assert!(!keyed.follows_redirects() && !labelled.follows_redirects() && !post.follows_redirects());
     }
 }

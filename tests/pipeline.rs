@@ -54,6 +54,11 @@ fn answer(status: u16, body: &str) -> Script {
     Script { latency_ms: 10, status, retry_after: None, content_type: "application/json", chunks: vec![body.as_bytes().to_vec()] }
 }
 
+/// A connection that fails before any answer.
+fn connection_refused() -> Script {
+    answer(0, "")
+}
+
 /// Raw image bytes, as an image host serves them.
 fn image_bytes(bytes: &[u8], content_type: &'static str) -> Script {
     Script { content_type, chunks: vec![bytes.to_vec()], ..answer(200, "") }
@@ -89,6 +94,9 @@ impl<'c> Upstream for FakeUpstream<'c> {
             return Err(TransportError::Timeout);
         }
         self.clock.0.set(self.clock.0.get() + script.latency_ms);
+        if script.status == 0 {
+            return Err(TransportError::Failed("connection refused".to_owned()));
+        }
         Ok(UpstreamReply {
             status: script.status,
             retry_after: script.retry_after.map(str::to_owned),
@@ -567,7 +575,7 @@ fn openrouter_callers_get_openrouter_shaped_answers_with_the_cost() {
     assert_eq!(body["usage"]["cost"], 0.08, "two images at 0.04");
     assert_eq!(served.header("x-imagegate-cost-usd"), Some("0.08"));
     let sent: Value = serde_json::from_slice(&served.calls[0].body).unwrap();
-    assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 2, "response_format": "b64_json"}), "OpenRouter-only fields stay here");
+    assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 2}), "OpenRouter-only fields stay here, and no response_format is imposed (gpt-image models refuse one)");
 }
 
 #[test]
@@ -624,6 +632,8 @@ fn parameters_a_provider_cannot_honour_are_refused_unless_the_model_drops_them()
     let unknown = h.generate(r#"{"prompt":"p","model":"gpt-image-1","steps":4}"#, vec![]);
     assert_eq!((unknown.status, unknown.json()["error"]["code"].as_str()), (400, Some("unknown_parameter")));
     assert!(refused.calls.is_empty() && unknown.calls.is_empty());
+    // The style is dropped before the model's supported styles are checked.
+    let h = Harness::with_config(&CONFIG.replace(r#""drop_params": ["style", "steps"]"#, r#""drop_params": ["style", "steps"], "supports": {"styles": ["natural"]}"#));
     let dropped = h.generate(r#"{"prompt":"p","model":"mock/lenient","style":"vivid","steps":4,"quality":"high"}"#, vec![answer(200, OK)]);
     assert_eq!(dropped.status, 200);
     let sent: Value = serde_json::from_slice(&dropped.calls[0].body).unwrap();
@@ -660,16 +670,111 @@ fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
     assert_eq!(served.calls.len(), 2, "created, then cancelled: no poll after the deadline");
 }
 
+/// A Replicate prediction `p1` in `status`, with its poll and cancel addresses.
+fn prediction(status: &str) -> Script {
+    answer(200, &format!(r#"{{"id":"p1","status":"{status}","output":null,
+        "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#))
+}
+
 #[test]
-fn polling_stops_at_the_subrequest_limit_without_a_paid_retry() {
-    let config = CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000, "max_subrequests": 3"#);
+fn polling_stops_at_the_subrequest_limit_and_keeps_one_to_cancel_the_job() {
+    let config = CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000, "max_subrequests": 5"#);
     let h = Harness::with_config(&config);
-    let created = answer(200, r#"{"id":"t1","polling_url":"https://api.bfl.ai/v1/get_result?id=t1"}"#);
-    let pending = || answer(200, r#"{"id":"t1","status":"Pending"}"#);
-    let served = h.generate(r#"{"prompt":"p","model":"bfl/flux"}"#, vec![created, pending(), pending()]);
+    let served = h.generate(
+        r#"{"prompt":"p","model":"replicate/flux"}"#,
+        vec![prediction("starting"), prediction("processing"), prediction("processing"), answer(200, "{}")],
+    );
     assert_eq!(served.status, 502, "{}", served.everything_sent());
     assert_eq!(served.json()["error"]["code"], "subrequest_limit");
-    assert_eq!((served.calls.len(), served.attempts), (3, 1), "the create and two polls, then no more");
+    let urls: Vec<&str> = served.calls.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://api.replicate.com/v1/models/black-forest-labs/flux-schnell/predictions",
+            "https://api.replicate.com/v1/predictions/p1",
+            "https://api.replicate.com/v1/predictions/p1",
+            "https://api.replicate.com/v1/predictions/p1/cancel",
+        ],
+        "the create and two polls, leaving one subrequest for the cancel and one for a download"
+    );
+    assert_eq!(served.attempts, 1, "never a second paid job");
+}
+
+#[test]
+fn failed_polls_are_asked_again_rather_than_paying_for_a_second_job() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let created = answer(200, r#"{"id":"t1","polling_url":"https://api.bfl.ai/v1/get_result?id=t1"}"#);
+    let ready = answer(200, r#"{"id":"t1","status":"Ready","result":{"sample":"https://delivery.bfl.ai/t1.png"}}"#);
+    let served = h.generate(
+        r#"{"prompt":"p","model":"bfl/flux","retry":{"count":2},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
+        vec![created, answer(503, "busy"), connection_refused(), answer(429, "slow down"), ready],
+    );
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.json()["data"][0]["url"], "https://delivery.bfl.ai/t1.png");
+    assert_eq!((served.calls.len(), served.attempts), (5, 1), "one create, four polls, one attempt");
+    assert_eq!(*h.clock.1.borrow(), vec![1000, 1500, 2250, 3375]);
+}
+
+#[test]
+fn a_job_that_can_no_longer_be_polled_is_cancelled_and_final() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let gone = answer(404, r#"{"title":"Not found","detail":"The requested resource could not be found.","status":404}"#);
+    let served = h.generate(
+        r#"{"prompt":"p","model":"replicate/flux","retry":{"count":2},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
+        vec![prediction("starting"), gone, answer(200, "{}")],
+    );
+    assert_eq!(served.status, 502, "{}", served.everything_sent());
+    assert_eq!(served.json()["error"]["code"], "upstream_job_lost");
+    assert!(served.json()["error"]["message"].as_str().unwrap().contains("404"), "{}", served.everything_sent());
+    assert_eq!(served.calls.last().unwrap().url, "https://api.replicate.com/v1/predictions/p1/cancel");
+    assert_eq!((served.calls.len(), served.attempts), (3, 1), "create, poll, cancel: no retry, no fallback");
+    let garbled = h.generate(r#"{"prompt":"p","model":"replicate/flux"}"#, vec![prediction("starting"), answer(200, "<html>"), answer(200, "{}")]);
+    assert_eq!((garbled.status, garbled.calls.len(), garbled.attempts), (502, 3, 1), "{}", garbled.everything_sent());
+}
+
+#[test]
+fn fewer_images_than_asked_are_delivered_and_said_so() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let done = answer(200, r#"{"id":"p1","status":"succeeded","output":["https://replicate.delivery/p1/out-0.png"]}"#);
+    let served = h.generate(r#"{"prompt":"p","model":"replicate/flux","n":2}"#, vec![done, answer(500, r#"{"detail":"boom"}"#)]);
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.json()["data"], json!([{"url": "https://replicate.delivery/p1/out-0.png"}]));
+    assert_eq!(served.header("x-imagegate-images"), Some("1/2"));
+    let log: Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!(log["images"], "1/2");
+    let whole = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","n":2,"size":"64x64"}"#, vec![]);
+    assert_eq!((whole.status, whole.header("x-imagegate-images")), (200, None));
+}
+
+#[test]
+fn every_image_url_is_downloaded_in_order_for_a_base64_caller() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let done = |i: u8| answer(200, &format!(r#"{{"id":"p{i}","status":"succeeded","output":["https://replicate.delivery/p{i}/out-0.webp"]}}"#));
+    let served = openrouter(
+        &h,
+        r#"{"model":"replicate/flux","prompt":"p","n":2}"#,
+        vec![done(1), done(2), image_bytes(b"first", "image/webp"), image_bytes(b"second", "image/webp")],
+    );
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(
+        served.json()["data"],
+        json!([{"b64_json": "Zmlyc3Q=", "media_type": "image/webp"}, {"b64_json": "c2Vjb25k", "media_type": "image/webp"}])
+    );
+    let downloads: Vec<&str> = served.calls[2..].iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(downloads, ["https://replicate.delivery/p1/out-0.webp", "https://replicate.delivery/p2/out-0.webp"]);
+    assert!(served.calls[2..].iter().all(|c| c.follows_redirects()), "downloads carry nothing and may follow redirects");
+    assert!(!served.calls[0].follows_redirects(), "a keyed call never does");
+}
+
+#[test]
+fn a_replicate_create_waits_no_longer_than_the_attempt_may_take() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 20000"#));
+    let done = || answer(200, r#"{"id":"p1","status":"succeeded","output":["https://replicate.delivery/p1/out-0.png"]}"#);
+    let served = h.generate(r#"{"prompt":"p","model":"replicate/flux"}"#, vec![done()]);
+    let prefer = served.calls[0].headers.iter().find(|(n, _)| n == "prefer").map(|(_, v)| v.expose().to_owned());
+    assert_eq!(prefer.as_deref(), Some("wait=15"), "20 s deadline, 5 s margin");
+    let short = h.generate(r#"{"prompt":"p","model":"replicate/flux","timeout":{"call_timeout":4000}}"#, vec![done()]);
+    assert!(short.calls[0].headers.iter().all(|(n, _)| n != "prefer"), "too short to wait: a plain asynchronous create");
 }
 
 #[test]

@@ -78,9 +78,7 @@ impl Upstream for WorkerUpstream {
         if request.method == Method::Post {
             init.set_body(&Uint8Array::from(request.body.as_slice()));
         }
-        // A redirect would re-send the prompt (and any credential headers) to another host; the
-        // core treats a 3xx as a bad upstream answer instead.
-        init.set_redirect(RequestRedirect::Manual);
+        init.set_redirect(if request.follows_redirects() { RequestRedirect::Follow } else { RequestRedirect::Manual });
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
         let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();

@@ -5,10 +5,9 @@
 //! caller's shape. Each attempt reports its [`Outcome`] for the policy and the status shown in
 //! `x-imagegate-attempts`.
 
-use base64::Engine as _;
 use futures_util::future::join_all;
 
-use crate::answer::{self, Shape};
+use crate::answer::Shape;
 use crate::answer_scan::{AnswerScan, Verdict};
 use crate::clock::Deadline;
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
@@ -16,10 +15,10 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::{Reply, ReplyBody};
 use crate::policy::{retry_after_ms, Outcome};
 use crate::pricing;
-use crate::providers::{self, errors, test_pattern, Generated, ImageData, Progress, Target};
-use crate::request::{ImageRequest, ResponseFormat};
+use crate::providers::{self, errors, test_pattern, Generated, Progress, Target};
+use crate::request::ImageRequest;
 use crate::secret::Secrets;
-use crate::upstream::{HeaderValue, Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 use super::Gateway;
 
@@ -28,17 +27,7 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 /// The most of a 200 answer held while deciding whether it carries images.
 const MAX_UNDECIDED_BYTES: usize = 1 << 20;
 /// The largest answer read whole to be translated (ten large images in base64).
-const MAX_ANSWER_BYTES: usize = 48 << 20;
-/// The largest image downloaded for a client that asked for `b64_json`.
-const MAX_IMAGE_BYTES: usize = 24 << 20;
-/// The most polls of one asynchronous job (with the waits below, longer than any deadline);
-/// it also bounds the subrequests one call makes.
-const MAX_POLLS: u32 = 40;
-/// The wait before the first poll; each later wait is 1.5 times longer, up to [`MAX_POLL_WAIT_MS`].
-const FIRST_POLL_WAIT_MS: u64 = 1_000;
-const MAX_POLL_WAIT_MS: u64 = 5_000;
-/// How long a cancellation of an abandoned job may take.
-const CANCEL_LIMIT_MS: u64 = 2_000;
+pub(super) const MAX_ANSWER_BYTES: usize = 48 << 20;
 
 /// How one attempt ended.
 pub(super) struct Attempt<B> {
@@ -51,7 +40,7 @@ pub(super) struct Attempt<B> {
 }
 
 impl<B> Attempt<B> {
-    fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
+    pub(super) fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
         Attempt { outcome, status, result: Err(error) }
     }
 
@@ -61,15 +50,21 @@ impl<B> Attempt<B> {
 }
 
 /// Why one upstream call gave no images.
-struct Failure {
-    outcome: Outcome,
-    status: u16,
-    error: GatewayError,
+pub(super) struct Failure {
+    pub outcome: Outcome,
+    pub status: u16,
+    pub error: GatewayError,
 }
 
 impl Failure {
-    fn status(status: u16, retry_after_ms: Option<u64>, error: GatewayError) -> Self {
+    pub fn status(status: u16, retry_after_ms: Option<u64>, error: GatewayError) -> Self {
         Failure { outcome: Outcome::Status { status, retry_after_ms }, status, error }
+    }
+
+    /// This failure, never retried nor sent elsewhere: the upstream already has (and charges
+    /// for) the work.
+    pub fn into_final(self) -> Self {
+        Failure { outcome: Outcome::Final, ..self }
     }
 
     fn into_attempt<B>(self) -> Attempt<B> {
@@ -78,14 +73,14 @@ impl Failure {
 }
 
 /// Why [`Gateway::send`] got no answer.
-enum Spent {
+pub(super) enum Spent {
     Transport(TransportError),
     /// The request has sent its `max_subrequests`.
     Budget,
 }
 
 impl Spent {
-    fn failure(self, provider_id: &str, limit_ms: u64, max_subrequests: u32) -> Failure {
+    pub fn failure(self, provider_id: &str, limit_ms: u64, max_subrequests: u32) -> Failure {
         match self {
             Spent::Transport(error) => transport_failure(error, provider_id, limit_ms),
             // Sending more would fail in the runtime too; trying elsewhere cannot help.
@@ -102,14 +97,9 @@ impl Spent {
     }
 }
 
-/// The wait before poll number `polls` (1-based).
-fn poll_wait_ms(polls: u32) -> u64 {
-    let wait = FIRST_POLL_WAIT_MS as f64 * 1.5f64.powi(polls.saturating_sub(1).min(10) as i32);
-    (wait as u64).min(MAX_POLL_WAIT_MS)
-}
-
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
-    /// Tries `model` once for a caller speaking `shape`, giving up after `limit_ms`.
+    /// Tries `model` once for a caller speaking `shape`, giving up on the calls after
+    /// `limit_ms`; images already generated may still be downloaded until `request_deadline`.
     pub(super) async fn attempt(
         &self,
         provider: &ProviderConfig,
@@ -117,11 +107,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         request: &ImageRequest,
         shape: Shape,
         limit_ms: u64,
+        request_deadline: Deadline,
     ) -> Attempt<U::Body> {
-        if let Err(error) = model.supports.check(&model.id, request) {
-            // Skipped without a call; another target may serve the request.
-            return Attempt::unusable(error);
-        }
         let trimmed;
         let request = if model.drop_params.is_empty() {
             request
@@ -129,6 +116,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             trimmed = request.without(&model.drop_params);
             &trimmed
         };
+        if let Err(error) = model.supports.check(&model.id, request) {
+            // Skipped without a call; another target may serve the request.
+            return Attempt::unusable(error);
+        }
         let deadline = Deadline::after(self.clock.now_ms(), limit_ms);
         let key = match provider.api_key_secret.as_deref().filter(|_| provider.kind != ProviderKind::TestPattern) {
             None => None,
@@ -144,7 +135,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
             },
         };
-        let target = Target { provider, model, key: key.as_ref() };
+        let target = Target { provider, model, key: key.as_ref(), limit_ms };
         if let Err(error) = providers::check_params(&target, request) {
             return Attempt::unusable(error);
         }
@@ -163,19 +154,19 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 let call = plan.calls.into_iter().next().expect("one call");
                 return self.relay(&target, call, request, deadline, limit_ms).await;
             }
-            match self.collect(&target, plan.calls, deadline, limit_ms).await {
+            match self.collect(&target, plan.calls, request.n, deadline, limit_ms).await {
                 Ok(generated) => generated,
                 Err(failure) => return failure.into_attempt(),
             }
         };
-        self.deliver(&target, request, shape, generated, deadline).await
+        self.deliver(&target, request, shape, generated, request_deadline).await
     }
 
     /// An OpenAI-shaped answer relayed to an OpenAI client: checked from its first bytes, then
     /// streamed on unread.
     async fn relay(&self, target: &Target<'_>, call: UpstreamRequest, request: &ImageRequest, deadline: Deadline, limit_ms: u64) -> Attempt<U::Body> {
         let provider_id = &target.provider.id;
-        let mut reply = match self.send(call, limit_ms).await {
+        let mut reply = match self.send(call, limit_ms, 0).await {
             Ok(reply) => reply,
             Err(spent) => return spent.failure(provider_id, limit_ms, self.config.max_subrequests).into_attempt(),
         };
@@ -191,9 +182,12 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// Runs `calls` concurrently and gathers their images. Images already generated are kept
-    /// even when a sibling call fails (they are paid for); with none, the first failure.
-    async fn collect(&self, target: &Target<'_>, calls: Vec<UpstreamRequest>, deadline: Deadline, limit_ms: u64) -> Result<Generated, Failure> {
-        let results = join_all(calls.into_iter().map(|call| self.call(target, call, deadline, limit_ms))).await;
+    /// even when a sibling call fails (they are paid for); with none, the first failure. The
+    /// calls and their polls leave enough of the request's `max_subrequests` unused to cancel
+    /// each call's job and to download each of the `n` images.
+    async fn collect(&self, target: &Target<'_>, calls: Vec<UpstreamRequest>, n: u8, deadline: Deadline, limit_ms: u64) -> Result<Generated, Failure> {
+        let keep = calls.len() as u32 + u32::from(n);
+        let results = join_all(calls.into_iter().map(|call| self.call(target, call, deadline, limit_ms, keep))).await;
         let mut generated = Generated::default();
         let mut first_failure = None;
         for result in results {
@@ -216,82 +210,43 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
     }
 
-    /// One upstream call, read whole and translated; an asynchronous job is polled until it
-    /// finishes, and cancelled (where the provider can) when the time runs out.
-    async fn call(&self, target: &Target<'_>, call: UpstreamRequest, deadline: Deadline, limit_ms: u64) -> Result<Generated, Failure> {
+    /// One upstream call, read whole and translated; an asynchronous job it starts is polled
+    /// until it finishes (see [`Gateway::poll`]).
+    async fn call(&self, target: &Target<'_>, call: UpstreamRequest, deadline: Deadline, limit_ms: u64, keep: u32) -> Result<Generated, Failure> {
         let provider_id = &target.provider.id;
-        let mut next = call;
-        let mut cancel = None;
-        let mut polling: Option<UpstreamRequest> = None;
-        let mut polls = 0;
-        loop {
-            let remaining = deadline.remaining_ms(self.clock);
-            if remaining == 0 {
-                self.abandon(cancel).await;
-                return Err(transport_failure(TransportError::Timeout, provider_id, limit_ms));
-            }
-            let mut reply = match self.send(next, remaining).await {
-                Ok(reply) => reply,
-                Err(spent) => {
-                    self.abandon(cancel).await;
-                    return Err(spent.failure(provider_id, limit_ms, self.config.max_subrequests));
-                }
-            };
-            if !(200..300).contains(&reply.status) {
-                self.abandon(cancel).await;
-                return Err(self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await);
-            }
-            let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
-                Ok(Some(body)) => body,
-                Ok(None) => return Err(Failure::status(502, None, errors::unreadable(provider_id, "an answer of a size the gateway accepts"))),
-                Err(error) => {
-                    self.abandon(cancel).await;
-                    return Err(transport_failure(error, provider_id, limit_ms));
-                }
-            };
-            match providers::read_answer(target, reply.content_type.as_deref(), &body) {
-                Ok(Progress::Done(generated)) => return Ok(generated),
-                Ok(Progress::Pending { poll, cancel: can_cancel }) => {
-                    // The job's address comes with the create answer; polls keep asking there
-                    // (some providers' poll answers do not repeat it).
-                    let poll = polling.get_or_insert(poll).clone();
-                    cancel = cancel.or(can_cancel);
-                    polls += 1;
-                    if polls > MAX_POLLS {
-                        self.abandon(cancel).await;
-                        let error = GatewayError::new(
-                            ErrorKind::UpstreamTimeout,
-                            format!("The upstream provider '{provider_id}' did not finish the job after {MAX_POLLS} polls; it was abandoned."),
-                        );
-                        return Err(Failure { outcome: Outcome::Timeout, status: 524, error });
-                    }
-                    self.clock.sleep(poll_wait_ms(polls).min(deadline.remaining_ms(self.clock))).await;
-                    next = poll;
-                }
-                Err(error) => return Err(Failure::status(error.status(), None, error)),
-            }
+        let remaining = deadline.remaining_ms(self.clock);
+        if remaining == 0 {
+            return Err(transport_failure(TransportError::Timeout, provider_id, limit_ms));
+        }
+        let mut reply = self.send(call, remaining, keep).await.map_err(|spent| spent.failure(provider_id, limit_ms, self.config.max_subrequests))?;
+        if !(200..300).contains(&reply.status) {
+            return Err(self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await);
+        }
+        let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Err(Failure::status(502, None, errors::unreadable(provider_id, "an answer of a size the gateway accepts"))),
+            Err(error) => return Err(transport_failure(error, provider_id, limit_ms)),
+        };
+        match providers::read_answer(target, reply.content_type.as_deref(), &body) {
+            Ok(Progress::Done(generated)) => Ok(generated),
+            Ok(Progress::Pending { poll, cancel }) => self.poll(target, poll, cancel, deadline, limit_ms, keep).await,
+            Err(error) => Err(Failure::status(error.status(), None, error)),
         }
     }
 
-    /// Sends `request` upstream, unless this request has used all its `max_subrequests`.
-    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<U::Body>, Spent> {
+    /// Sends `request` upstream, unless that would leave fewer than `keep` of this request's
+    /// `max_subrequests` unused.
+    pub(super) async fn send(&self, request: UpstreamRequest, limit_ms: u64, keep: u32) -> Result<UpstreamReply<U::Body>, Spent> {
         let sent = self.subrequests.get();
-        if sent >= self.config.max_subrequests {
+        if sent.saturating_add(keep) >= self.config.max_subrequests {
             return Err(Spent::Budget);
         }
         self.subrequests.set(sent + 1);
         self.upstream.send(request, limit_ms).await.map_err(Spent::Transport)
     }
 
-    /// Cancels an abandoned asynchronous job, if the provider can; the answer does not matter.
-    async fn abandon(&self, cancel: Option<UpstreamRequest>) {
-        if let Some(cancel) = cancel {
-            let _ = self.send(cancel, CANCEL_LIMIT_MS).await;
-        }
-    }
-
     /// The failure for a non-2xx answer, read by the provider's adapter.
-    async fn error_answer(
+    pub(super) async fn error_answer(
         &self,
         target: &Target<'_>,
         status: u16,
@@ -303,74 +258,6 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let text = self.read_error_body(body, deadline).await;
         let hint = retry_after_ms(retry_after_ms_header.as_deref(), retry_after.as_deref(), self.clock.now_ms());
         Failure::status(status, hint, providers::read_error(target, status, retry_after, &text))
-    }
-
-    /// The answer in the caller's shape and format: images the provider gave as URLs are
-    /// downloaded when the caller wants base64 (OpenRouter's shape always does), and base64
-    /// images become `data:` URLs when the caller asked for URLs.
-    async fn deliver(&self, target: &Target<'_>, request: &ImageRequest, shape: Shape, mut generated: Generated, deadline: Deadline) -> Attempt<U::Body> {
-        let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
-        for image in &mut generated.images {
-            match (&image.data, wants) {
-                (ImageData::Url(url), Some(ResponseFormat::B64Json)) => match self.download(url, deadline).await {
-                    Ok((b64, media_type)) => {
-                        image.data = ImageData::Base64(b64);
-                        image.media_type = media_type.or(image.media_type.take());
-                    }
-                    Err(why) => {
-                        let error = GatewayError::new(
-                            ErrorKind::BadUpstream,
-                            format!("The upstream provider '{}' generated the image, but the gateway could not download it: {why}", target.provider.id),
-                        )
-                        .with_code("image_download_failed");
-                        // Generated and paid for: another attempt would pay again.
-                        return Attempt::failed(Outcome::Final, 502, error);
-                    }
-                },
-                (ImageData::Base64(_), _) if image.media_type.is_none() => {
-                    image.media_type = request.output_format.map(|f| format!("image/{}", f.name()));
-                    if wants == Some(ResponseFormat::Url) {
-                        let ImageData::Base64(b64) = &image.data else { unreachable!() };
-                        image.data = ImageData::Url(answer::data_url(b64, image.media_type.as_deref()));
-                    }
-                }
-                (ImageData::Base64(b64), Some(ResponseFormat::Url)) => {
-                    image.data = ImageData::Url(answer::data_url(b64, image.media_type.as_deref()));
-                }
-                _ => {}
-            }
-        }
-        let cost = generated.cost_usd.or_else(|| pricing::cost(target.model, request, generated.images.len()));
-        let body = answer::render(shape, self.clock.now_ms() / 1000, &generated.images, cost);
-        let mut reply = Reply::json(200, body);
-        reply.headers.extend(cost_header(cost));
-        Attempt { outcome: Outcome::Success, status: 200, result: Ok(reply) }
-    }
-
-    /// Downloads an image (no credentials: provider image URLs are signed or public) as base64,
-    /// with its media type.
-    async fn download(&self, url: &str, deadline: Deadline) -> Result<(String, Option<String>), String> {
-        let remaining = deadline.remaining_ms(self.clock);
-        if remaining == 0 {
-            return Err("the deadline passed".to_owned());
-        }
-        let get = UpstreamRequest { method: Method::Get, url: url.to_owned(), headers: Vec::<(String, HeaderValue)>::new(), body: Vec::new() };
-        let mut reply = match self.send(get, remaining).await {
-            Ok(reply) => reply,
-            Err(Spent::Transport(error)) => return Err(transport_text(&error)),
-            Err(Spent::Budget) => return Err(format!("the request used all {} of its subrequests (max_subrequests)", self.config.max_subrequests)),
-        };
-        if !(200..300).contains(&reply.status) {
-            return Err(format!("the image URL answered {}", reply.status));
-        }
-        let bytes = reply
-            .body
-            .read_all(deadline.remaining_ms(self.clock).max(1), MAX_IMAGE_BYTES)
-            .await
-            .map_err(|e| transport_text(&e))?
-            .ok_or_else(|| format!("the image is larger than {MAX_IMAGE_BYTES} bytes"))?;
-        let media_type = reply.content_type.filter(|ct| ct.starts_with("image/")).map(|ct| ct.split(';').next().unwrap_or("").trim().to_owned());
-        Ok((base64::engine::general_purpose::STANDARD.encode(bytes), media_type))
     }
 
     /// Reads an upstream error body (capped); a body that fails to arrive counts as empty.
@@ -429,7 +316,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
 }
 
 /// The failure for a transport error: a timeout after `limit_ms`, or no connection.
-fn transport_failure(error: TransportError, provider_id: &str, limit_ms: u64) -> Failure {
+pub(super) fn transport_failure(error: TransportError, provider_id: &str, limit_ms: u64) -> Failure {
     match error {
         TransportError::Timeout => Failure {
             outcome: Outcome::Timeout,
@@ -449,7 +336,7 @@ fn transport_failure(error: TransportError, provider_id: &str, limit_ms: u64) ->
 }
 
 /// A transport error in words, for a message.
-fn transport_text(error: &TransportError) -> String {
+pub(super) fn transport_text(error: &TransportError) -> String {
     match error {
         TransportError::Timeout => "the deadline passed".to_owned(),
         TransportError::Failed(why) => why.clone(),
@@ -457,6 +344,6 @@ fn transport_text(error: &TransportError) -> String {
 }
 
 /// `x-imagegate-cost-usd` when the cost is known.
-fn cost_header(cost: Option<f64>) -> Option<(&'static str, String)> {
+pub(super) fn cost_header(cost: Option<f64>) -> Option<(&'static str, String)> {
     cost.map(|cost| ("x-imagegate-cost-usd", pricing::header_value(cost)))
 }

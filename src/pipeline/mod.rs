@@ -12,6 +12,8 @@
 //! tests.
 
 mod attempt;
+mod deliver;
+mod poll;
 mod router;
 
 use std::cell::Cell;
@@ -26,7 +28,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
 use crate::log::RequestLog;
 use crate::policy::take_router_fields;
-use crate::request::{image_request, parse_body, ResponseFormat};
+use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
@@ -150,6 +152,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         log.attempts = log.trail.len() as u32;
         log.cost_usd = reply.header("x-imagegate-cost-usd").map(str::to_owned);
+        log.images = reply.header("x-imagegate-images").map(str::to_owned);
         reply.headers.push(("x-request-id", request_id));
         reply.headers.push(("openai-processing-ms", now_ms.saturating_sub(started_ms).to_string()));
         if head.method != "OPTIONS" {
@@ -196,11 +199,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         log.name = router_fields.name.clone();
         log.identity = router_fields.identity.as_ref().map(|i| i.id.clone());
         log.metadata = router_fields.metadata.clone();
-        let mut request = image_request(fields)?;
-        if shape == Shape::OpenRouter {
-            // OpenRouter's answers carry base64 only.
-            request.response_format = Some(ResponseFormat::B64Json);
-        }
+        // OpenRouter's answers carry base64 only; the request keeps the provider's default
+        // format (some models take no `response_format`) and delivery downloads any URLs.
+        let request = image_request(fields)?;
         if self.config.log_prompts {
             log.prompt = Some(request.prompt.clone());
         }

@@ -41,7 +41,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
                 let started = self.clock.now_ms();
-                let attempt = self.attempt(provider, model, request, shape, limit_ms).await;
+                let attempt = self.attempt(provider, model, request, shape, limit_ms, deadline).await;
                 log.trail.push(format!("{};{};{}", model.id, attempt.status, self.clock.now_ms().saturating_sub(started)));
                 log.model = Some(model.id.clone());
                 log.provider = Some(provider.id.clone());

@@ -29,8 +29,9 @@ pub enum Outcome {
     /// The target cannot serve this request (a size or format it lacks, a missing key): never
     /// retried, always falls back.
     Unusable,
-    /// The upstream generated (and charged for) images the gateway then could not deliver (an
-    /// image download failed): never retried and never sent elsewhere, which would pay again.
+    /// The upstream has (and charges for) the work, but the gateway cannot deliver it: an image
+    /// download failed, a running job could no longer be followed, or the request spent its
+    /// `max_subrequests`. Never retried and never sent elsewhere, which would pay again.
     Final,
 }
 

@@ -143,7 +143,7 @@ mod tests {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
         let key = Secret::new("azure-test-key");
-        let target = Target { provider, model, key: Some(&key) };
+        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
         let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
         let plan = plan(&target, &request(&golden["body"].to_string())).unwrap();
         assert!(plan.relay);
@@ -157,7 +157,7 @@ mod tests {
     fn the_body_is_the_openai_body_without_model_and_the_version_is_configurable() {
         let config = config(r#","api_version":"2024-10-21""#);
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let body = r#"{"prompt":"p","model":"azure/gpt-image-1","n":2,"size":"1536x1024","quality":"low","background":"transparent","output_format":"webp","output_compression":50,"user":"u"}"#;
         let call = &plan(&target, &request(body)).unwrap().calls[0];
         assert_eq!(call.url, "https://myres.openai.azure.com/openai/deployments/gpt-image-1/images/generations?api-version=2024-10-21");
@@ -173,7 +173,7 @@ mod tests {
     fn the_default_version_is_used_and_odd_deployment_names_are_escaped() {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/odd")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let call = &plan(&target, &request(r#"{"prompt":"p"}"#)).unwrap().calls[0];
         assert_eq!(call.url, "https://myres.openai.azure.com/openai/deployments/my%20deploy%2F1/images/generations?api-version=2025-04-01-preview");
     }
@@ -199,7 +199,7 @@ mod tests {
     fn the_documented_answer_reads_through_the_openai_reader() {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let Ok(crate::providers::Progress::Done(done)) = crate::providers::read_answer(&target, Some("application/json"), GOLDEN_ANSWER.as_bytes()) else {
             panic!("not done")
         };

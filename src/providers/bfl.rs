@@ -26,7 +26,8 @@ use serde_json::Value;
 
 use super::errors::{self, Detail};
 use super::openai::{json_headers, post};
-use super::replicate::{image_at, is_token, same_site, text_of};
+use super::replicate::{image_at, is_token, text_of};
+use super::site::same_site;
 use super::{mapping, Generated, Plan, Progress, Target};
 use crate::config::ModelConfig;
 use crate::error::{ErrorKind, GatewayError};
@@ -72,7 +73,7 @@ fn shape(model: &str) -> Shape {
 }
 
 /// Refuses an `upstream_model` (or default name) that is not a BFL endpoint name such as
-/// `flux-pro-1.1`. (Not dispatched by `providers::check_model` yet; `plan` refuses it too.)
+/// `flux-pro-1.1`.
 pub fn check_model(model: &ModelConfig) -> Result<(), String> {
     let name = model.upstream_name();
     if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && name.bytes().any(|b| b.is_ascii_alphanumeric()) {
@@ -231,7 +232,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
                 Some(reasons) => format!("{status} ({reasons})"),
                 None => status.to_owned(),
             };
-            Err(errors::refused(provider_id, &target.key.map_or_else(|| why.clone(), |k| k.redact_from(&why))))
+            Err(errors::refused(provider_id, &why, target.key))
         }
         Some(status @ ("Error" | "Task not found")) => {
             let why = match said(&answer) {
@@ -248,7 +249,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
 /// carries the key), else `{base_url}/get_result?id={id}`.
 fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Result<Progress, GatewayError> {
     let base = target.provider.base();
-    let url = match (polling_url.filter(|url| same_site(base, url)), id.filter(|id| is_token(id))) {
+    let url = match (polling_url.filter(|url| same_site(base, url, "bfl.ai")), id.filter(|id| is_token(id))) {
         (Some(url), _) => url,
         (None, Some(id)) => format!("{base}/get_result?id={id}"),
         (None, None) => return Err(errors::unreadable(&target.provider.id, "a BFL task answer with an id or a polling URL")),

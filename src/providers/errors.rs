@@ -49,11 +49,7 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
         503 | 529 => ErrorKind::Overloaded,
         _ => ErrorKind::BadUpstream,
     };
-    let redacted = |m: &str| key.map_or_else(|| m.to_owned(), |key| key.redact_from(m));
-    let said_text = said
-        .message
-        .map(|m| redacted(&m).chars().take(MAX_MESSAGE_CHARS).collect::<String>())
-        .filter(|m| !m.trim().is_empty());
+    let said_text = said.message.map(|m| provider_words(&m, key)).filter(|m| !m.trim().is_empty());
     let message = match said_text {
         Some(text) => format!("The upstream provider '{provider_id}' answered {status}: {text}"),
         None => format!("The upstream provider '{provider_id}' answered {status}."),
@@ -66,8 +62,10 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
     }
 }
 
-/// The 403 for a generation the provider refused inside a 2xx answer (a moderated job).
-pub fn refused(provider_id: &str, why: &str) -> GatewayError {
+/// The 403 for a generation the provider refused inside a 2xx answer (a moderated job), with
+/// the provider's reason (the key redacted, at most 500 characters).
+pub fn refused(provider_id: &str, why: &str, key: Option<&Secret>) -> GatewayError {
+    let why = provider_words(why, key);
     GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}"))
         .with_code("content_policy_violation")
 }
@@ -78,14 +76,18 @@ pub fn no_images(provider_id: &str) -> GatewayError {
         .with_code("empty_upstream_answer")
 }
 
+/// The code of [`unreadable`].
+pub const UNREADABLE: &str = "unreadable_upstream_answer";
+
 /// The 502 for a 2xx answer the adapter cannot read; `what` names the expected shape.
 pub fn unreadable(provider_id: &str, what: &str) -> GatewayError {
     GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered with a body that is not {what}."))
+        .with_code(UNREADABLE)
 }
 
 /// The 502 for an asynchronous job that failed upstream, with the provider's reason.
 pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) -> GatewayError {
-    let why = why.map(|w| key.map_or_else(|| w.to_owned(), |k| k.redact_from(w)).chars().take(MAX_MESSAGE_CHARS).collect::<String>());
+    let why = why.map(|why| provider_words(why, key));
     GatewayError::new(
         ErrorKind::BadUpstream,
         match why {
@@ -94,6 +96,12 @@ pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) ->
         },
     )
     .with_code("upstream_generation_failed")
+}
+
+/// A provider's own words, safe to show: the key redacted, at most 500 characters.
+fn provider_words(words: &str, key: Option<&Secret>) -> String {
+    let redacted = key.map_or_else(|| words.to_owned(), |key| key.redact_from(words));
+    redacted.chars().take(MAX_MESSAGE_CHARS).collect()
 }
 
 #[cfg(test)]
@@ -142,5 +150,16 @@ mod tests {
         assert_eq!(map(429, "slow", None).retry_after.as_deref(), Some("7"));
         let silent = upstream_error("p", 500, None, Detail::default(), None);
         assert_eq!(silent.message, "The upstream provider 'p' answered 500.");
+    }
+
+    #[test]
+    fn refusals_and_failed_jobs_keep_the_providers_words_but_never_our_key() {
+        let key = Secret::new("sk-provider-key");
+        let refused = refused("p", &format!("NSFW content detected for request signed {}{}", key.expose(), "x".repeat(900)), Some(&key));
+        assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")));
+        assert!(refused.message.contains("NSFW content detected") && !refused.message.contains("sk-provider-key"), "{}", refused.message);
+        assert!(refused.message.len() < 600, "cut to 500 characters");
+        let failed = job_failed("p", Some("CUDA out of memory (key sk-provider-key)"), Some(&key));
+        assert!(failed.message.contains("CUDA") && !failed.message.contains("sk-provider-key"), "{}", failed.message);
     }
 }

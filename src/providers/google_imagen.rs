@@ -4,13 +4,18 @@
 //!
 //! Followed: the Gemini API's "Generate images using Imagen" guide and REST reference
 //! (ai.google.dev/gemini-api/docs/imagen: `instances[].prompt`, `parameters.sampleCount` 1–4,
-//! `aspectRatio` 1:1, 3:4, 4:3, 9:16, 16:9, `imageSize` 1K or 2K for the Standard and Ultra
-//! models; answer `predictions[].bytesBase64Encoded` with `mimeType`, a filtered image as
-//! `raiFilteredReason`) and Google's API error model
+//! `aspectRatio` 1:1, 3:4, 4:3, 9:16, 16:9, `sampleImageSize` 1K or 2K for the Standard and
+//! Ultra models, `outputOptions.mimeType` `image/png` or `image/jpeg` with `compressionQuality`,
+//! `includeRaiReason`; answer `predictions[].bytesBase64Encoded` with `mimeType`, a filtered
+//! image as `raiFilteredReason`; google-genai's `GenerateImagesConfig` wire names) and Google's
+//! API error model
 //! (`{"error":{"code","message","status"}}`, cloud.google.com/apis/design/errors).
 //!
 //! Mapping: `n` → `sampleCount` (more than 4 is a 400 naming `n`); `aspect_ratio`, or `size`
-//! mapped to the nearest listed ratio; `resolution` `1K`/`2K` → `imageSize`.
+//! mapped to the nearest listed ratio; `resolution` `1K`/`2K` → `sampleImageSize`;
+//! `output_format` png/jpeg → `outputOptions.mimeType` (webp is a 400), `output_compression` →
+//! `outputOptions.compressionQuality`. `includeRaiReason` is always set, so that a refusal says
+//! why.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,12 +24,12 @@ use super::mapping;
 use super::openai::{json_headers, post};
 use super::{Generated, Image, ImageData, Plan, Progress, Target};
 use crate::error::GatewayError;
-use crate::request::ImageRequest;
+use crate::request::{ImageRequest, OutputFormat};
 use crate::secret::Secret;
 use crate::upstream::HeaderValue;
 
 /// The request parameters Imagen takes (besides `n`).
-pub const HONOURED: &[&str] = &["size", "aspect_ratio", "resolution"];
+pub const HONOURED: &[&str] = &["size", "aspect_ratio", "resolution", "output_format", "output_compression"];
 /// The aspect ratios Imagen takes.
 pub const RATIOS: [&str; 5] = ["1:1", "3:4", "4:3", "9:16", "16:9"];
 /// The most images one predict call makes.
@@ -48,23 +53,49 @@ struct Parameters<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     aspect_ratio: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    image_size: Option<&'a str>,
+    sample_image_size: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_options: Option<OutputOptions>,
+    include_rai_reason: bool,
 }
 
-/// One predict call for all `n` images; a 400 naming `n`, `size`, `aspect_ratio` or
-/// `resolution` when Imagen has no equivalent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputOptions {
+    mime_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compression_quality: Option<u8>,
+}
+
+/// One predict call for all `n` images; a 400 naming `n`, `size`, `aspect_ratio`,
+/// `resolution` or `output_format` when Imagen has no equivalent.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     if request.n > MAX_SAMPLES {
         return Err(GatewayError::invalid_param("n", format!("Imagen makes at most {MAX_SAMPLES} images per request, not {}.", request.n)));
     }
-    let image_size = match request.resolution.as_deref() {
+    let sample_image_size = match request.resolution.as_deref() {
         None => None,
         Some(size @ ("1K" | "2K")) => Some(size),
         Some(other) => return Err(GatewayError::invalid_param("resolution", format!("Imagen makes 1K or 2K images, not {other}."))),
     };
+    let mime_type = match (request.output_format, request.output_compression) {
+        (None, None) => None,
+        (Some(OutputFormat::Png), None) => Some("image/png"),
+        (Some(OutputFormat::Jpeg), _) | (None, Some(_)) => Some("image/jpeg"),
+        (Some(OutputFormat::Png), Some(_)) => {
+            return Err(GatewayError::invalid_param("output_compression", "Imagen compresses jpeg images only; ask for output_format jpeg."))
+        }
+        (Some(OutputFormat::Webp), _) => return Err(GatewayError::invalid_param("output_format", "Imagen makes png or jpeg images, not webp.")),
+    };
     let body = WireRequest {
         instances: [Instance { prompt: &request.prompt }],
-        parameters: Parameters { sample_count: request.n, aspect_ratio: mapping::aspect_ratio(request, &RATIOS)?, image_size },
+        parameters: Parameters {
+            sample_count: request.n,
+            aspect_ratio: mapping::aspect_ratio(request, &RATIOS)?,
+            sample_image_size,
+            output_options: mime_type.map(|mime_type| OutputOptions { mime_type, compression_quality: request.output_compression }),
+            include_rai_reason: true,
+        },
     };
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
@@ -110,7 +141,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
         .collect();
     match (images.is_empty(), filtered) {
         (false, _) => Ok(Progress::Done(Generated { images, cost_usd: None })),
-        (true, Some(reason)) => Err(errors::refused(id, &reason)),
+        (true, Some(reason)) => Err(errors::refused(id, &reason, target.key)),
         (true, None) => Err(errors::no_images(id)),
     }
 }
@@ -197,11 +228,23 @@ mod tests {
                 let Err(err) = plan(target, &request(body)) else { panic!("planned {body}") };
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
             }
-            for (body, param) in [(r#"{"prompt":"p","seed":1}"#, "seed"), (r#"{"prompt":"p","output_format":"jpeg"}"#, "output_format")] {
+            for (body, param) in [
+                (r#"{"prompt":"p","output_format":"webp"}"#, "output_format"),
+                (r#"{"prompt":"p","output_format":"png","output_compression":50}"#, "output_compression"),
+            ] {
+                let Err(err) = plan(target, &request(body)) else { panic!("planned {body}") };
+                assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
+            }
+            for (body, param) in [(r#"{"prompt":"p","seed":1}"#, "seed"), (r#"{"prompt":"p","style":"vivid"}"#, "style")] {
                 assert_eq!(check_params(target, &request(body)).unwrap_err().param.as_deref(), Some(param));
             }
-            let minimal: Value = serde_json::from_slice(&plan(target, &request(r#"{"prompt":"p"}"#)).unwrap().calls[0].body).unwrap();
-            assert_eq!(minimal, json!({"instances": [{"prompt": "p"}], "parameters": {"sampleCount": 1}}));
+            let body_of = |body: &str| serde_json::from_slice::<Value>(&plan(target, &request(body)).unwrap().calls[0].body).unwrap();
+            assert_eq!(body_of(r#"{"prompt":"p"}"#), json!({"instances": [{"prompt": "p"}], "parameters": {"sampleCount": 1, "includeRaiReason": true}}));
+            assert_eq!(
+                body_of(r#"{"prompt":"p","output_format":"jpeg","output_compression":70}"#)["parameters"]["outputOptions"],
+                json!({"mimeType": "image/jpeg", "compressionQuality": 70})
+            );
+            assert_eq!(body_of(r#"{"prompt":"p","output_format":"png"}"#)["parameters"]["outputOptions"], json!({"mimeType": "image/png"}));
         });
     }
 

@@ -19,6 +19,7 @@ pub mod openai;
 pub mod openai_compatible;
 pub mod openrouter;
 pub mod replicate;
+mod site;
 pub mod stability;
 pub mod test_pattern;
 #[cfg(test)]
@@ -26,7 +27,7 @@ mod testing;
 
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::error::GatewayError;
-use crate::request::{unknown_parameter, ImageRequest};
+use crate::request::{unknown_parameter, ImageRequest, CORE_FIELDS, PARAMETERS};
 use crate::secret::Secret;
 use crate::upstream::UpstreamRequest;
 
@@ -36,6 +37,9 @@ pub struct Target<'a> {
     pub model: &'a ModelConfig,
     /// The provider key; `None` only for providers configured without one.
     pub key: Option<&'a Secret>,
+    /// How long the attempt may take, in milliseconds (a provider that holds the request open
+    /// waiting for the result must answer sooner).
+    pub limit_ms: u64,
 }
 
 impl Target<'_> {
@@ -135,16 +139,43 @@ pub fn aspect_ratios(kind: ProviderKind) -> Option<&'static [&'static str]> {
     }
 }
 
-/// Kind-specific checks of a provider's configuration; the error starts with the key's name.
+/// Whether a kind sends the request's extension fields ([`ImageRequest::extra`]) upstream as
+/// they came, which `allowed_parameters` relies on.
+fn passes_extensions(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::Openrouter)
+}
+
+/// Checks of a provider's configuration; the error starts with the key's name.
+/// `allowed_parameters` must name fields the kind can send as they came.
 pub fn check_provider(provider: &ProviderConfig) -> Result<(), String> {
+    if let Some(first) = provider.allowed_parameters.first() {
+        if !passes_extensions(provider.kind) {
+            return Err(format!(
+                "allowed_parameters: a '{}' provider builds its own request and cannot pass '{first}' through; only openai, azure_openai, openai_compatible and openrouter providers can",
+                provider.kind.name()
+            ));
+        }
+    }
+    // The OpenAI-bodied kinds send every named parameter as it came; OpenRouter's request has
+    // fields for its own only.
+    let unsendable = |name: &str| {
+        CORE_FIELDS.contains(&name) || (provider.kind == ProviderKind::Openrouter && PARAMETERS.contains(&name) && !openrouter::HONOURED.contains(&name))
+    };
+    if let Some(name) = provider.allowed_parameters.iter().find(|name| unsendable(name)) {
+        return Err(format!("allowed_parameters: '{name}' cannot be passed through as it came (the gateway sets it, or this kind's request has no place for it)"));
+    }
     match provider.kind {
         ProviderKind::AzureOpenai => azure_openai::check_provider(provider),
         _ => Ok(()),
     }
 }
 
-/// Kind-specific checks of a model's configuration; the error starts with the key's name.
+/// Checks of a model's configuration; the error starts with the key's name. `drop_params`
+/// cannot drop the fields every request needs.
 pub fn check_model(provider: &ProviderConfig, model: &ModelConfig) -> Result<(), String> {
+    if let Some(core) = model.drop_params.iter().find(|name| CORE_FIELDS.contains(&name.as_str())) {
+        return Err(format!("drop_params: '{core}' cannot be dropped (only optional parameters and extension fields can)"));
+    }
     match provider.kind {
         ProviderKind::Stability => stability::check_model(model),
         ProviderKind::Replicate => replicate::check_model(model),

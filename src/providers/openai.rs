@@ -139,7 +139,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openai/dall-e-3")).unwrap();
         let key = Secret::new("sk-provider");
-        let target = Target { provider, model, key: Some(&key) };
+        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
         let request = parse_generation(Some("application/json"), br#"{"prompt":"p","model":"openai/dall-e-3","size":"1024x1024"}"#, 1 << 20).unwrap();
         let plan = plan(&target, &request).unwrap();
         assert!(plan.relay);
@@ -157,7 +157,7 @@ mod tests {
     fn answers_read_into_images_and_errors_into_details() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openai/dall-e-3")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let body = json!({"created": 1, "data": [{"b64_json": "aGk=", "revised_prompt": "r"}, {"url": "https://x/y.png"}]});
         let Progress::Done(done) = read_answer(&target, body.to_string().as_bytes()).unwrap() else { panic!("not done") };
         assert_eq!(done.images[0].data, ImageData::Base64("aGk=".into()));

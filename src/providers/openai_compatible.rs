@@ -76,7 +76,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
         let key = Secret::new("together-test-key");
-        let target = Target { provider, model, key: Some(&key) };
+        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
         let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
         let mut client_body = golden["body"].clone();
         client_body["model"] = json!("together/flux-schnell");
@@ -93,7 +93,7 @@ mod tests {
     fn fields_not_in_allowed_parameters_are_refused_before_planning() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("custom/m")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let steps = check_params(&target, &request(r#"{"prompt":"p","steps":4}"#)).unwrap_err();
         assert_eq!((steps.status(), steps.param.as_deref(), steps.code), (400, Some("steps"), Some("unknown_parameter")));
         let seed = check_params(&target, &request(r#"{"prompt":"p","seed":7}"#)).unwrap_err();
@@ -105,7 +105,7 @@ mod tests {
     fn the_openai_fields_go_through_unchanged() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("custom/m")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let body = r#"{"prompt":"p","model":"custom/m","n":3,"size":"1792x1024","quality":"hd","style":"natural","response_format":"b64_json","user":"u"}"#;
         let sent: Value = serde_json::from_slice(&plan(&target, &request(body)).unwrap().calls[0].body).unwrap();
         assert_eq!(sent, json!({"prompt":"p","model":"m","n":3,"size":"1792x1024","quality":"hd","style":"natural","response_format":"b64_json","user":"u"}));
@@ -117,7 +117,7 @@ mod tests {
         let key = Secret::new("k-123456");
         let call = |id: &str, key: Option<&Secret>| {
             let (model, provider) = config.resolve_model(Some(id)).unwrap();
-            plan(&Target { provider, model, key }, &request(r#"{"prompt":"p"}"#)).unwrap().calls.remove(0)
+            plan(&Target { provider, model, key, limit_ms: 150_000 }, &request(r#"{"prompt":"p"}"#)).unwrap().calls.remove(0)
         };
         let custom = call("custom/m", Some(&key));
         assert_eq!(custom.url, "https://img.example.com/v1/images/generations");
@@ -134,7 +134,7 @@ mod tests {
     fn togethers_documented_answers_read_into_images() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let read = |body: &[u8]| match read_answer(&target, Some("application/json"), body) {
             Ok(Progress::Done(done)) => done,
             other => panic!("not done: {:?}", other.err()),
@@ -153,7 +153,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
         let key = Secret::new("together-test-key");
-        let target = Target { provider, model, key: Some(&key) };
+        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
         let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
         let expected = [400, 429];
         for (case, expected) in golden.iter().zip(expected) {

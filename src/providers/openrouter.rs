@@ -144,7 +144,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
     if images.is_empty() {
         return Err(match answer.error.map(detail_of) {
             Some(Detail { code: Some(code), message }) if code == "content_policy_violation" => {
-                errors::refused(id, message.as_deref().unwrap_or("the content was flagged"))
+                errors::refused(id, message.as_deref().unwrap_or("the content was flagged"), target.key)
             }
             Some(detail) => errors::job_failed(id, detail.message.as_deref(), target.key),
             None => errors::no_images(id),
@@ -227,7 +227,7 @@ mod tests {
     fn sent(body: &str) -> Result<Value, GatewayError> {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openrouter/seedream")).unwrap();
-        let plan = plan(&Target { provider, model, key: None }, &request(body))?;
+        let plan = plan(&Target { provider, model, key: None, limit_ms: 150_000 }, &request(body))?;
         Ok(serde_json::from_slice(&plan.calls[0].body).unwrap())
     }
 
@@ -284,7 +284,7 @@ mod tests {
         });
         let config = config();
         let (model, provider) = config.resolve_model(Some("routed/gpt-image")).unwrap();
-        let target = Target { provider, model, key: None };
+        let target = Target { provider, model, key: None, limit_ms: 150_000 };
         let req = request(r#"{"prompt":"p","provider":{"only":["openai"]}}"#);
         check_params(&target, &req).unwrap();
         let call = &plan(&target, &req).unwrap().calls[0];

@@ -1,11 +1,13 @@
 //! Replicate: one prediction per image. `upstream_model` names an official model `owner/name`
 //! (`POST {base_url}/models/{owner}/{name}/predictions`) or a pinned version `owner/name:version`
 //! (`POST {base_url}/predictions` with `"version"`), with `Authorization: Bearer <key>` and
-//! `Prefer: wait=60`: sync mode, where Replicate holds the request up to 60 s (the documented
-//! maximum) and usually answers with the finished prediction. A prediction still running is polled
+//! `Prefer: wait=N`: sync mode, where Replicate holds the request up to N s and usually answers
+//! with the finished prediction. N is 60 (the documented maximum), or 5 s less than the attempt's
+//! time limit when that is shorter, so that a prediction still running comes back with its id. A prediction still running is polled
 //! at its `urls.get` and cancelled at its `urls.cancel` (both kept only on the provider's site,
 //! since they carry the key; else `{base_url}/predictions/{id}[/cancel]`). A `Prefer` header in
-//! the provider's configured `headers` replaces ours (e.g. `wait=10`).
+//! the provider's configured `headers` replaces ours (e.g. `wait=10`; it should stay shorter
+//! than the attempt's time limit).
 //!
 //! References: the HTTP API (https://replicate.com/docs/reference/http: `models.predictions.create`,
 //! `predictions.create`, `.get`, `.cancel`, the `Prefer` header pattern `^wait(=n)?$` with n from
@@ -31,6 +33,7 @@ use serde_json::Value;
 
 use super::errors::{self, Detail};
 use super::openai::{bearer, json_headers, post};
+use super::site::same_site;
 use super::{mapping, Generated, Image, ImageData, Plan, Progress, Target};
 use crate::config::ModelConfig;
 use crate::error::{ErrorKind, GatewayError};
@@ -44,7 +47,12 @@ pub const HONOURED: &[&str] = &["size", "aspect_ratio", "output_format", "seed",
 pub const RATIOS: [&str; 11] = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
 
 /// Sync mode's longest wait, in seconds (the `Prefer` header's documented maximum).
-const PREFER: &str = "wait=60";
+const PREFER_WAIT_S: u64 = 60;
+/// How much sooner than the attempt's time limit sync mode must give up waiting, so that the
+/// answer (and with it the prediction's id, needed to poll or cancel it) still arrives.
+const PREFER_MARGIN_S: u64 = 5;
+/// The provider's own domain: poll and cancel URLs on it may receive the key.
+const SITE: &str = "replicate.com";
 
 /// `owner/name` and the version, when `model` is `owner/name` or `owner/name:version`.
 fn split_model(model: &str) -> Option<(&str, Option<&str>)> {
@@ -112,7 +120,9 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         headers.push(("authorization".to_owned(), bearer(key)));
     }
     if !target.provider.headers.keys().any(|name| name.eq_ignore_ascii_case("prefer")) {
-        headers.push(("prefer".to_owned(), HeaderValue::Plain(PREFER.to_owned())));
+        if let Some(wait) = prefer_wait(target.limit_ms) {
+            headers.push(("prefer".to_owned(), HeaderValue::Plain(format!("wait={wait}"))));
+        }
     }
     let calls = (0..request.n)
         .map(|i| {
@@ -172,7 +182,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
         Some("failed") => {
             let why = prediction.error.as_ref().map(text_of).filter(|w| !w.trim().is_empty());
             match why {
-                Some(why) if is_refusal(&why) => Err(errors::refused(id, &target.key.map_or_else(|| why.clone(), |k| k.redact_from(&why)))),
+                Some(why) if is_refusal(&why) => Err(errors::refused(id, &why, target.key)),
                 why => Err(errors::job_failed(id, why.as_deref(), target.key)),
             }
         }
@@ -182,6 +192,14 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
     }
 }
 
+/// Sync mode's wait, in seconds, for an attempt that may take `limit_ms`: up to 60 s, ending
+/// [`PREFER_MARGIN_S`] before the attempt does; none (a plain asynchronous create) when the
+/// attempt is too short for that.
+fn prefer_wait(limit_ms: u64) -> Option<u64> {
+    let wait = (limit_ms / 1000).saturating_sub(PREFER_MARGIN_S).min(PREFER_WAIT_S);
+    (wait > 0).then_some(wait)
+}
+
 /// The poll and cancel for a running prediction.
 fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayError> {
     let base = target.provider.base();
@@ -189,7 +207,7 @@ fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayE
         Some(id) => Ok(format!("{base}/predictions/{id}{suffix}")),
         None => Err(errors::unreadable(&target.provider.id, "a Replicate prediction with an id or URLs")),
     };
-    let on_site = |url: Option<String>| url.filter(|url| same_site(base, url));
+    let on_site = |url: Option<String>| url.filter(|url| same_site(base, url, SITE));
     let get = match on_site(prediction.urls.get) {
         Some(url) => url,
         None => fallback("")?,
@@ -258,31 +276,6 @@ pub(super) fn media_type_of(url: &str) -> Option<&'static str> {
         "gif" => Some("image/gif"),
         _ => None,
     }
-}
-
-/// The scheme and authority (`host[:port]`, lower case) of an absolute http(s) URL without
-/// credentials.
-fn origin(url: &str) -> Option<(String, String)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let scheme = scheme.to_ascii_lowercase();
-    let fine = (scheme == "https" || scheme == "http") && !authority.is_empty() && !authority.contains('@');
-    fine.then(|| (scheme, authority.to_ascii_lowercase()))
-}
-
-/// Whether the key may go to `url`, a URL an answer handed us: it must be on the base URL's host,
-/// or (without ports) on a host under the base host's parent domain (`api.bfl.ai` →
-/// `*.bfl.ai`), over https or the base URL's own scheme.
-pub(super) fn same_site(base: &str, url: &str) -> bool {
-    let (Some((base_scheme, base_host)), Some((scheme, host))) = (origin(base), origin(url)) else { return false };
-    if scheme != "https" && scheme != base_scheme {
-        return false;
-    }
-    if host == base_host {
-        return true;
-    }
-    let parent = base_host.split_once('.').map(|(_, parent)| parent).filter(|p| p.contains('.') && !base_host.contains(':'));
-    parent.is_some_and(|parent| !host.contains(':') && host.strip_suffix(parent).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')))
 }
 
 /// A JSON value as text: a string as is, anything else compact JSON; a validation list
@@ -518,16 +511,6 @@ mod tests {
             let no_id = read_answer(target, br#"{"id":"../x","status":"processing","urls":{}}"#).unwrap_err();
             assert_eq!(no_id.status(), 502);
         });
-        let base = "https://api.replicate.com/v1";
-        assert!(same_site(base, "https://api.replicate.com/v1/predictions/x"));
-        assert!(same_site(base, "https://stream.replicate.com/v1/files/x"));
-        assert!(!same_site(base, "https://replicate.com.evil.example/x"));
-        assert!(!same_site(base, "https://evilreplicate.com/x"));
-        assert!(!same_site(base, "https://user@api.replicate.com/x"));
-        assert!(!same_site(base, "ftp://api.replicate.com/x"));
-        assert!(same_site("http://127.0.0.1:8787/replicate/v1", "http://127.0.0.1:8787/replicate/v1/predictions/x"));
-        assert!(!same_site("http://127.0.0.1:8787/replicate/v1", "http://127.0.0.1:9999/x"));
-        assert!(!same_site("http://localhost:8787/v1", "http://other:8787/x"));
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
     }
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Stability image answer"))?;
     if answer.finish_reason.as_deref() == Some("CONTENT_FILTERED") {
-        return Err(errors::refused(id, "the image was filtered by Stability's content moderation."));
+        return Err(errors::refused(id, "the image was filtered by Stability's content moderation.", None));
     }
     match answer.image.filter(|image| !image.is_empty()) {
         Some(b64) => {

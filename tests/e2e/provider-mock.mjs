@@ -49,7 +49,7 @@ export async function startProviderMock() {
       const kind = url.pathname.split('/')[1];
       const call = { kind, method: req.method, path: url.pathname, query: url.search, headers: req.headers, body };
       calls.push(call);
-      const step = ['files', 'replicate', 'bfl'].includes(kind) && req.method === 'GET' ? 'ok' : nextStep(kind);
+      const step = ['files', 'moved', 'replicate', 'bfl'].includes(kind) && req.method === 'GET' ? 'ok' : nextStep(kind);
       if (/^\d+$/.test(step)) return send(res, Number(step), errorBody[kind](Number(step)), Number(step) === 429 ? { 'retry-after': '1' } : {});
       switch (kind) {
         case 'azure':
@@ -69,6 +69,9 @@ export async function startProviderMock() {
         case 'files':
           res.writeHead(200, { 'content-type': 'image/png' });
           return res.end(PNG);
+        case 'moved':
+          res.writeHead(302, { location: `${base()}/files/${url.pathname.split('/').pop()}` });
+          return res.end();
         default:
           return send(res, 404, { error: { message: `provider mock: nothing at ${req.method} ${url.pathname}` } });
       }
@@ -80,7 +83,7 @@ export async function startProviderMock() {
     const prediction = (id) => {
       const job = jobs.get(id);
       const status = job.canceled ? 'canceled' : job.looks >= 2 && !job.never ? 'succeeded' : job.looks === 0 ? 'starting' : 'processing';
-      const outputs = Array.from({ length: job.outputs }, (_, i) => `${base()}/files/${id}-${i}.png`);
+      const outputs = Array.from({ length: job.outputs }, (_, i) => `${base()}/${job.moved ? 'moved' : 'files'}/${id}-${i}.png`);
       return { id, status, output: status === 'succeeded' ? outputs : null, error: null,
         urls: { get: `${base()}/replicate/v1/predictions/${id}`, cancel: `${base()}/replicate/v1/predictions/${id}/cancel` } };
     };
@@ -91,12 +94,16 @@ export async function startProviderMock() {
     }
     if (req.method === 'POST') {
       const id = `rep${jobs.size + 1}`;
-      jobs.set(id, { looks: 0, outputs: body?.input?.num_outputs ?? 1, canceled: false, never: step === 'never' });
+      jobs.set(id, { looks: 0, outputs: body?.input?.num_outputs ?? 1, canceled: false, never: step === 'never', moved: step === 'moved', flaky: step === 'flaky' });
       return send(res, 201, prediction(id));
     }
     const id = url.pathname.split('/').pop();
     const job = jobs.get(id);
     if (!job) return send(res, 404, { detail: 'Not found.' });
+    if (job.flaky) {
+      job.flaky = false;
+      return send(res, 503, { detail: 'replicate is busy' });
+    }
     job.looks += 1;
     return send(res, 200, prediction(id));
   }

@@ -124,6 +124,7 @@ test('google_imagen: one predict call for n images, as URLs when asked', async (
   assert.deepEqual(call.body.instances, [{ prompt: 'a fox' }]);
   assert.equal(call.body.parameters.sampleCount, 3);
   assert.equal(call.body.parameters.aspectRatio, '9:16');
+  assert.equal(call.body.parameters.includeRaiReason, true, 'so that a refusal says why');
 });
 
 test('replicate: created, polled until it succeeds, its output downloaded for b64_json', async () => {
@@ -136,6 +137,19 @@ test('replicate: created, polled until it succeeds, its output downloaded for b6
   assert.ok(calls.every((c) => c.headers.authorization === `Bearer ${SECRETS.REPLICATE_KEY}`));
   const [download] = mock.callsOf('files');
   assert.equal(download.headers.authorization, undefined, 'no key goes to the image host');
+});
+
+test('replicate: a failed poll is asked again, and an image behind a redirect is still downloaded', async () => {
+  mock.script('replicate', ['flaky']);
+  const { data: first } = await client.images.generate({ model: 'replicate/flux-schnell', prompt: 'a fox', response_format: 'b64_json' }).withResponse();
+  assert.equal(first.data[0].b64_json, PNG_B64);
+  assert.equal(mock.callsOf('replicate').filter((c) => c.method === 'POST').length, 1, 'the 503 on a poll did not start a second paid job');
+  mock.reset();
+  mock.script('replicate', ['moved']);
+  const moved = await client.images.generate({ model: 'replicate/flux-schnell', prompt: 'a fox', response_format: 'b64_json' });
+  assert.equal(moved.data[0].b64_json, PNG_B64);
+  assert.equal(mock.callsOf('moved').length, 1);
+  assert.equal(mock.callsOf('files').length, 1, 'the redirect was followed');
 });
 
 test('replicate: a job still running at the deadline is cancelled', async () => {

@@ -1,0 +1,142 @@
+//! Polling an asynchronous job (Replicate, BFL) until it finishes, within the attempt's time.
+//!
+//! Once the create call has answered, the job exists and is paid for. A poll that fails for a
+//! passing reason (a 429, a 5xx, a lost connection, a body cut short) is therefore waited out and
+//! asked again, and a job lost for good (a poll refused with another 4xx, an answer that is not
+//! a job status, the request's upstream budget spent) is [`Outcome::Final`]: never retried, never sent
+//! elsewhere. A job the provider reports as failed is judged by its status like any answer. When
+//! the time runs out the job is cancelled where the provider can cancel, else abandoned.
+
+use crate::clock::Deadline;
+use crate::error::{ErrorKind, GatewayError};
+use crate::policy::Outcome;
+use crate::providers::{self, errors, Generated, Progress, Target};
+use crate::secret::Secrets;
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
+
+use super::attempt::{Failure, Spent, MAX_ANSWER_BYTES};
+use super::Gateway;
+
+/// The most polls of one job (with the waits below, longer than any deadline); it also bounds
+/// the subrequests one call makes.
+pub(super) const MAX_POLLS: u32 = 40;
+/// The wait before the first poll; each later wait is 1.5 times longer, up to [`MAX_POLL_WAIT_MS`].
+const FIRST_POLL_WAIT_MS: u64 = 1_000;
+const MAX_POLL_WAIT_MS: u64 = 5_000;
+/// How long a cancellation of an abandoned job may take.
+const CANCEL_LIMIT_MS: u64 = 2_000;
+
+/// The wait before poll number `polls` (1-based).
+fn poll_wait_ms(polls: u32) -> u64 {
+    let wait = FIRST_POLL_WAIT_MS as f64 * 1.5f64.powi(polls.saturating_sub(1).min(10) as i32);
+    (wait as u64).min(MAX_POLL_WAIT_MS)
+}
+
+/// What one poll gave.
+enum Polled {
+    Answer(Result<Progress, GatewayError>),
+    /// A passing failure: ask again after the next wait.
+    Again,
+    /// The attempt's time ran out.
+    OutOfTime,
+    /// The job cannot be followed any further.
+    Lost(Failure),
+}
+
+impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
+    /// Polls a running job with `poll` (the address the create answer gave: some providers'
+    /// poll answers do not repeat it) until it finishes, fails, or the time runs out; `cancel`
+    /// stops it when the gateway gives up. Polls leave `keep` of the request's subrequests unused.
+    pub(super) async fn poll(
+        &self,
+        target: &Target<'_>,
+        poll: UpstreamRequest,
+        mut cancel: Option<UpstreamRequest>,
+        deadline: Deadline,
+        limit_ms: u64,
+        keep: u32,
+    ) -> Result<Generated, Failure> {
+        let provider_id = &target.provider.id;
+        for polls in 1..=MAX_POLLS {
+            let remaining = deadline.remaining_ms(self.clock);
+            if remaining == 0 {
+                break;
+            }
+            self.clock.sleep(poll_wait_ms(polls).min(remaining)).await;
+            match self.poll_once(target, poll.clone(), deadline, keep).await {
+                Polled::Answer(Ok(Progress::Done(generated))) => return Ok(generated),
+                Polled::Answer(Ok(Progress::Pending { cancel: also, .. })) => cancel = cancel.or(also),
+                Polled::Answer(Err(error)) => return Err(Failure::status(error.status(), None, error)),
+                Polled::Again => {}
+                Polled::OutOfTime => break,
+                Polled::Lost(failure) => {
+                    self.abandon(cancel).await;
+                    return Err(failure.into_final());
+                }
+            }
+        }
+        let cancelled = cancel.is_some();
+        self.abandon(cancel).await;
+        let what = if cancelled { "it was cancelled" } else { "it was abandoned" };
+        let why = if deadline.remaining_ms(self.clock) == 0 { format!("within {limit_ms} ms") } else { format!("after {MAX_POLLS} polls") };
+        let error = GatewayError::new(ErrorKind::UpstreamTimeout, format!("The upstream provider '{provider_id}' did not finish the job {why}; {what}."));
+        Err(Failure { outcome: Outcome::Timeout, status: 524, error })
+    }
+
+    /// One poll, read whole and translated.
+    async fn poll_once(&self, target: &Target<'_>, poll: UpstreamRequest, deadline: Deadline, keep: u32) -> Polled {
+        let provider_id = &target.provider.id;
+        let remaining = deadline.remaining_ms(self.clock);
+        if remaining == 0 {
+            return Polled::OutOfTime;
+        }
+        let mut reply = match self.send(poll, remaining, keep).await {
+            Ok(reply) => reply,
+            Err(Spent::Transport(TransportError::Failed(_))) => return Polled::Again,
+            Err(Spent::Transport(TransportError::Timeout)) => return Polled::OutOfTime,
+            Err(spent @ Spent::Budget) => return Polled::Lost(spent.failure(provider_id, 0, self.config.max_subrequests)),
+        };
+        if reply.status == 429 || reply.status >= 500 {
+            return Polled::Again;
+        }
+        if !(200..300).contains(&reply.status) {
+            let failure = self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await;
+            return Polled::Lost(lost(failure.error));
+        }
+        match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
+            Ok(Some(body)) => match providers::read_answer(target, reply.content_type.as_deref(), &body) {
+                // Not a status the adapter knows: where the job stands is unknown.
+                Err(error) if error.code == Some(errors::UNREADABLE) => Polled::Lost(lost(error)),
+                read => Polled::Answer(read),
+            },
+            Ok(None) => Polled::Lost(lost(errors::unreadable(provider_id, "a job status of a size the gateway accepts"))),
+            Err(TransportError::Failed(_)) => Polled::Again,
+            Err(TransportError::Timeout) => Polled::OutOfTime,
+        }
+    }
+
+    /// Cancels an abandoned job, if the provider can; the answer does not matter. It may use
+    /// the subrequests the polls left unused.
+    pub(super) async fn abandon(&self, cancel: Option<UpstreamRequest>) {
+        if let Some(cancel) = cancel {
+            let _ = self.send(cancel, CANCEL_LIMIT_MS, 0).await;
+        }
+    }
+}
+
+/// The failure for a job whose status can no longer be read; `why` is what the last poll got.
+fn lost(why: GatewayError) -> Failure {
+    let message = format!("The job was started, but the gateway lost track of it: {}", why.message);
+    Failure::status(502, None, GatewayError::new(ErrorKind::BadUpstream, message).with_code("upstream_job_lost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_wait_one_second_then_half_as_long_again_up_to_five() {
+        let waits: Vec<u64> = (1..=7).map(poll_wait_ms).collect();
+        assert_eq!(waits, [1000, 1500, 2250, 3375, 5000, 5000, 5000]);
+    }
+}
