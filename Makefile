@@ -20,6 +20,9 @@ build: setup
 	bash scripts/build.sh
 
 test: setup
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --target wasm32-unknown-unknown --lib -- -D warnings
 	cargo test --locked
 	bash scripts/build.sh
 	node --test --test-concurrency=1 tests/e2e/*.test.mjs

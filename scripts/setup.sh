@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs whatever is missing to build, run and test imagegate: the wasm32 target, worker-build,
-# a wasm-bindgen CLI matching Cargo.lock, and the npm packages (wrangler, Node 22, binaryen, the
-# OpenAI client). Idempotent, and quick when everything is already there.
+# Installs whatever is missing to build, run and test imagegate: the wasm32 target, rustfmt and
+# clippy, worker-build, a wasm-bindgen CLI matching Cargo.lock, and the npm packages (wrangler,
+# Node 22, binaryen, the OpenAI client). Idempotent, and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,13 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    say "adding the $component component"
+    rustup component add "$component"
+  fi
+done
 
 if [[ "$(worker-build --version 2>/dev/null)" != *"$WORKER_BUILD_VERSION"* ]]; then
   # worker-build builds openssl-sys, which needs pkg-config and the OpenSSL headers.

@@ -184,10 +184,7 @@ mod tests {
     fn openai_answers_with_images_are_relayed() {
         assert_eq!(verdict(r#"{"created":1,"data":[{"b64_json":"AAAA"}]}"#), Verdict::HasImages);
         assert_eq!(verdict(r#" { "data" : [ {"url":"https://x"} ] , "usage":{} }"#), Verdict::HasImages);
-        assert_eq!(
-            verdict(r#"{"usage":{"data":[]},"note":"\"data\":[]","data":[{"url":"u"}]}"#),
-            Verdict::HasImages
-        );
+        assert_eq!(verdict(r#"{"usage":{"data":[]},"note":"\"data\":[]","data":[{"url":"u"}]}"#), Verdict::HasImages);
     }
 
     #[test]

@@ -43,10 +43,7 @@ impl KeySet {
             };
             let mut digest = [0u8; 32];
             if hex::decode_to_slice(hex_digest, &mut digest).is_err() {
-                return Err(format!(
-                    "IMAGEGATE_KEYS entry {} is not a 64-digit hex SHA-256 digest (store `sha256sum` of the key, never the key)",
-                    index + 1
-                ));
+                return Err(format!("IMAGEGATE_KEYS entry {} is not a 64-digit hex SHA-256 digest (store `sha256sum` of the key, never the key)", index + 1));
             }
             keys.push(GatewayKey { label, digest });
         }
@@ -78,20 +75,17 @@ impl KeySet {
 ///
 /// Every failure is a 401 `invalid_api_key`; the message never repeats what was presented.
 pub fn authenticate<'k>(authorization: Option<&str>, keys: &'k KeySet) -> Result<&'k str, GatewayError> {
-    let unauthorized = |message: &str| {
-        GatewayError::new(ErrorKind::InvalidApiKey, message).with_code("invalid_api_key")
-    };
+    let unauthorized = |message: &str| GatewayError::new(ErrorKind::InvalidApiKey, message).with_code("invalid_api_key");
     if keys.is_empty() {
-        return Err(unauthorized("This gateway has no API keys configured, so it refuses every request. Set IMAGEGATE_KEYS to the SHA-256 digests of the keys to accept."));
+        return Err(unauthorized(
+            "This gateway has no API keys configured, so it refuses every request. Set IMAGEGATE_KEYS to the SHA-256 digests of the keys to accept.",
+        ));
     }
     let Some(header) = authorization else {
         return Err(unauthorized("You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."));
     };
-    let token = header
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty());
+    let token =
+        header.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim()).filter(|token| !token.is_empty());
     let Some(token) = token else {
         return Err(unauthorized("The Authorization header must be 'Bearer YOUR_KEY'."));
     };

@@ -77,10 +77,7 @@ fn provider_of<'c>(config: &'c Config, model: &ModelConfig) -> &'c ProviderConfi
 }
 
 fn description(model: &ModelConfig, provider: &ProviderConfig) -> String {
-    model
-        .description
-        .clone()
-        .unwrap_or_else(|| format!("{} through the '{}' provider ({}).", model.id, provider.id, provider.kind.name()))
+    model.description.clone().unwrap_or_else(|| format!("{} through the '{}' provider ({}).", model.id, provider.id, provider.kind.name()))
 }
 
 fn price_line(line: &PriceLine) -> Value {

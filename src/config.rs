@@ -285,9 +285,7 @@ fn wire_text<T: serde::Serialize>(value: &T) -> Option<String> {
 impl ModelConfig {
     /// The model name sent upstream.
     pub fn upstream_name(&self) -> &str {
-        self.upstream_model
-            .as_deref()
-            .unwrap_or_else(|| self.id.rsplit('/').next().unwrap_or(&self.id))
+        self.upstream_model.as_deref().unwrap_or_else(|| self.id.rsplit('/').next().unwrap_or(&self.id))
     }
 }
 
@@ -308,8 +306,7 @@ fn is_header_name(name: &str) -> bool {
 fn read_policy(json: Option<Value>, at: &str) -> Result<RouterFields, String> {
     let Some(json) = json else { return Ok(RouterFields::default()) };
     let Value::Object(mut fields) = json else { return Err(format!("{at} must be an object")) };
-    let policy = take_router_fields(&mut fields, None)
-        .map_err(|e| format!("{at}.{}: {}", e.param.as_deref().unwrap_or(""), e.message))?;
+    let policy = take_router_fields(&mut fields, None).map_err(|e| format!("{at}.{}: {}", e.param.as_deref().unwrap_or(""), e.message))?;
     match fields.keys().next() {
         Some(unknown) => Err(format!("{at}.{unknown} is not a policy field")),
         None => Ok(policy),
@@ -411,9 +408,7 @@ impl Config {
             crate::providers::check_provider(provider).map_err(|e| format!("{at}.{e}"))?;
         }
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
-            let scheme_and_host = origin.split_once("://").is_some_and(|(scheme, host)| {
-                !scheme.is_empty() && !host.is_empty() && !host.contains('/')
-            });
+            let scheme_and_host = origin.split_once("://").is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty() && !host.contains('/'));
             if origin != "*" && (!scheme_and_host || origin.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())) {
                 return Err(format!("cors.allowed_origins[{i}] '{origin}' is not '*' or an origin like 'https://app.example.com'"));
             }
@@ -433,7 +428,9 @@ impl Config {
             }
             for name in std::iter::once(&model.id).chain(&model.aliases) {
                 if !is_model_name(name) {
-                    return Err(format!("{at}: model name '{name}' must be 1 to 128 visible ASCII characters, without ',' or ';' (it appears in response headers)"));
+                    return Err(format!(
+                        "{at}: model name '{name}' must be 1 to 128 visible ASCII characters, without ',' or ';' (it appears in response headers)"
+                    ));
                 }
                 if !names.insert(name.as_str()) {
                     return Err(format!("{at}: model name '{name}' is used twice"));
@@ -460,28 +457,14 @@ impl Config {
     pub fn resolve_model(&self, requested: Option<&str>) -> Result<(&ModelConfig, &ProviderConfig), GatewayError> {
         let name = match requested.or(self.default_model.as_deref()) {
             Some(name) => name,
-            None => {
-                return Err(GatewayError::invalid_param("model", "Missing required parameter: 'model'.")
-                    .with_code("missing_required_parameter"))
-            }
+            None => return Err(GatewayError::invalid_param("model", "Missing required parameter: 'model'.").with_code("missing_required_parameter")),
         };
-        let model = self
-            .models
-            .iter()
-            .find(|m| m.id == name || m.aliases.iter().any(|a| a == name))
-            .ok_or_else(|| {
-                GatewayError::new(
-                    ErrorKind::NotFound,
-                    format!("The model '{name}' does not exist on this gateway. GET /v1/models lists the models it serves."),
-                )
+        let model = self.models.iter().find(|m| m.id == name || m.aliases.iter().any(|a| a == name)).ok_or_else(|| {
+            GatewayError::new(ErrorKind::NotFound, format!("The model '{name}' does not exist on this gateway. GET /v1/models lists the models it serves."))
                 .with_param("model")
                 .with_code("model_not_found")
-            })?;
-        let provider = self
-            .providers
-            .iter()
-            .find(|p| p.id == model.provider)
-            .expect("validated: every model's provider exists");
+        })?;
+        let provider = self.providers.iter().find(|p| p.id == model.provider).expect("validated: every model's provider exists");
         Ok((model, provider))
     }
 }

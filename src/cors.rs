@@ -22,14 +22,9 @@ pub fn response_headers(config: &CorsConfig, origin: Option<&str>) -> Vec<(&'sta
 
 /// Answers a preflight: the methods and the requested headers are allowed for an allowed origin;
 /// any other origin gets a 403.
-pub fn preflight(
-    config: &CorsConfig,
-    origin: Option<&str>,
-    requested_headers: Option<&str>,
-) -> Result<Vec<(&'static str, String)>, GatewayError> {
+pub fn preflight(config: &CorsConfig, origin: Option<&str>, requested_headers: Option<&str>) -> Result<Vec<(&'static str, String)>, GatewayError> {
     let Some(allowed) = allowed_origin(config, origin) else {
-        return Err(GatewayError::new(ErrorKind::Forbidden, "This origin may not call the gateway from a browser.")
-            .with_code("origin_not_allowed"));
+        return Err(GatewayError::new(ErrorKind::Forbidden, "This origin may not call the gateway from a browser.").with_code("origin_not_allowed"));
     };
     let requested = requested_headers
         .map(str::trim)

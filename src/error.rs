@@ -144,10 +144,7 @@ impl GatewayError {
 
     /// A 405 for a route that allows only `allow` (e.g. `"POST, OPTIONS"`).
     pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
-        GatewayError {
-            allow: Some(allow),
-            ..GatewayError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}; use {allow}."))
-        }
+        GatewayError { allow: Some(allow), ..GatewayError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}; use {allow}.")) }
     }
 
     /// A 400 naming the offending request parameter.

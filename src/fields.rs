@@ -17,11 +17,7 @@ pub fn type_name(value: &Value) -> &'static str {
 }
 
 pub fn wrong_type(param: &str, expected: &str, got: &Value) -> GatewayError {
-    GatewayError::invalid_param(
-        param,
-        format!("Invalid type for '{param}': expected {expected}, but got {}.", type_name(got)),
-    )
-    .with_code("invalid_type")
+    GatewayError::invalid_param(param, format!("Invalid type for '{param}': expected {expected}, but got {}.", type_name(got))).with_code("invalid_type")
 }
 
 /// Removes `param` from the body; JSON `null` counts as absent, as in the OpenAI API.
@@ -33,29 +29,17 @@ pub fn optional_string(fields: &mut Map<String, Value>, param: &str) -> Result<O
     take(fields, param).map(|value| as_string(value, param)).transpose()
 }
 
-pub fn one_of(
-    fields: &mut Map<String, Value>,
-    param: &str,
-    allowed: &[&str],
-) -> Result<Option<String>, GatewayError> {
+pub fn one_of(fields: &mut Map<String, Value>, param: &str, allowed: &[&str]) -> Result<Option<String>, GatewayError> {
     let Some(value) = optional_string(fields, param)? else { return Ok(None) };
     if allowed.contains(&value.as_str()) {
         Ok(Some(value))
     } else {
-        Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': '{value}'. Supported values are: '{}'.", allowed.join("', '")),
-        ))
+        Err(GatewayError::invalid_param(param, format!("Invalid value for '{param}': '{value}'. Supported values are: '{}'.", allowed.join("', '"))))
     }
 }
 
 /// An integer in `min..=max`; integral floats such as `2.0` are accepted.
-pub fn optional_int(
-    fields: &mut Map<String, Value>,
-    param: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, GatewayError> {
+pub fn optional_int(fields: &mut Map<String, Value>, param: &str, min: i64, max: i64) -> Result<Option<i64>, GatewayError> {
     take(fields, param).map(|value| as_int(&value, param, min, max)).transpose()
 }
 
@@ -66,15 +50,8 @@ pub fn as_int(value: &Value, param: &str, min: i64, max: i64) -> Result<i64, Gat
     let whole = number.as_i64().map(|i| i as f64).or_else(|| number.as_f64()).filter(|f| f.fract() == 0.0);
     match whole {
         Some(f) if f >= min as f64 && f <= max as f64 => Ok(f as i64),
-        Some(_) => Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': {number}. It must be between {min} and {max}."),
-        )),
-        None => Err(GatewayError::invalid_param(
-            param,
-            format!("Invalid value for '{param}': {number}. It must be a whole number."),
-        )
-        .with_code("invalid_type")),
+        Some(_) => Err(GatewayError::invalid_param(param, format!("Invalid value for '{param}': {number}. It must be between {min} and {max}."))),
+        None => Err(GatewayError::invalid_param(param, format!("Invalid value for '{param}': {number}. It must be a whole number.")).with_code("invalid_type")),
     }
 }
 

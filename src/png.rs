@@ -14,12 +14,7 @@ pub enum Row<'a> {
 
 /// Encodes a 4-bit palette PNG. `palette` has at most 16 RGB entries; `rows` yields exactly
 /// `height` rows, each `Pixels` row holding `width.div_ceil(2)` bytes of two pixels each.
-pub fn encode_palette4<'a>(
-    width: u32,
-    height: u32,
-    palette: &[[u8; 3]],
-    rows: impl Iterator<Item = Row<'a>>,
-) -> Vec<u8> {
+pub fn encode_palette4<'a>(width: u32, height: u32, palette: &[[u8; 3]], rows: impl Iterator<Item = Row<'a>>) -> Vec<u8> {
     assert!(palette.len() <= 16, "a 4-bit palette has at most 16 colours");
     let row_bytes = width.div_ceil(2) as usize;
     let mut raw = Vec::with_capacity((row_bytes + 1) * height as usize);

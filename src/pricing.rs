@@ -43,10 +43,8 @@ mod tests {
     use crate::request::parse_generation;
 
     fn model_with(pricing: &str) -> Config {
-        Config::from_json(&format!(
-            r#"{{"providers":[{{"id":"a","kind":"test_pattern"}}],"models":[{{"id":"a/m","provider":"a","pricing":{pricing}}}]}}"#
-        ))
-        .unwrap()
+        Config::from_json(&format!(r#"{{"providers":[{{"id":"a","kind":"test_pattern"}}],"models":[{{"id":"a/m","provider":"a","pricing":{pricing}}}]}}"#))
+            .unwrap()
     }
 
     fn cost_of(pricing: &str, body: &str, images: usize) -> Option<f64> {

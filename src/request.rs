@@ -126,36 +126,23 @@ impl OutputFormat {
 /// `content_type` is the request's `Content-Type` header. Errors: 415 when it is not JSON, 413
 /// when the body exceeds `max_body_bytes`, 400 for malformed JSON, unknown parameters and every
 /// type or range error, each naming its `param`.
-pub fn parse_generation(
-    content_type: Option<&str>,
-    body: &[u8],
-    max_body_bytes: usize,
-) -> Result<ImageRequest, GatewayError> {
+pub fn parse_generation(content_type: Option<&str>, body: &[u8], max_body_bytes: usize) -> Result<ImageRequest, GatewayError> {
     image_request(parse_body(content_type, body, max_body_bytes)?)
 }
 
 /// The body as a JSON object: 415 unless JSON, 413 over `max_body_bytes`, 400 when malformed or
 /// not an object.
-pub fn parse_body(
-    content_type: Option<&str>,
-    body: &[u8],
-    max_body_bytes: usize,
-) -> Result<Map<String, Value>, GatewayError> {
+pub fn parse_body(content_type: Option<&str>, body: &[u8], max_body_bytes: usize) -> Result<Map<String, Value>, GatewayError> {
     check_content_type(content_type)?;
     if body.len() > max_body_bytes {
         return Err(body_too_large(max_body_bytes));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::new(
-            ErrorKind::InvalidRequest,
-            format!("We could not parse the JSON body of your request: {e}."),
-        )
-        .with_code("invalid_json")
+        GatewayError::new(ErrorKind::InvalidRequest, format!("We could not parse the JSON body of your request: {e}.")).with_code("invalid_json")
     })?;
     match value {
         Value::Object(fields) => Ok(fields),
-        _ => Err(GatewayError::new(ErrorKind::InvalidRequest, "The request body must be a JSON object.")
-            .with_code("invalid_json")),
+        _ => Err(GatewayError::new(ErrorKind::InvalidRequest, "The request body must be a JSON object.").with_code("invalid_json")),
     }
 }
 
@@ -170,18 +157,19 @@ pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, Gat
         quality: one_of(&mut fields, "quality", &["auto", "standard", "hd", "low", "medium", "high"])?,
         style: one_of(&mut fields, "style", &["vivid", "natural"])?,
         response_format: one_of(&mut fields, "response_format", &["url", "b64_json"])?.map(|f| {
-            if f == "url" { ResponseFormat::Url } else { ResponseFormat::B64Json }
-        }),
-        background: one_of(&mut fields, "background", &["auto", "transparent", "opaque"])?,
-        output_format: one_of(&mut fields, "output_format", &["png", "jpeg", "webp"])?.map(|f| {
-            match f.as_str() {
-                "png" => OutputFormat::Png,
-                "jpeg" => OutputFormat::Jpeg,
-                _ => OutputFormat::Webp,
+            if f == "url" {
+                ResponseFormat::Url
+            } else {
+                ResponseFormat::B64Json
             }
         }),
-        output_compression: optional_int(&mut fields, "output_compression", 0, 100)?
-            .map(|v| v as u8),
+        background: one_of(&mut fields, "background", &["auto", "transparent", "opaque"])?,
+        output_format: one_of(&mut fields, "output_format", &["png", "jpeg", "webp"])?.map(|f| match f.as_str() {
+            "png" => OutputFormat::Png,
+            "jpeg" => OutputFormat::Jpeg,
+            _ => OutputFormat::Webp,
+        }),
+        output_compression: optional_int(&mut fields, "output_compression", 0, 100)?.map(|v| v as u8),
         moderation: one_of(&mut fields, "moderation", &["auto", "low"])?,
         user: optional_string(&mut fields, "user")?,
         seed: optional_int(&mut fields, "seed", 0, u32::MAX as i64)?.map(|v| v as u32),
@@ -282,10 +270,7 @@ fn aspect_ratio(fields: &mut Map<String, Value>) -> Result<Option<String>, Gatew
     match text.split_once(':') {
         _ if text == "auto" => Ok(Some(text)),
         Some((w, h)) if side(w) && side(h) => Ok(Some(text)),
-        _ => Err(GatewayError::invalid_param(
-            "aspect_ratio",
-            format!("Invalid value for 'aspect_ratio': '{text}'. Use 'auto' or WIDTH:HEIGHT, e.g. '16:9'."),
-        )),
+        _ => Err(GatewayError::invalid_param("aspect_ratio", format!("Invalid value for 'aspect_ratio': '{text}'. Use 'auto' or WIDTH:HEIGHT, e.g. '16:9'."))),
     }
 }
 
@@ -300,10 +285,7 @@ fn negative_prompt(fields: &mut Map<String, Value>) -> Result<Option<String>, Ga
 
 /// The 413 for a body over the configured limit.
 pub fn body_too_large(max_body_bytes: usize) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::PayloadTooLarge,
-        format!("The request body is larger than the {max_body_bytes} bytes this gateway accepts."),
-    )
+    GatewayError::new(ErrorKind::PayloadTooLarge, format!("The request body is larger than the {max_body_bytes} bytes this gateway accepts."))
 }
 
 fn check_content_type(content_type: Option<&str>) -> Result<(), GatewayError> {
@@ -312,28 +294,20 @@ fn check_content_type(content_type: Option<&str>) -> Result<(), GatewayError> {
         Some(ct) if ct.eq_ignore_ascii_case("application/json") => Ok(()),
         _ => Err(GatewayError::new(
             ErrorKind::UnsupportedMediaType,
-            format!(
-                "Content-Type must be application/json, not {}.",
-                content_type.map_or("missing".to_owned(), |ct| format!("'{ct}'"))
-            ),
+            format!("Content-Type must be application/json, not {}.", content_type.map_or("missing".to_owned(), |ct| format!("'{ct}'"))),
         )),
     }
 }
 
 fn prompt(fields: &mut Map<String, Value>) -> Result<String, GatewayError> {
-    let prompt = optional_string(fields, "prompt")?.ok_or_else(|| {
-        GatewayError::invalid_param("prompt", "Missing required parameter: 'prompt'.")
-            .with_code("missing_required_parameter")
-    })?;
+    let prompt = optional_string(fields, "prompt")?
+        .ok_or_else(|| GatewayError::invalid_param("prompt", "Missing required parameter: 'prompt'.").with_code("missing_required_parameter"))?;
     if prompt.trim().is_empty() {
         return Err(GatewayError::invalid_param("prompt", "'prompt' must not be empty."));
     }
     let chars = prompt.chars().count();
     if chars > MAX_PROMPT_CHARS {
-        return Err(GatewayError::invalid_param(
-            "prompt",
-            format!("'prompt' is {chars} characters long; the maximum is {MAX_PROMPT_CHARS}."),
-        ));
+        return Err(GatewayError::invalid_param("prompt", format!("'prompt' is {chars} characters long; the maximum is {MAX_PROMPT_CHARS}.")));
     }
     Ok(prompt)
 }
@@ -350,10 +324,9 @@ fn size(fields: &mut Map<String, Value>) -> Result<Option<Size>, GatewayError> {
     let pixels = text.split_once('x').and_then(|(w, h)| Some((dimension(w)?, dimension(h)?)));
     match pixels {
         Some((width, height)) => Ok(Some(Size::Pixels { width, height })),
-        None => Err(GatewayError::invalid_param(
-            "size",
-            format!("Invalid value for 'size': '{text}'. Use 'auto' or WIDTHxHEIGHT in pixels, e.g. '1024x1024'."),
-        )),
+        None => {
+            Err(GatewayError::invalid_param("size", format!("Invalid value for 'size': '{text}'. Use 'auto' or WIDTHxHEIGHT in pixels, e.g. '1024x1024'.")))
+        }
     }
 }
 

@@ -109,11 +109,7 @@ pub trait Upstream {
 
     /// Sends `request` and waits at most `limit_ms` for the answer's head; on timeout the
     /// request is aborted and [`TransportError::Timeout`] returned.
-    fn send(
-        &self,
-        request: UpstreamRequest,
-        limit_ms: u64,
-    ) -> impl Future<Output = Result<UpstreamReply<Self::Body>, TransportError>>;
+    fn send(&self, request: UpstreamRequest, limit_ms: u64) -> impl Future<Output = Result<UpstreamReply<Self::Body>, TransportError>>;
 }
 
 /// The body of an upstream answer, read a chunk at a time.

@@ -183,7 +183,15 @@ impl Harness {
 
     fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
         let upstream = FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()) };
-        let gateway = Gateway { config: &self.config, keys: &self.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &self.clock, random: &self.draw, subrequests: Default::default() };
+        let gateway = Gateway {
+            config: &self.config,
+            keys: &self.keys,
+            upstream: &upstream,
+            secrets: &FixedSecrets,
+            clock: &self.clock,
+            random: &self.draw,
+            subrequests: Default::default(),
+        };
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
@@ -263,7 +271,15 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
     let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
-    let gateway = Gateway { config: &h.config, keys: &h.keys, upstream: &upstream, secrets: &FixedSecrets, clock: &h.clock, random: &h.draw, subrequests: Default::default() };
+    let gateway = Gateway {
+        config: &h.config,
+        keys: &h.keys,
+        upstream: &upstream,
+        secrets: &FixedSecrets,
+        clock: &h.clock,
+        random: &h.draw,
+        subrequests: Default::default(),
+    };
     let head_req = RequestHead {
         method: "POST".into(),
         path: "/v1/images/generations".into(),
@@ -452,7 +468,8 @@ fn fallback_on_codes_decides_whether_to_move_on() {
 #[test]
 fn a_bad_request_is_neither_retried_nor_sent_elsewhere() {
     let h = Harness::new();
-    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","fallbacks":[{"model":"backup/m"}]}"#, vec![answer(400, r#"{"error":{"message":"bad size"}}"#)]);
+    let served =
+        h.generate(r#"{"prompt":"p","model":"gpt-image-1","fallbacks":[{"model":"backup/m"}]}"#, vec![answer(400, r#"{"error":{"message":"bad size"}}"#)]);
     assert_eq!((served.status, served.calls.len()), (400, 1));
 }
 
@@ -531,7 +548,14 @@ fn the_orq_endpoint_and_the_config_header_carry_the_same_policy() {
     let served = h.serve("POST", "/v2/router/images/generations", Some(&auth), body, vec![answer(500, "{}"), answer(200, OK)]);
     assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
     let header = r#"{"retry":{"count":0},"fallbacks":[{"model":"backup/m"}]}"#;
-    let served = h.serve_with("POST", "/v1/images/generations", Some(&auth), Some(header), r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(500, "{}"), answer(200, OK)]);
+    let served = h.serve_with(
+        "POST",
+        "/v1/images/generations",
+        Some(&auth),
+        Some(header),
+        r#"{"prompt":"p","model":"gpt-image-1"}"#,
+        vec![answer(500, "{}"), answer(200, OK)],
+    );
     assert_eq!((served.status, providers_called(&served)), (200, vec!["mock", "backup"]));
 }
 
@@ -567,7 +591,11 @@ fn openrouter(h: &Harness, body: &str, script: Vec<Script>) -> Served {
 #[test]
 fn openrouter_callers_get_openrouter_shaped_answers_with_the_cost() {
     let h = Harness::new();
-    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p","n":2,"provider":{"only":["x"]},"session_id":"s"}"#, vec![answer(200, r#"{"created":1,"data":[{"b64_json":"aGk="},{"b64_json":"aG8="}]}"#)]);
+    let served = openrouter(
+        &h,
+        r#"{"model":"mock/gpt-image-1","prompt":"p","n":2,"provider":{"only":["x"]},"session_id":"s"}"#,
+        vec![answer(200, r#"{"created":1,"data":[{"b64_json":"aGk="},{"b64_json":"aG8="}]}"#)],
+    );
     assert_eq!(served.status, 200, "{}", served.everything_sent());
     let body = served.json();
     assert_eq!(body["data"], json!([{"b64_json": "aGk="}, {"b64_json": "aG8="}]));
@@ -575,7 +603,11 @@ fn openrouter_callers_get_openrouter_shaped_answers_with_the_cost() {
     assert_eq!(body["usage"]["cost"], 0.08, "two images at 0.04");
     assert_eq!(served.header("x-imagegate-cost-usd"), Some("0.08"));
     let sent: Value = serde_json::from_slice(&served.calls[0].body).unwrap();
-    assert_eq!(sent, json!({"prompt": "p", "model": "gpt-image-1", "n": 2}), "OpenRouter-only fields stay here, and no response_format is imposed (gpt-image models refuse one)");
+    assert_eq!(
+        sent,
+        json!({"prompt": "p", "model": "gpt-image-1", "n": 2}),
+        "OpenRouter-only fields stay here, and no response_format is imposed (gpt-image models refuse one)"
+    );
 }
 
 #[test]
@@ -633,7 +665,9 @@ fn parameters_a_provider_cannot_honour_are_refused_unless_the_model_drops_them()
     assert_eq!((unknown.status, unknown.json()["error"]["code"].as_str()), (400, Some("unknown_parameter")));
     assert!(refused.calls.is_empty() && unknown.calls.is_empty());
     // The style is dropped before the model's supported styles are checked.
-    let h = Harness::with_config(&CONFIG.replace(r#""drop_params": ["style", "steps"]"#, r#""drop_params": ["style", "steps"], "supports": {"styles": ["natural"]}"#));
+    let h = Harness::with_config(
+        &CONFIG.replace(r#""drop_params": ["style", "steps"]"#, r#""drop_params": ["style", "steps"], "supports": {"styles": ["natural"]}"#),
+    );
     let dropped = h.generate(r#"{"prompt":"p","model":"mock/lenient","style":"vivid","steps":4,"quality":"high"}"#, vec![answer(200, OK)]);
     assert_eq!(dropped.status, 200);
     let sent: Value = serde_json::from_slice(&dropped.calls[0].body).unwrap();
@@ -650,7 +684,15 @@ fn an_asynchronous_job_is_polled_at_the_address_it_was_given_with_growing_waits(
     assert_eq!(served.status, 200, "{}", served.everything_sent());
     assert_eq!(served.json()["data"], json!([{"url": "https://delivery.bfl.ai/t1.png?sig=x"}]));
     let urls: Vec<&str> = served.calls.iter().map(|c| c.url.as_str()).collect();
-    assert_eq!(urls, ["https://api.bfl.ai/v1/flux-pro-1.1", "https://api.us1.bfl.ai/v1/get_result?id=t1", "https://api.us1.bfl.ai/v1/get_result?id=t1", "https://api.us1.bfl.ai/v1/get_result?id=t1"]);
+    assert_eq!(
+        urls,
+        [
+            "https://api.bfl.ai/v1/flux-pro-1.1",
+            "https://api.us1.bfl.ai/v1/get_result?id=t1",
+            "https://api.us1.bfl.ai/v1/get_result?id=t1",
+            "https://api.us1.bfl.ai/v1/get_result?id=t1"
+        ]
+    );
     assert!(served.calls[1..].iter().all(|c| c.method == Method::Get));
     assert_eq!(*h.clock.1.borrow(), vec![1000, 1500, 2250], "waits grow by half each poll");
 }
@@ -659,8 +701,13 @@ fn an_asynchronous_job_is_polled_at_the_address_it_was_given_with_growing_waits(
 fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
     let h = Harness::new();
     let running = |status: &str| {
-        answer(200, &format!(r#"{{"id":"p1","status":"{status}","output":null,
-            "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#))
+        answer(
+            200,
+            &format!(
+                r#"{{"id":"p1","status":"{status}","output":null,
+            "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#
+            ),
+        )
     };
     // The deadline is 1000 ms: created (10 ms), a 990 ms wait, then time is up.
     let served = h.generate(r#"{"prompt":"p","model":"replicate/flux","retry":{"count":0}}"#, vec![running("starting"), running("canceled")]);
@@ -672,8 +719,13 @@ fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
 
 /// A Replicate prediction `p1` in `status`, with its poll and cancel addresses.
 fn prediction(status: &str) -> Script {
-    answer(200, &format!(r#"{{"id":"p1","status":"{status}","output":null,
-        "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#))
+    answer(
+        200,
+        &format!(
+            r#"{{"id":"p1","status":"{status}","output":null,
+        "urls":{{"get":"https://api.replicate.com/v1/predictions/p1","cancel":"https://api.replicate.com/v1/predictions/p1/cancel"}}}}"#
+        ),
+    )
 }
 
 #[test]
@@ -756,10 +808,7 @@ fn every_image_url_is_downloaded_in_order_for_a_base64_caller() {
         vec![done(1), done(2), image_bytes(b"first", "image/webp"), image_bytes(b"second", "image/webp")],
     );
     assert_eq!(served.status, 200, "{}", served.everything_sent());
-    assert_eq!(
-        served.json()["data"],
-        json!([{"b64_json": "Zmlyc3Q=", "media_type": "image/webp"}, {"b64_json": "c2Vjb25k", "media_type": "image/webp"}])
-    );
+    assert_eq!(served.json()["data"], json!([{"b64_json": "Zmlyc3Q=", "media_type": "image/webp"}, {"b64_json": "c2Vjb25k", "media_type": "image/webp"}]));
     let downloads: Vec<&str> = served.calls[2..].iter().map(|c| c.url.as_str()).collect();
     assert_eq!(downloads, ["https://replicate.delivery/p1/out-0.webp", "https://replicate.delivery/p2/out-0.webp"]);
     assert!(served.calls[2..].iter().all(|c| c.follows_redirects()), "downloads carry nothing and may follow redirects");

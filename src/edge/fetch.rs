@@ -21,8 +21,8 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortController, Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response,
-    StreamPipeOptions, WorkerGlobalScope, WritableStream,
+    AbortController, Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response, StreamPipeOptions, WorkerGlobalScope,
+    WritableStream,
 };
 use worker::{Date, Delay};
 
@@ -53,11 +53,8 @@ extern "C" {
 pub struct WorkerUpstream;
 
 fn failure(error: JsValue) -> TransportError {
-    let text = error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| error.as_string())
-        .unwrap_or_else(|| "the connection failed".to_owned());
+    let text =
+        error.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| error.as_string()).unwrap_or_else(|| "the connection failed".to_owned());
     TransportError::Failed(text)
 }
 
@@ -68,9 +65,7 @@ impl Upstream for WorkerUpstream {
         let deadline_ms = Date::now().as_millis() + limit_ms;
         let headers = Headers::new().map_err(failure)?;
         for (name, value) in &request.headers {
-            headers
-                .set(name, value.expose())
-                .map_err(|_| TransportError::Failed(format!("the header '{name}' is not valid")))?;
+            headers.set(name, value.expose()).map_err(|_| TransportError::Failed(format!("the header '{name}' is not valid")))?;
         }
         let init = RequestInit::new();
         init.set_method(request.method.as_str());
@@ -114,7 +109,11 @@ enum Source {
     /// Small, of known length: read whole on first use.
     Whole(Response),
     /// Streamed; `length` is the exact length when the upstream declared one for an unencoded body.
-    Stream { stream: ReadableStream, length: Option<u64>, reader: Option<ReadableStreamDefaultReader> },
+    Stream {
+        stream: ReadableStream,
+        length: Option<u64>,
+        reader: Option<ReadableStreamDefaultReader>,
+    },
     Empty,
 }
 
@@ -165,7 +164,10 @@ pub enum Delivery {
     Buffer(Uint8Array),
     Stream(ReadableStream),
     /// `readable` is fed by `pump`, which must be kept running (`waitUntil`) until it ends.
-    Piped { readable: ReadableStream, pump: Pin<Box<dyn Future<Output = ()>>> },
+    Piped {
+        readable: ReadableStream,
+        pump: Pin<Box<dyn Future<Output = ()>>>,
+    },
     Empty,
 }
 

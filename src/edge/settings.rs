@@ -39,11 +39,7 @@ fn read(env: &Env) -> Result<Settings, String> {
     } else {
         return Err("IMAGEGATE_CONFIG must be a JSON string or a table of settings".to_owned());
     };
-    let keys = env
-        .secret("IMAGEGATE_KEYS")
-        .map(|s| s.to_string())
-        .or_else(|_| env.var("IMAGEGATE_KEYS").map(|v| v.to_string()))
-        .unwrap_or_default();
+    let keys = env.secret("IMAGEGATE_KEYS").map(|s| s.to_string()).or_else(|_| env.var("IMAGEGATE_KEYS").map(|v| v.to_string())).unwrap_or_default();
     let keys = KeySet::parse(&keys)?;
     if keys.is_empty() {
         console_warn!("IMAGEGATE_KEYS is not set: every request will be refused with 401");

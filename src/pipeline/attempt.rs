@@ -126,11 +126,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Some(name) => match self.secrets.get(name) {
                 Some(key) => Some(key),
                 None => {
-                    let error = GatewayError::new(
-                        ErrorKind::Internal,
-                        format!("The provider '{}' has no API key: the secret '{name}' is not set.", provider.id),
-                    )
-                    .with_code("provider_key_missing");
+                    let error =
+                        GatewayError::new(ErrorKind::Internal, format!("The provider '{}' has no API key: the secret '{name}' is not set.", provider.id))
+                            .with_code("provider_key_missing");
                     return Attempt::failed(Outcome::Unusable, 500, error);
                 }
             },
@@ -300,11 +298,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         };
         let error = match verdict {
             Verdict::HasImages => return Ok(()),
-            Verdict::NoImages => GatewayError::new(
-                ErrorKind::BadUpstream,
-                format!("The upstream provider '{provider_id}' answered 200 without any image in 'data'."),
-            )
-            .with_code("empty_upstream_answer"),
+            Verdict::NoImages => {
+                GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered 200 without any image in 'data'."))
+                    .with_code("empty_upstream_answer")
+            }
             Verdict::NeedMore | Verdict::Malformed => GatewayError::new(
                 ErrorKind::BadUpstream,
                 format!("The upstream provider '{provider_id}' answered 200 with a body that is not an OpenAI Images answer."),

@@ -29,7 +29,14 @@ const MAX_IMAGE_BYTES: usize = 24 << 20;
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// The answer to `request` in `shape`, with `generated`'s images in the format asked for;
     /// downloads end at `deadline` (the request's, not the attempt's).
-    pub(super) async fn deliver(&self, target: &Target<'_>, request: &ImageRequest, shape: Shape, mut generated: Generated, deadline: Deadline) -> Attempt<U::Body> {
+    pub(super) async fn deliver(
+        &self,
+        target: &Target<'_>,
+        request: &ImageRequest,
+        shape: Shape,
+        mut generated: Generated,
+        deadline: Deadline,
+    ) -> Attempt<U::Body> {
         let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
         if wants == Some(ResponseFormat::B64Json) {
             if let Err(why) = self.download_all(&mut generated, deadline).await {

@@ -61,7 +61,10 @@ enum Route<'p> {
     /// `GET /api/v1/images/models`: OpenRouter's image model catalogue.
     ImageModels,
     /// `GET /api/v1/images/models/{author}/{slug}/endpoints`.
-    Endpoints { author: &'p str, slug: &'p str },
+    Endpoints {
+        author: &'p str,
+        slug: &'p str,
+    },
     /// A generation, answered in the caller's shape.
     Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
@@ -109,20 +112,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Serves one request from start to finish. Never fails: every error becomes its reply.
     pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
         let started_ms = self.clock.now_ms();
-        let mut log = RequestLog {
-            request_id: request_id.clone(),
-            method: head.method.clone(),
-            path: head.path.clone(),
-            ..RequestLog::default()
-        };
+        let mut log = RequestLog { request_id: request_id.clone(), method: head.method.clone(), path: head.path.clone(), ..RequestLog::default() };
         let deadline = Deadline::after(started_ms, self.config.deadline_ms);
         let outcome = match route(&head.method, &head.path) {
-            Route::Preflight => cors::preflight(
-                &self.config.cors,
-                head.origin.as_deref(),
-                head.access_control_request_headers.as_deref(),
-            )
-            .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
+            Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
+                .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
             Route::Models => self.catalogue(head, &mut log, |config| Ok(catalogue::openai_models(config))),
             Route::ImageModels => self.catalogue(head, &mut log, |config| Ok(catalogue::image_models(config))),
@@ -221,11 +215,8 @@ fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value
         fields.remove(ignored);
     }
     if crate::fields::take(fields, "input_references").is_some() {
-        return Err(GatewayError::invalid_param(
-            "input_references",
-            "Reference images are not supported by this gateway; send a text prompt only.",
-        )
-        .with_code("unsupported_parameter"));
+        return Err(GatewayError::invalid_param("input_references", "Reference images are not supported by this gateway; send a text prompt only.")
+            .with_code("unsupported_parameter"));
     }
     Ok(())
 }

@@ -65,12 +65,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let error = last_error.unwrap_or_else(|| super::deadline_error(self.config.deadline_ms));
         let attempts = log.trail.len();
-        let message = format!(
-            "{} (after {attempts} attempt{}: {})",
-            error.message,
-            if attempts == 1 { "" } else { "s" },
-            log.trail.join(", ")
-        );
+        let message = format!("{} (after {attempts} attempt{}: {})", error.message, if attempts == 1 { "" } else { "s" }, log.trail.join(", "));
         Err(GatewayError { message, ..error }.final_answer())
     }
 }

@@ -117,11 +117,7 @@ fn only(map: &Map<String, Value>, param: &str, known: &[&str]) -> Result<(), Gat
 }
 
 fn codes(value: Value, param: &str) -> Result<Vec<u16>, GatewayError> {
-    array(value, param, MAX_CODES)?
-        .iter()
-        .enumerate()
-        .map(|(i, code)| as_int(code, &format!("{param}[{i}]"), 400, 599).map(|c| c as u16))
-        .collect()
+    array(value, param, MAX_CODES)?.iter().enumerate().map(|(i, code)| as_int(code, &format!("{param}[{i}]"), 400, 599).map(|c| c as u16)).collect()
 }
 
 fn string_map(value: Value, param: &str) -> Result<BTreeMap<String, String>, GatewayError> {
@@ -233,9 +229,7 @@ fn load_balancer(value: Value) -> Result<Vec<(String, f64)>, GatewayError> {
 fn read_identity(value: Value) -> Result<Identity, GatewayError> {
     let mut identity = object(value, "orq.identity")?;
     only(&identity, "orq.identity", &["id", "display_name", "email", "metadata", "logo_url", "tags"])?;
-    let text = |identity: &mut Map<String, Value>, key: &str| {
-        take(identity, key).map(|v| as_string(v, &format!("orq.identity.{key}"))).transpose()
-    };
+    let text = |identity: &mut Map<String, Value>, key: &str| take(identity, key).map(|v| as_string(v, &format!("orq.identity.{key}"))).transpose();
     let id = text(&mut identity, "id")?.ok_or_else(|| GatewayError::invalid_param("orq.identity.id", "'orq.identity.id' is required."))?;
     Ok(Identity {
         id,
@@ -245,11 +239,7 @@ fn read_identity(value: Value) -> Result<Identity, GatewayError> {
         metadata: take(&mut identity, "metadata").map(|m| string_map(m, "orq.identity.metadata")).transpose()?.unwrap_or_default(),
         tags: take(&mut identity, "tags")
             .map(|tags| {
-                array(tags, "orq.identity.tags", 50)?
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, tag)| as_string(tag, &format!("orq.identity.tags[{i}]")))
-                    .collect()
+                array(tags, "orq.identity.tags", 50)?.into_iter().enumerate().map(|(i, tag)| as_string(tag, &format!("orq.identity.tags[{i}]"))).collect()
             })
             .transpose()?
             .unwrap_or_default(),

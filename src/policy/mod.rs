@@ -146,8 +146,8 @@ impl Policy {
                 return Next::Retry { after_ms };
             }
         }
-        let falls_back = matches!(outcome, Outcome::Timeout | Outcome::ConnectionFailed | Outcome::Unusable)
-            || code.is_some_and(|c| self.fallback_on.contains(&c));
+        let falls_back =
+            matches!(outcome, Outcome::Timeout | Outcome::ConnectionFailed | Outcome::Unusable) || code.is_some_and(|c| self.fallback_on.contains(&c));
         if falls_back {
             Next::FallBack
         } else {

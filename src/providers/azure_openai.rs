@@ -26,11 +26,7 @@ pub const DEFAULT_API_VERSION: &str = "2025-04-01-preview";
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let provider = target.provider;
     let api_version = provider.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
-    let url = format!(
-        "{}/openai/deployments/{}/images/generations?api-version={api_version}",
-        provider.base(),
-        path_segment(target.upstream_model())
-    );
+    let url = format!("{}/openai/deployments/{}/images/generations?api-version={api_version}", provider.base(), path_segment(target.upstream_model()));
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
         headers.push(("api-key".to_owned(), HeaderValue::Secret(key.clone())));
@@ -111,12 +107,12 @@ fn path_segment(name: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{request, as_golden};
     use crate::config::Config;
     use crate::providers::errors::upstream_error;
-    
+    use crate::providers::testing::{as_golden, request};
+
     use crate::secret::Secret;
-    
+
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/azure_openai/request.json");
@@ -132,11 +128,9 @@ mod tests {
         .unwrap()
     }
 
-
     fn provider(json: &str) -> ProviderConfig {
         serde_json::from_str(json).unwrap()
     }
-
 
     #[test]
     fn the_documented_request_matches_the_golden_file() {
@@ -192,7 +186,10 @@ mod tests {
         let deployment_url = format!(r#"{{{base},"base_url":"https://r.openai.azure.com/openai/deployments/x"}}"#);
         assert!(check_provider(&provider(&deployment_url)).unwrap_err().starts_with("base_url "));
         let err = Config::from_json(r#"{"providers":[{"id":"a","kind":"azure_openai","base_url":"https://r.openai.azure.com","api_key_secret":"K","api_version":"x y"}],"models":[{"id":"m","provider":"a"}]}"#).unwrap_err();
-        assert!(err.ends_with("providers[0].api_version 'x y' must be a non-empty API version such as '2025-04-01-preview' (letters, digits, '-', '.', '_', '~')"), "{err}");
+        assert!(
+            err.ends_with("providers[0].api_version 'x y' must be a non-empty API version such as '2025-04-01-preview' (letters, digits, '-', '.', '_', '~')"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -204,7 +201,9 @@ mod tests {
             panic!("not done")
         };
         assert_eq!(done.images.len(), 2);
-        assert!(matches!(&done.images[0].data, crate::providers::ImageData::Url(u) if u.starts_with("https://dalletipusw2.blob.core.windows.net/private/images/e5451cc6")));
+        assert!(
+            matches!(&done.images[0].data, crate::providers::ImageData::Url(u) if u.starts_with("https://dalletipusw2.blob.core.windows.net/private/images/e5451cc6"))
+        );
         assert_eq!(done.images[1].revised_prompt.as_deref(), Some("A vivid, natural representation of Microsoft Clippy wearing a cowboy hat."));
     }
 

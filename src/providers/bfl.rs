@@ -107,9 +107,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         None => None,
         Some(OutputFormat::Png) => Some("png"),
         Some(OutputFormat::Jpeg) => Some("jpeg"),
-        Some(OutputFormat::Webp) => {
-            return Err(GatewayError::invalid_param("output_format", "BFL's FLUX API makes 'jpeg' or 'png' images, not 'webp'."))
-        }
+        Some(OutputFormat::Webp) => return Err(GatewayError::invalid_param("output_format", "BFL's FLUX API makes 'jpeg' or 'png' images, not 'webp'.")),
     };
     let (pixels, ratio) = match shape(model) {
         Shape::Ratio => (None, ratio(request)?),
@@ -298,10 +296,10 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{with_target_in, request, as_golden};
     use crate::config::Config;
+    use crate::providers::testing::{as_golden, request, with_target_in};
     use crate::providers::{check_params, read_error, ImageData};
-    
+
     use serde_json::json;
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/bfl/request.json");
@@ -322,11 +320,9 @@ mod tests {
         .unwrap()
     }
 
-
     fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
         with_target_in(&config(), model, KEY, f)
     }
-
 
     /// The body of the first task `plan` builds for `body` on `model`.
     fn sent(model: &str, body: &str) -> Result<Value, GatewayError> {
@@ -390,8 +386,11 @@ mod tests {
             assert_eq!(sent(model, r#"{"prompt":"p","size":"1792x1024"}"#).unwrap(), json!({"prompt":"p","aspect_ratio":"16:9"}), "{model}");
             assert_eq!(sent(model, r#"{"prompt":"p","aspect_ratio":"7:3"}"#).unwrap()["aspect_ratio"], "7:3");
             assert_eq!(sent(model, r#"{"prompt":"p","aspect_ratio":"9:21","size":"1024x1024"}"#).unwrap()["aspect_ratio"], "9:21");
-            for (body, param) in [(r#"{"prompt":"p","aspect_ratio":"22:9"}"#, "aspect_ratio"), (r#"{"prompt":"p","aspect_ratio":"2.35:1"}"#, "aspect_ratio"),
-                                  (r#"{"prompt":"p","size":"1000x100"}"#, "size")] {
+            for (body, param) in [
+                (r#"{"prompt":"p","aspect_ratio":"22:9"}"#, "aspect_ratio"),
+                (r#"{"prompt":"p","aspect_ratio":"2.35:1"}"#, "aspect_ratio"),
+                (r#"{"prompt":"p","size":"1000x100"}"#, "size"),
+            ] {
                 let err = sent(model, body).unwrap_err();
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{model} {body}");
             }
@@ -421,8 +420,12 @@ mod tests {
     #[test]
     fn unhonoured_parameters_and_bad_model_names_are_refused() {
         with_target("bfl/flux-pro", |target| {
-            for (body, param) in [(r#"{"prompt":"p","negative_prompt":"x"}"#, "negative_prompt"), (r#"{"prompt":"p","quality":"hd"}"#, "quality"),
-                                  (r#"{"prompt":"p","resolution":"2K"}"#, "resolution"), (r#"{"prompt":"p","background":"transparent"}"#, "background")] {
+            for (body, param) in [
+                (r#"{"prompt":"p","negative_prompt":"x"}"#, "negative_prompt"),
+                (r#"{"prompt":"p","quality":"hd"}"#, "quality"),
+                (r#"{"prompt":"p","resolution":"2K"}"#, "resolution"),
+                (r#"{"prompt":"p","background":"transparent"}"#, "background"),
+            ] {
                 let err = check_params(target, &request(body)).unwrap_err();
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
             }

@@ -66,14 +66,12 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
 /// the provider's reason (the key redacted, at most 500 characters).
 pub fn refused(provider_id: &str, why: &str, key: Option<&Secret>) -> GatewayError {
     let why = provider_words(why, key);
-    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}"))
-        .with_code("content_policy_violation")
+    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}")).with_code("content_policy_violation")
 }
 
 /// The 502 for a 2xx answer that carries no image.
 pub fn no_images(provider_id: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered without any image."))
-        .with_code("empty_upstream_answer")
+    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered without any image.")).with_code("empty_upstream_answer")
 }
 
 /// The code of [`unreadable`].
@@ -81,8 +79,7 @@ pub const UNREADABLE: &str = "unreadable_upstream_answer";
 
 /// The 502 for a 2xx answer the adapter cannot read; `what` names the expected shape.
 pub fn unreadable(provider_id: &str, what: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered with a body that is not {what}."))
-        .with_code(UNREADABLE)
+    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered with a body that is not {what}.")).with_code(UNREADABLE)
 }
 
 /// The 502 for an asynchronous job that failed upstream, with the provider's reason.

@@ -180,10 +180,10 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{with_target_in, request};
     use crate::config::Config;
+    use crate::providers::testing::{request, with_target_in};
     use crate::providers::{check_params, read_error};
-    
+
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/google_imagen/request.json");
@@ -198,7 +198,6 @@ mod tests {
         .unwrap();
         with_target_in(&config, "google/imagen-4", "goog-test-key", f)
     }
-
 
     #[test]
     fn the_documented_request_matches_the_golden_file() {

@@ -31,10 +31,7 @@ pub fn aspect_ratio<'s>(request: &ImageRequest, supported: &[&'s str]) -> Result
     }
     let Some(Size::Pixels { width, height }) = request.size else { return Ok(None) };
     let wanted = width as f64 / height as f64;
-    let nearest = supported
-        .iter()
-        .filter_map(|s| ratio_value(s).map(|v| (*s, ((v / wanted) - 1.0).abs())))
-        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let nearest = supported.iter().filter_map(|s| ratio_value(s).map(|v| (*s, ((v / wanted) - 1.0).abs()))).min_by(|a, b| a.1.total_cmp(&b.1));
     match nearest {
         Some((ratio, off)) if off <= RATIO_TOLERANCE => Ok(Some(ratio)),
         _ => Err(GatewayError::invalid_param(

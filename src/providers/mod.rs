@@ -98,7 +98,10 @@ pub enum Progress {
     Done(Generated),
     /// An asynchronous job is still running: `poll` fetches its state (answered again through
     /// [`read_answer`]); `cancel`, when the provider has one, stops it once the gateway gives up.
-    Pending { poll: UpstreamRequest, cancel: Option<UpstreamRequest> },
+    Pending {
+        poll: UpstreamRequest,
+        cancel: Option<UpstreamRequest>,
+    },
 }
 
 /// The base URL of a kind's public API, for providers configured without `base_url`.
@@ -162,7 +165,9 @@ pub fn check_provider(provider: &ProviderConfig) -> Result<(), String> {
         CORE_FIELDS.contains(&name) || (provider.kind == ProviderKind::Openrouter && PARAMETERS.contains(&name) && !openrouter::HONOURED.contains(&name))
     };
     if let Some(name) = provider.allowed_parameters.iter().find(|name| unsendable(name)) {
-        return Err(format!("allowed_parameters: '{name}' cannot be passed through as it came (the gateway sets it, or this kind's request has no place for it)"));
+        return Err(format!(
+            "allowed_parameters: '{name}' cannot be passed through as it came (the gateway sets it, or this kind's request has no place for it)"
+        ));
     }
     match provider.kind {
         ProviderKind::AzureOpenai => azure_openai::check_provider(provider),

@@ -39,10 +39,10 @@ fn key_header(provider: &ProviderConfig, key: &Secret) -> (String, HeaderValue) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{request, as_golden};
     use crate::config::Config;
+    use crate::providers::testing::{as_golden, request};
     use crate::providers::{check_params, errors, read_answer, read_error, ImageData, Progress};
-    
+
     use crate::upstream::UpstreamRequest;
     use serde_json::{json, Value};
 
@@ -64,8 +64,6 @@ mod tests {
         )
         .unwrap()
     }
-
-
 
     fn header<'a>(upstream: &'a UpstreamRequest, name: &str) -> Option<&'a HeaderValue> {
         upstream.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
@@ -164,6 +162,9 @@ mod tests {
         }
         let quota = read_error(&target, 429, None, br#"{"error":{"message":"out","type":"insufficient_quota","code":null}}"#);
         assert_eq!(quota.status(), 402);
-        assert_eq!(read_error(&target, 500, None, b"Internal Server Error").message, errors::upstream_error("together", 500, None, Default::default(), None).message);
+        assert_eq!(
+            read_error(&target, 500, None, b"Internal Server Error").message,
+            errors::upstream_error("together", 500, None, Default::default(), None).message
+        );
     }
 }

@@ -26,8 +26,7 @@ use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat, Size};
 
 /// The request parameters OpenRouter's image API takes (besides `model`, `n`).
-pub const HONOURED: &[&str] =
-    &["size", "quality", "background", "output_format", "output_compression", "user", "seed", "aspect_ratio", "resolution"];
+pub const HONOURED: &[&str] = &["size", "quality", "background", "output_format", "output_compression", "user", "seed", "aspect_ratio", "resolution"];
 
 /// The body of `POST /images`, as `@openrouter/sdk` sends it; absent options are left out.
 #[derive(Serialize)]
@@ -200,11 +199,10 @@ fn detail_of(error: ErrorBody) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{with_target_in, request, as_golden};
     use crate::config::Config;
+    use crate::providers::testing::{as_golden, request, with_target_in};
     use crate::providers::{check_params, read_error};
-    
-    
+
     use crate::upstream::HeaderValue;
     use serde_json::json;
 
@@ -222,7 +220,6 @@ mod tests {
         .unwrap()
     }
 
-
     /// The wire body `plan` builds for `body` sent to `openrouter/seedream`.
     fn sent(body: &str) -> Result<Value, GatewayError> {
         let config = config();
@@ -230,7 +227,6 @@ mod tests {
         let plan = plan(&Target { provider, model, key: None, limit_ms: 150_000 }, &request(body))?;
         Ok(serde_json::from_slice(&plan.calls[0].body).unwrap())
     }
-
 
     fn with_target<T>(f: impl FnOnce(&Target) -> T) -> T {
         with_target_in(&config(), "openrouter/seedream", "sk-or-test", f)
@@ -258,7 +254,10 @@ mod tests {
             json!({"model":"bytedance-seed/seedream-4.5","prompt":"p","n":2,"size":"2048x2048","quality":"low","background":"transparent",
                    "output_format":"webp","output_compression":70,"user":"u1","seed":7,"aspect_ratio":"1:1","resolution":"2K"})
         );
-        assert_eq!(sent(r#"{"prompt":"p","size":"auto","aspect_ratio":"9:19.5"}"#).unwrap(), json!({"model":"bytedance-seed/seedream-4.5","prompt":"p","n":1,"aspect_ratio":"9:19.5"}));
+        assert_eq!(
+            sent(r#"{"prompt":"p","size":"auto","aspect_ratio":"9:19.5"}"#).unwrap(),
+            json!({"model":"bytedance-seed/seedream-4.5","prompt":"p","n":1,"aspect_ratio":"9:19.5"})
+        );
         for format in ["png", "jpeg", "webp"] {
             assert_eq!(sent(&format!(r#"{{"prompt":"p","output_format":"{format}"}}"#)).unwrap()["output_format"], format);
         }
@@ -276,8 +275,12 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused_and_allowed_extras_go_through() {
         with_target(|target| {
-            for (body, param) in [(r#"{"prompt":"p","style":"vivid"}"#, "style"), (r#"{"prompt":"p","moderation":"low"}"#, "moderation"),
-                                  (r#"{"prompt":"p","negative_prompt":"x"}"#, "negative_prompt"), (r#"{"prompt":"p","provider":{"only":["openai"]}}"#, "provider")] {
+            for (body, param) in [
+                (r#"{"prompt":"p","style":"vivid"}"#, "style"),
+                (r#"{"prompt":"p","moderation":"low"}"#, "moderation"),
+                (r#"{"prompt":"p","negative_prompt":"x"}"#, "negative_prompt"),
+                (r#"{"prompt":"p","provider":{"only":["openai"]}}"#, "provider"),
+            ] {
                 let err = check_params(target, &request(body)).unwrap_err();
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
             }
@@ -298,7 +301,10 @@ mod tests {
         with_target(|target| {
             let Ok(Progress::Done(done)) = read_answer(target, GOLDEN_ANSWER.as_bytes()) else { panic!("not done") };
             assert_eq!(done.images.len(), 2);
-            assert_eq!(done.images[0].data, ImageData::Base64("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==".into()));
+            assert_eq!(
+                done.images[0].data,
+                ImageData::Base64("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==".into())
+            );
             assert_eq!(done.images[0].media_type.as_deref(), Some("image/png"));
             assert_eq!(done.images[1].media_type, None);
             assert_eq!(done.cost_usd, Some(0.04));

@@ -71,9 +71,9 @@ pub fn check_model(model: &ModelConfig) -> Result<(), String> {
     let name = model.upstream_name();
     match split_model(name) {
         Some(_) => Ok(()),
-        None => Err(format!(
-            "upstream_model must be a Replicate model 'owner/name' (e.g. 'black-forest-labs/flux-schnell') or 'owner/name:version', not '{name}'"
-        )),
+        None => {
+            Err(format!("upstream_model must be a Replicate model 'owner/name' (e.g. 'black-forest-labs/flux-schnell') or 'owner/name:version', not '{name}'"))
+        }
     }
 }
 
@@ -102,7 +102,10 @@ struct Input<'a> {
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let model = target.upstream_model();
     let Some((name, version)) = split_model(model) else {
-        return Err(GatewayError::new(ErrorKind::Internal, format!("The Replicate model '{model}' is not 'owner/name'; the configuration check should have refused it.")));
+        return Err(GatewayError::new(
+            ErrorKind::Internal,
+            format!("The Replicate model '{model}' is not 'owner/name'; the configuration check should have refused it."),
+        ));
     };
     let aspect_ratio = mapping::aspect_ratio(request, &RATIOS)?;
     let output_format = request.output_format.map(|format| match format {
@@ -341,11 +344,10 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{with_target_in, request, as_golden};
     use crate::config::Config;
+    use crate::providers::testing::{as_golden, request, with_target_in};
     use crate::providers::{check_model as check_any_model, check_params, read_error};
-    
-    
+
     use serde_json::json;
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/replicate/request.json");
@@ -363,11 +365,9 @@ mod tests {
         .unwrap()
     }
 
-
     fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
         with_target_in(&config(), model, KEY, f)
     }
-
 
     /// The `input` of the first prediction `plan` builds for `body` on flux-schnell.
     fn input(body: &str) -> Result<Value, GatewayError> {
@@ -421,10 +421,7 @@ mod tests {
         for (ours, theirs) in [("png", "png"), ("jpeg", "jpg"), ("webp", "webp")] {
             assert_eq!(input(&format!(r#"{{"prompt":"p","output_format":"{ours}"}}"#)).unwrap()["output_format"], theirs);
         }
-        assert_eq!(
-            input(r#"{"prompt":"p","seed":7,"negative_prompt":"blurry"}"#).unwrap(),
-            json!({"prompt":"p","seed":7,"negative_prompt":"blurry"})
-        );
+        assert_eq!(input(r#"{"prompt":"p","seed":7,"negative_prompt":"blurry"}"#).unwrap(), json!({"prompt":"p","seed":7,"negative_prompt":"blurry"}));
     }
 
     #[test]
@@ -446,7 +443,10 @@ mod tests {
             let plan = plan(target, &request(r#"{"prompt":"p"}"#)).unwrap();
             let call = as_golden(&plan.calls[0]);
             assert_eq!(call["url"], "https://proxy.example.com/replicate/v1/predictions");
-            assert_eq!(call["body"], json!({"version":"stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc","input":{"prompt":"p"}}));
+            assert_eq!(
+                call["body"],
+                json!({"version":"stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc","input":{"prompt":"p"}})
+            );
             assert_eq!(call["headers"], json!({"content-type":"application/json","Prefer":"wait=5","X-Team":"t1","authorization":"Bearer r8-test"}));
         });
     }
@@ -458,7 +458,8 @@ mod tests {
             model.upstream_model = upstream.map(str::to_owned);
             model
         };
-        for good in ["black-forest-labs/flux-schnell", "google/imagen-4", "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"] {
+        for good in ["black-forest-labs/flux-schnell", "google/imagen-4", "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"]
+        {
             assert_eq!(check_model(&model(Some(good))), Ok(()), "{good}");
         }
         for bad in ["flux-schnell", "a/b/c", "owner/", "/name", "../..", "owner/name:", "owner/na me", "owner/name:v/1"] {
@@ -475,13 +476,21 @@ mod tests {
     #[test]
     fn unhonoured_parameters_are_refused() {
         with_target("replicate/flux-schnell", |target| {
-            for (body, param) in [(r#"{"prompt":"p","quality":"hd"}"#, "quality"), (r#"{"prompt":"p","style":"vivid"}"#, "style"),
-                                  (r#"{"prompt":"p","background":"transparent"}"#, "background"), (r#"{"prompt":"p","resolution":"2K"}"#, "resolution"),
-                                  (r#"{"prompt":"p","output_compression":80}"#, "output_compression")] {
+            for (body, param) in [
+                (r#"{"prompt":"p","quality":"hd"}"#, "quality"),
+                (r#"{"prompt":"p","style":"vivid"}"#, "style"),
+                (r#"{"prompt":"p","background":"transparent"}"#, "background"),
+                (r#"{"prompt":"p","resolution":"2K"}"#, "resolution"),
+                (r#"{"prompt":"p","output_compression":80}"#, "output_compression"),
+            ] {
                 let err = check_params(target, &request(body)).unwrap_err();
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{body}");
             }
-            assert!(check_params(target, &request(r#"{"prompt":"p","size":"1024x1024","seed":1,"negative_prompt":"x","output_format":"png","aspect_ratio":"1:1"}"#)).is_ok());
+            assert!(check_params(
+                target,
+                &request(r#"{"prompt":"p","size":"1024x1024","seed":1,"negative_prompt":"x","output_format":"png","aspect_ratio":"1:1"}"#)
+            )
+            .is_ok());
         });
     }
 
@@ -495,7 +504,9 @@ mod tests {
                 assert_eq!((cancel.method, cancel.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/ufawqhfynnddngldkgtslldrkq/cancel"));
                 for call in [&poll, &cancel] {
                     assert!(call.body.is_empty());
-                    assert!(matches!(call.headers.as_slice(), [(name, HeaderValue::Secret(value))] if name == "authorization" && value.expose() == "Bearer r8-test"));
+                    assert!(
+                        matches!(call.headers.as_slice(), [(name, HeaderValue::Secret(value))] if name == "authorization" && value.expose() == "Bearer r8-test")
+                    );
                 }
             }
         });
@@ -518,7 +529,10 @@ mod tests {
         with_target("replicate/flux-schnell", |target| {
             let Progress::Done(done) = read_answer(target, &golden_answer("succeeded")).unwrap() else { panic!("not done") };
             assert_eq!(done.images.len(), 2);
-            assert_eq!(done.images[0].data, ImageData::Url("https://replicate.delivery/xezq/ZlHn2Dmb9lbIC5dWHt6lMiQeWwLZbfSkpX3Ci7Xe9cVKOLfTA/out-0.jpg".into()));
+            assert_eq!(
+                done.images[0].data,
+                ImageData::Url("https://replicate.delivery/xezq/ZlHn2Dmb9lbIC5dWHt6lMiQeWwLZbfSkpX3Ci7Xe9cVKOLfTA/out-0.jpg".into())
+            );
             assert_eq!(done.images[0].media_type.as_deref(), Some("image/jpeg"));
             assert_eq!(done.images[1].media_type.as_deref(), Some("image/jpeg"));
             assert_eq!(done.cost_usd, None);
@@ -547,7 +561,10 @@ mod tests {
             let failed = read_answer(target, &golden_answer("failed")).unwrap_err();
             assert_eq!((failed.status(), failed.code), (502, Some("upstream_generation_failed")));
             assert!(failed.message.contains("CUDA out of memory"), "{}", failed.message);
-            for why in ["NSFW content detected. Try running it again, or try a different prompt.", "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"] {
+            for why in [
+                "NSFW content detected. Try running it again, or try a different prompt.",
+                "The input or output was flagged as sensitive. Please try again with different inputs. (E005)",
+            ] {
                 let answer = json!({"id":"x","status":"failed","error":why}).to_string();
                 let refused = read_answer(target, answer.as_bytes()).unwrap_err();
                 assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")), "{why}");
@@ -585,9 +602,13 @@ mod tests {
         });
         assert_eq!(error_detail(br#"{"detail":"Not found."}"#), Detail { message: Some("Not found.".into()), code: None });
         assert_eq!(error_detail(br#"{"title":"Unauthenticated","detail":"Unauthenticated"}"#).message.as_deref(), Some("Unauthenticated"));
-        let listed = error_detail(br#"{"detail":[{"loc":["body","input","guidance_scale"],"msg":"Unexpected field 'guidance_scale'","type":"value_error.extra"}]}"#);
+        let listed =
+            error_detail(br#"{"detail":[{"loc":["body","input","guidance_scale"],"msg":"Unexpected field 'guidance_scale'","type":"value_error.extra"}]}"#);
         assert_eq!(listed.message.as_deref(), Some("input.guidance_scale: Unexpected field 'guidance_scale'"));
-        assert_eq!(error_detail(br#"{"title":"Prediction failed","detail":"NSFW content detected","status":422}"#).code.as_deref(), Some("content_policy_violation"));
+        assert_eq!(
+            error_detail(br#"{"title":"Prediction failed","detail":"NSFW content detected","status":422}"#).code.as_deref(),
+            Some("content_policy_violation")
+        );
         assert_eq!(error_detail(b"Bad Gateway"), Detail::default());
     }
 }

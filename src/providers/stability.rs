@@ -66,9 +66,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     let (endpoint, sd3_model) = endpoint(target.upstream_model()).expect("validated by check_model");
     let ratio = mapping::aspect_ratio(request, &RATIOS)?;
     let format = match (request.output_format, sd3_model) {
-        (Some(OutputFormat::Webp), Some(_)) => {
-            return Err(GatewayError::invalid_param("output_format", "Stability's SD3 models make png or jpeg, not webp."))
-        }
+        (Some(OutputFormat::Webp), Some(_)) => return Err(GatewayError::invalid_param("output_format", "Stability's SD3 models make png or jpeg, not webp.")),
         (format, _) => format.map(OutputFormat::name),
     };
     if let Some(seed) = request.seed.filter(|seed| u64::from(*seed) + u64::from(request.n) - 1 > MAX_SEED) {
@@ -87,10 +85,8 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
                 ("model", sd3_model),
             ];
             let (content_type, body) = multipart(fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
-            let mut headers = vec![
-                ("content-type".to_owned(), HeaderValue::Plain(content_type)),
-                ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned())),
-            ];
+            let mut headers =
+                vec![("content-type".to_owned(), HeaderValue::Plain(content_type)), ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
             headers.extend(target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))));
             if let Some(key) = target.key {
                 headers.push(("authorization".to_owned(), bearer(key)));
@@ -188,11 +184,10 @@ pub fn error_detail(body: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{with_target_in, request};
     use crate::config::Config;
+    use crate::providers::testing::{request, with_target_in};
     use crate::providers::{check_params, read_error};
-    
-    
+
     use serde_json::{json, Value};
 
     const GOLDEN_REQUEST: &str = include_str!("../../tests/golden/stability/request.json");
@@ -211,7 +206,6 @@ mod tests {
     fn with_target<T>(model: &str, f: impl FnOnce(&Target) -> T) -> T {
         with_target_in(&config(), model, "sk-stability-test", f)
     }
-
 
     /// The form fields of a multipart body, in order.
     fn form(call: &crate::upstream::UpstreamRequest) -> Vec<(String, String)> {
@@ -232,7 +226,13 @@ mod tests {
     fn the_documented_request_matches_the_golden_file() {
         let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
         with_target("stability/core", |target| {
-            let plan = plan(target, &request(r#"{"prompt":"Lighthouse on a cliff overlooking the ocean","aspect_ratio":"3:2","seed":42,"output_format":"webp","negative_prompt":"fog"}"#)).unwrap();
+            let plan = plan(
+                target,
+                &request(
+                    r#"{"prompt":"Lighthouse on a cliff overlooking the ocean","aspect_ratio":"3:2","seed":42,"output_format":"webp","negative_prompt":"fog"}"#,
+                ),
+            )
+            .unwrap();
             assert!(!plan.relay);
             let call = &plan.calls[0];
             assert_eq!(call.url, golden["url"]);
@@ -275,7 +275,9 @@ mod tests {
             let err = check_params(target, &request(r#"{"prompt":"p","quality":"hd"}"#)).unwrap_err();
             assert_eq!(err.param.as_deref(), Some("quality"));
         });
-        let bad = Config::from_json(r#"{"providers":[{"id":"s","kind":"stability","api_key_secret":"K"}],"models":[{"id":"s/x","provider":"s","upstream_model":"sdxl"}]}"#);
+        let bad = Config::from_json(
+            r#"{"providers":[{"id":"s","kind":"stability","api_key_secret":"K"}],"models":[{"id":"s/x","provider":"s","upstream_model":"sdxl"}]}"#,
+        );
         assert!(bad.unwrap_err().contains("models[0].upstream_model must be"));
     }
 

@@ -8,9 +8,9 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::{Generated, Image, ImageData};
 use crate::error::GatewayError;
 use crate::png::{encode_palette4, Row};
-use super::{Generated, Image, ImageData};
 use crate::request::{ImageRequest, OutputFormat, Size};
 
 /// The request parameters it accepts: the OpenAI ones (it ignores what it cannot show).
@@ -31,10 +31,7 @@ const CHECKS: u32 = 16;
 pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
     let (width, height) = dimensions(request.size)?;
     if matches!(request.output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp)) {
-        return Err(GatewayError::invalid_param(
-            "output_format",
-            "imagegate/test-pattern renders PNG only; omit 'output_format' or set it to 'png'.",
-        ));
+        return Err(GatewayError::invalid_param("output_format", "imagegate/test-pattern renders PNG only; omit 'output_format' or set it to 'png'."));
     }
     let images = (0..request.n)
         .map(|index| Image {
@@ -67,13 +64,9 @@ fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {
 fn render(prompt: &str, index: u8, width: u32, height: u32) -> Vec<u8> {
     let seed: [u8; 32] = Sha256::new().chain_update(prompt.as_bytes()).chain_update([index]).finalize().into();
     // 16 colours: the digest's bytes read as RGB triples, brightened so the picture is never black.
-    let palette: Vec<[u8; 3]> = (0..16)
-        .map(|i| [0, 1, 2].map(|c| 64 | seed[(i * 3 + c) % 32]))
-        .collect();
+    let palette: Vec<[u8; 3]> = (0..16).map(|i| [0, 1, 2].map(|c| 64 | seed[(i * 3 + c) % 32])).collect();
     let bar_row = pixel_row(width, |x| (x * BARS / width) as u8);
-    let check_rows = [0u32, 1].map(|phase| {
-        pixel_row(width, |x| if (x * CHECKS / width + phase) % 2 == 0 { 8 + seed[0] % 4 } else { 12 + seed[1] % 4 })
-    });
+    let check_rows = [0u32, 1].map(|phase| pixel_row(width, |x| if (x * CHECKS / width + phase) % 2 == 0 { 8 + seed[0] % 4 } else { 12 + seed[1] % 4 }));
     let bars_end = height * 3 / 4;
     let check_height = (height / CHECKS).max(1);
     let rows = (0..height).map(|y| {
@@ -84,7 +77,11 @@ fn render(prompt: &str, index: u8, width: u32, height: u32) -> Vec<u8> {
         } else {
             let band = (y - bars_end) / check_height;
             let band_start = y == bars_end || (y - bars_end) % check_height == 0;
-            if band_start { Row::Pixels(&check_rows[(band % 2) as usize]) } else { Row::SameAsAbove }
+            if band_start {
+                Row::Pixels(&check_rows[(band % 2) as usize])
+            } else {
+                Row::SameAsAbove
+            }
         }
     });
     encode_palette4(width, height, &palette, rows)
