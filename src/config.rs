@@ -118,6 +118,11 @@ impl ProviderKind {
             ProviderKind::Bfl => "bfl",
         }
     }
+
+    /// Whether an accepted call starts an asynchronous job (paid for from then on) that is polled.
+    pub fn starts_jobs(self) -> bool {
+        matches!(self, ProviderKind::Replicate | ProviderKind::Bfl)
+    }
 }
 
 /// One upstream provider.

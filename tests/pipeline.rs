@@ -68,6 +68,8 @@ struct FakeUpstream<'c> {
     clock: &'c FakeClock,
     script: RefCell<VecDeque<Script>>,
     calls: RefCell<Vec<UpstreamRequest>>,
+    /// The time each call was given.
+    limits: RefCell<Vec<u64>>,
 }
 
 /// Replays what was read when relayed, as the real body does.
@@ -88,6 +90,7 @@ impl<'c> Upstream for FakeUpstream<'c> {
     type Body = FakeBody<'c>;
     async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<FakeBody<'c>>, TransportError> {
         self.calls.borrow_mut().push(request);
+        self.limits.borrow_mut().push(limit_ms);
         let script = self.script.borrow_mut().pop_front().expect("an upstream call nobody scripted");
         if script.latency_ms > limit_ms {
             self.clock.0.set(self.clock.0.get() + limit_ms);
@@ -182,7 +185,8 @@ impl Harness {
     }
 
     fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
-        let upstream = FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()) };
+        let upstream =
+            FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
         let gateway = Gateway {
             config: &self.config,
             keys: &self.keys,
@@ -208,9 +212,10 @@ impl Harness {
             ReplyBody::Relay(body) => body.deliver(),
         };
         let calls = upstream.calls.into_inner();
+        let limits = upstream.limits.into_inner();
         let leftover = upstream.script.into_inner().len();
         assert_eq!(leftover, 0, "every scripted upstream answer is used");
-        Served { status: reply.status, headers: reply.headers, body, calls, log_line: log.to_line(), attempts: log.attempts }
+        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
     }
 
     fn generate(&self, body: &str, script: Vec<Script>) -> Served {
@@ -223,6 +228,7 @@ struct Served {
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
     calls: Vec<UpstreamRequest>,
+    limits: Vec<u64>,
     log_line: String,
     attempts: u32,
 }
@@ -270,7 +276,8 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let big = vec![b'A'; 2 << 20];
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
-    let upstream = FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()) };
+    let upstream =
+        FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
     let gateway = Gateway {
         config: &h.config,
         keys: &h.keys,
@@ -715,6 +722,18 @@ fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
     let last = served.calls.last().unwrap();
     assert_eq!((last.method, last.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/p1/cancel"));
     assert_eq!(served.calls.len(), 2, "created, then cancelled: no poll after the deadline");
+    assert_eq!(served.limits[1], 500, "past the request's deadline, the cancel gets a short margin only");
+    // A call_timeout well inside the deadline leaves the cancel its full time, and the fallback
+    // follows as after any call that timed out.
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let served = h.generate(
+        r#"{"prompt":"p","model":"replicate/flux","retry":{"count":0},"timeout":{"call_timeout":3000},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
+        vec![running("starting"), running("processing"), running("processing"), running("canceled"), answer(200, OK)],
+    );
+    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.calls[3].url, "https://api.replicate.com/v1/predictions/p1/cancel");
+    assert_eq!(served.limits[3], 2000);
+    assert_eq!(served.attempts, 2);
 }
 
 /// A Replicate prediction `p1` in `status`, with its poll and cancel addresses.
@@ -782,6 +801,35 @@ fn a_job_that_can_no_longer_be_polled_is_cancelled_and_final() {
     assert_eq!((served.calls.len(), served.attempts), (3, 1), "create, poll, cancel: no retry, no fallback");
     let garbled = h.generate(r#"{"prompt":"p","model":"replicate/flux"}"#, vec![prediction("starting"), answer(200, "<html>"), answer(200, "{}")]);
     assert_eq!((garbled.status, garbled.calls.len(), garbled.attempts), (502, 3, 1), "{}", garbled.everything_sent());
+}
+
+#[test]
+fn a_lost_job_among_several_calls_makes_the_whole_attempt_final() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let gone = answer(404, r#"{"detail":"Not found"}"#);
+    // Call 1 fails retryably before any job exists; call 2's job is created, then lost.
+    let served = h.generate(
+        r#"{"prompt":"p","model":"replicate/flux","n":2,"retry":{"count":1},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
+        vec![answer(503, r#"{"detail":"busy"}"#), prediction("starting"), gone, answer(200, "{}")],
+    );
+    assert_eq!(served.status, 502, "{}", served.everything_sent());
+    assert_eq!(served.json()["error"]["code"], "upstream_job_lost");
+    assert_eq!((served.calls.len(), served.attempts), (4, 1), "no second pair of jobs");
+}
+
+#[test]
+fn a_job_that_answers_but_cannot_be_read_is_final_while_a_failed_job_is_retried() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
+    let policy = r#""retry":{"count":1},"fallbacks":[{"model":"mock/gpt-image-1"}]"#;
+    let odd = answer(200, r#"{"id":"p1","status":"succeeded","output":{"image":"somewhere"}}"#);
+    let served = h.generate(&format!(r#"{{"prompt":"p","model":"replicate/flux",{policy}}}"#), vec![prediction("starting"), odd]);
+    assert_eq!((served.status, served.calls.len(), served.attempts), (502, 2, 1), "{}", served.everything_sent());
+    assert_eq!(served.json()["error"]["code"], "empty_upstream_answer");
+    let garbled_create = h.generate(&format!(r#"{{"prompt":"p","model":"bfl/flux",{policy}}}"#), vec![answer(200, "<html>")]);
+    assert_eq!((garbled_create.status, garbled_create.calls.len(), garbled_create.attempts), (502, 1, 1), "{}", garbled_create.everything_sent());
+    let done = answer(200, r#"{"id":"p2","status":"succeeded","output":["https://replicate.delivery/p2/out-0.png"]}"#);
+    let retried = h.generate(&format!(r#"{{"prompt":"p","model":"replicate/flux",{policy}}}"#), vec![prediction("failed"), done]);
+    assert_eq!((retried.status, retried.calls.len(), retried.attempts), (200, 2, 2), "{}", retried.everything_sent());
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
+use super::poll::{job_failure, lost};
 use super::Gateway;
 
 /// The most of an upstream error body read to find its message.
@@ -97,6 +98,16 @@ impl Spent {
     }
 }
 
+/// The time an attempt's calls have: until `deadline` (`limit_ms` after the attempt began, for
+/// messages); what they do for a job they give up on (a cancel) may last until
+/// `request_deadline`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub deadline: Deadline,
+    pub limit_ms: u64,
+    pub request_deadline: Deadline,
+}
+
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Tries `model` once for a caller speaking `shape`, giving up on the calls after
     /// `limit_ms`; images already generated may still be downloaded until `request_deadline`.
@@ -152,7 +163,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 let call = plan.calls.into_iter().next().expect("one call");
                 return self.relay(&target, call, request, deadline, limit_ms).await;
             }
-            match self.collect(&target, plan.calls, request.n, deadline, limit_ms).await {
+            let window = Window { deadline, limit_ms, request_deadline };
+            match self.collect(&target, plan.calls, request.n, window).await {
                 Ok(generated) => generated,
                 Err(failure) => return failure.into_attempt(),
             }
@@ -180,12 +192,13 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// Runs `calls` concurrently and gathers their images. Images already generated are kept
-    /// even when a sibling call fails (they are paid for); with none, the first failure. The
-    /// calls and their polls leave enough of the request's `max_subrequests` unused to cancel
-    /// each call's job and to download each of the `n` images.
-    async fn collect(&self, target: &Target<'_>, calls: Vec<UpstreamRequest>, n: u8, deadline: Deadline, limit_ms: u64) -> Result<Generated, Failure> {
+    /// even when a sibling call fails (they are paid for); with none, the first failure, unless
+    /// one of them is final (a job that was paid for and lost): then that one, so that the
+    /// attempt is not repeated. The calls and their polls leave enough of the request's
+    /// `max_subrequests` unused to cancel each call's job and to download each of the `n` images.
+    async fn collect(&self, target: &Target<'_>, calls: Vec<UpstreamRequest>, n: u8, window: Window) -> Result<Generated, Failure> {
         let keep = calls.len() as u32 + u32::from(n);
-        let results = join_all(calls.into_iter().map(|call| self.call(target, call, deadline, limit_ms, keep))).await;
+        let results = join_all(calls.into_iter().map(|call| self.call(target, call, window, keep))).await;
         let mut generated = Generated::default();
         let mut first_failure = None;
         for result in results {
@@ -197,9 +210,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         (a, b) => a.or(b),
                     };
                 }
-                Err(failure) => {
-                    first_failure.get_or_insert(failure);
-                }
+                Err(failure) => match &first_failure {
+                    Some(Failure { outcome: Outcome::Final, .. }) => {}
+                    Some(_) if failure.outcome != Outcome::Final => {}
+                    _ => first_failure = Some(failure),
+                },
             }
         }
         match first_failure {
@@ -209,8 +224,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// One upstream call, read whole and translated; an asynchronous job it starts is polled
-    /// until it finishes (see [`Gateway::poll`]).
-    async fn call(&self, target: &Target<'_>, call: UpstreamRequest, deadline: Deadline, limit_ms: u64, keep: u32) -> Result<Generated, Failure> {
+    /// until it finishes (see [`Gateway::poll`]). Once a provider that starts jobs has accepted
+    /// the call, the job exists and is paid for: a failure to read its answer, or an answer that
+    /// is not a job status, is final (see [`job_failure`]).
+    async fn call(&self, target: &Target<'_>, call: UpstreamRequest, window: Window, keep: u32) -> Result<Generated, Failure> {
+        let Window { deadline, limit_ms, .. } = window;
         let provider_id = &target.provider.id;
         let remaining = deadline.remaining_ms(self.clock);
         if remaining == 0 {
@@ -220,14 +238,23 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if !(200..300).contains(&reply.status) {
             return Err(self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await);
         }
+        let starts_jobs = target.provider.kind.starts_jobs();
         let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
             Ok(Some(body)) => body,
-            Ok(None) => return Err(Failure::status(502, None, errors::unreadable(provider_id, "an answer of a size the gateway accepts"))),
+            Ok(None) => {
+                let error = errors::unreadable(provider_id, "an answer of a size the gateway accepts");
+                return Err(if starts_jobs { lost(error) } else { Failure::status(502, None, error) });
+            }
+            Err(error) if starts_jobs => {
+                let why = format!("its answer to the create call did not arrive ({})", transport_text(&error));
+                return Err(lost(GatewayError::new(ErrorKind::BadUpstream, why)));
+            }
             Err(error) => return Err(transport_failure(error, provider_id, limit_ms)),
         };
         match providers::read_answer(target, reply.content_type.as_deref(), &body) {
             Ok(Progress::Done(generated)) => Ok(generated),
-            Ok(Progress::Pending { poll, cancel }) => self.poll(target, poll, cancel, deadline, limit_ms, keep).await,
+            Ok(Progress::Pending { poll, cancel }) => self.poll(target, poll, cancel, window, keep).await,
+            Err(error) if starts_jobs => Err(job_failure(error)),
             Err(error) => Err(Failure::status(error.status(), None, error)),
         }
     }

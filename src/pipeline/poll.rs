@@ -3,9 +3,11 @@
 //! Once the create call has answered, the job exists and is paid for. A poll that fails for a
 //! passing reason (a 429, a 5xx, a lost connection, a body cut short) is therefore waited out and
 //! asked again, and a job lost for good (a poll refused with another 4xx, an answer that is not
-//! a job status, the request's upstream budget spent) is [`Outcome::Final`]: never retried, never sent
-//! elsewhere. A job the provider reports as failed is judged by its status like any answer. When
-//! the time runs out the job is cancelled where the provider can cancel, else abandoned.
+//! a job status, a finished job whose images cannot be read, the request's upstream budget spent)
+//! is [`Outcome::Final`]: never retried, never sent elsewhere. A job the provider reports as failed
+//! or refused is judged by its status like any answer. When the attempt's time runs out the job is
+//! cancelled where the provider can cancel, else abandoned, and the attempt ends as a timeout (a
+//! fallback may follow, as after a synchronous call that hung).
 
 use crate::clock::Deadline;
 use crate::error::{ErrorKind, GatewayError};
@@ -14,7 +16,7 @@ use crate::providers::{self, errors, Generated, Progress, Target};
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
-use super::attempt::{Failure, Spent, MAX_ANSWER_BYTES};
+use super::attempt::{Failure, Spent, Window, MAX_ANSWER_BYTES};
 use super::Gateway;
 
 /// The most polls of one job (with the waits below, longer than any deadline); it also bounds
@@ -23,8 +25,11 @@ pub(super) const MAX_POLLS: u32 = 40;
 /// The wait before the first poll; each later wait is 1.5 times longer, up to [`MAX_POLL_WAIT_MS`].
 const FIRST_POLL_WAIT_MS: u64 = 1_000;
 const MAX_POLL_WAIT_MS: u64 = 5_000;
-/// How long a cancellation of an abandoned job may take.
+/// How long a cancellation of an abandoned job may take: what is left of the request's
+/// deadline, at most [`CANCEL_LIMIT_MS`] and at least [`CANCEL_MARGIN_MS`] (by which a 524 after a
+/// cancel may pass the deadline: a job left running is billed).
 const CANCEL_LIMIT_MS: u64 = 2_000;
+const CANCEL_MARGIN_MS: u64 = 500;
 
 /// The wait before poll number `polls` (1-based).
 fn poll_wait_ms(polls: u32) -> u64 {
@@ -52,10 +57,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         target: &Target<'_>,
         poll: UpstreamRequest,
         mut cancel: Option<UpstreamRequest>,
-        deadline: Deadline,
-        limit_ms: u64,
+        window: Window,
         keep: u32,
     ) -> Result<Generated, Failure> {
+        let Window { deadline, limit_ms, request_deadline } = window;
         let provider_id = &target.provider.id;
         for polls in 1..=MAX_POLLS {
             let remaining = deadline.remaining_ms(self.clock);
@@ -66,17 +71,18 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             match self.poll_once(target, poll.clone(), deadline, keep).await {
                 Polled::Answer(Ok(Progress::Done(generated))) => return Ok(generated),
                 Polled::Answer(Ok(Progress::Pending { cancel: also, .. })) => cancel = cancel.or(also),
-                Polled::Answer(Err(error)) => return Err(Failure::status(error.status(), None, error)),
+                // The job has ended (failed, refused, or finished unreadably): nothing to cancel.
+                Polled::Answer(Err(error)) => return Err(job_failure(error)),
                 Polled::Again => {}
                 Polled::OutOfTime => break,
                 Polled::Lost(failure) => {
-                    self.abandon(cancel).await;
+                    self.abandon(cancel, request_deadline).await;
                     return Err(failure.into_final());
                 }
             }
         }
         let cancelled = cancel.is_some();
-        self.abandon(cancel).await;
+        self.abandon(cancel, request_deadline).await;
         let what = if cancelled { "it was cancelled" } else { "it was abandoned" };
         let why = if deadline.remaining_ms(self.clock) == 0 { format!("within {limit_ms} ms") } else { format!("after {MAX_POLLS} polls") };
         let error = GatewayError::new(ErrorKind::UpstreamTimeout, format!("The upstream provider '{provider_id}' did not finish the job {why}; {what}."));
@@ -116,18 +122,32 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// Cancels an abandoned job, if the provider can; the answer does not matter. It may use
-    /// the subrequests the polls left unused.
-    pub(super) async fn abandon(&self, cancel: Option<UpstreamRequest>) {
+    /// the subrequests the polls left unused, and the time [`CANCEL_LIMIT_MS`] describes.
+    pub(super) async fn abandon(&self, cancel: Option<UpstreamRequest>, request_deadline: Deadline) {
         if let Some(cancel) = cancel {
-            let _ = self.send(cancel, CANCEL_LIMIT_MS, 0).await;
+            let limit_ms = request_deadline.remaining_ms(self.clock).clamp(CANCEL_MARGIN_MS, CANCEL_LIMIT_MS);
+            let _ = self.send(cancel, limit_ms, 0).await;
         }
     }
 }
 
 /// The failure for a job whose status can no longer be read; `why` is what the last poll got.
-fn lost(why: GatewayError) -> Failure {
+pub(super) fn lost(why: GatewayError) -> Failure {
     let message = format!("The job was started, but the gateway lost track of it: {}", why.message);
     Failure::status(502, None, GatewayError::new(ErrorKind::BadUpstream, message).with_code("upstream_job_lost"))
+}
+
+/// The failure for a job's answer that the adapter turned into an error: a job the provider
+/// says failed or refused is judged by its status (another attempt may succeed); anything else
+/// (a finished job without readable images, an answer that is not a job status) is final.
+pub(super) fn job_failure(error: GatewayError) -> Failure {
+    let ended_upstream = matches!(error.code, Some(errors::JOB_FAILED | errors::REFUSED));
+    let failure = Failure::status(error.status(), None, error);
+    if ended_upstream {
+        failure
+    } else {
+        failure.into_final()
+    }
 }
 
 #[cfg(test)]

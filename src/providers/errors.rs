@@ -23,7 +23,7 @@ pub const PROVIDER_KEY_INVALID: &str = "provider_key_invalid";
 /// Codes that mean the provider account cannot pay.
 const QUOTA: [&str; 3] = ["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"];
 /// Codes that mean the provider refused the content.
-const REFUSED: [&str; 2] = ["content_policy_violation", "moderation_blocked"];
+const REFUSAL_CODES: [&str; 2] = [REFUSED, "moderation_blocked"];
 
 /// The gateway error for a provider's non-2xx answer. The provider's message is kept (our key
 /// redacted, at most 500 characters), except on 401 (or [`PROVIDER_KEY_INVALID`]), where it
@@ -40,7 +40,7 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
         }
         402 => ErrorKind::PaymentRequired,
         _ if QUOTA.contains(&code) => ErrorKind::PaymentRequired,
-        _ if REFUSED.contains(&code) => ErrorKind::Forbidden,
+        _ if REFUSAL_CODES.contains(&code) => ErrorKind::Forbidden,
         400 | 413 | 422 => ErrorKind::InvalidRequest,
         403 => ErrorKind::Forbidden,
         404 => ErrorKind::NotFound,
@@ -56,7 +56,7 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
     };
     let error = GatewayError::new(kind, message).with_retry_after(retry_after);
     match kind {
-        ErrorKind::Forbidden if REFUSED.contains(&code) => error.with_code("content_policy_violation"),
+        ErrorKind::Forbidden if REFUSAL_CODES.contains(&code) => error.with_code(REFUSED),
         ErrorKind::NotFound => error.with_code("model_not_found").with_param("model"),
         _ => error,
     }
@@ -66,8 +66,13 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
 /// the provider's reason (the key redacted, at most 500 characters).
 pub fn refused(provider_id: &str, why: &str, key: Option<&Secret>) -> GatewayError {
     let why = provider_words(why, key);
-    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}")).with_code("content_policy_violation")
+    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}")).with_code(REFUSED)
 }
+
+/// The code of [`refused`].
+pub const REFUSED: &str = "content_policy_violation";
+/// The code of [`job_failed`].
+pub const JOB_FAILED: &str = "upstream_generation_failed";
 
 /// The 502 for a 2xx answer that carries no image.
 pub fn no_images(provider_id: &str) -> GatewayError {
@@ -92,7 +97,7 @@ pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) ->
             None => format!("The upstream provider '{provider_id}' could not generate the image."),
         },
     )
-    .with_code("upstream_generation_failed")
+    .with_code(JOB_FAILED)
 }
 
 /// A provider's own words, safe to show: the key redacted, at most 500 characters.
