@@ -1,11 +1,12 @@
 // The benchmark: imagegate in workerd (the production runtime, serving the bundle `wrangler deploy
 // --dry-run` produces) against the floor (the mock upstream itself), the runtime's own floor for a
-// relaying worker, and a peer gateway (Portkey on Node 22), all in one run on 127.0.0.1.
+// relaying worker, the floor for a worker that checks what it relays, and a peer gateway (Portkey on
+// Node 22), all in one run on 127.0.0.1.
 // Prints a table per scenario with ratios measured in the same run and writes
 // bench/results/latest.{md,svg,json}. Every process it starts is stopped at the end, however it ends.
 //
 // Usage: node bench/run.mjs [--seconds N] [--quick]   (`make bench` runs bench/setup.sh first)
-// --quick measures only the relay and imagegate, writes no results, and takes --scenarios 1,3 to
+// --quick measures only the two relays and imagegate, writes no results, and takes --scenarios 1,3 to
 // run only some scenarios (numbered from 1): for trying changes.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -14,7 +15,7 @@ import path from 'node:path';
 import { chart } from './lib/chart.mjs';
 import { load } from './lib/load.mjs';
 import { cpuSeconds, peakRssMb, resetPeakRss, stopAll } from './lib/processes.mjs';
-import { ROOT, buildBundle, startImagegate, startPortkey, startRelay, startUpstream } from './lib/targets.mjs';
+import { ROOT, buildBundle, startImagegate, startInspectingRelay, startPortkey, startRelay, startUpstream } from './lib/targets.mjs';
 
 const RUN = path.join(ROOT, 'bench/.run');
 const RESULTS = path.join(ROOT, 'bench/results');
@@ -63,6 +64,7 @@ function report(bundle, targets, results) {
       md += `| ${t.label} | ${fmt(f.p50)} | ${fmt(f.p99)} | ${fmt(f.rps, 0)} | ${fmt(f.peakRssMb, 1)} | ${fmt(f.cpuUsPerRequest, 0)} |\n`;
     }
     md += `\nimagegate/relay: p50 ${ratio(r.imagegate.p50, r.relay.p50)}x, throughput ${ratio(r.imagegate.rps, r.relay.rps)}x. `
+      + `imagegate/inspecting relay: p50 ${ratio(r.imagegate.p50, r.inspecting.p50)}x, throughput ${ratio(r.imagegate.rps, r.inspecting.rps)}x. `
       + `imagegate/Portkey: p50 ${ratio(r.imagegate.p50, r.portkey.p50)}x, throughput ${ratio(r.imagegate.rps, r.portkey.rps)}x.\n`;
   }
   return md;
@@ -75,8 +77,9 @@ async function main() {
   const bundle = buildBundle(path.join(RUN, 'dist'));
   const upstream = await startUpstream(RUN);
   const relay = await startRelay(RUN, upstream);
+  const inspecting = await startInspectingRelay(RUN, upstream);
   const imagegate = await startImagegate(RUN, upstream, bundle);
-  const targets = QUICK ? [relay, imagegate] : [upstream, relay, imagegate, await startPortkey(RUN, upstream)];
+  const targets = QUICK ? [relay, inspecting, imagegate] : [upstream, relay, inspecting, imagegate, await startPortkey(RUN, upstream)];
   const results = {};
   for (const [index, scenario] of SCENARIOS.entries()) {
     if (QUICK && ONLY && !ONLY.includes(index + 1)) continue;
@@ -84,7 +87,7 @@ async function main() {
     for (const target of targets) {
       const figures = measure(target, scenario);
       results[scenario.name][target.name] = figures;
-      process.stderr.write(`${scenario.name.padEnd(30)} ${target.name.padEnd(10)} p50 ${fmt(figures.p50)} ms  ${fmt(figures.rps, 0)} req/s  ${fmt(figures.cpuUsPerRequest, 0)} CPU µs/req\n`);
+      process.stderr.write(`${scenario.name.padEnd(30)} ${target.name.padEnd(11)} p50 ${fmt(figures.p50)} ms  ${fmt(figures.rps, 0)} req/s  ${fmt(figures.cpuUsPerRequest, 0)} CPU µs/req\n`);
     }
   }
   stopAll();

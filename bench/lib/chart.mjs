@@ -1,6 +1,6 @@
 // The benchmark's chart: p50 latency and throughput, a group of bars per scenario, a colour per target.
 
-const COLOURS = ['#9aa0a6', '#5f6368', '#1a73e8', '#e37400'];
+const COLOURS = ['#9aa0a6', '#5f6368', '#34a853', '#1a73e8', '#e37400'];
 
 function fmt(value, digits) {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
@@ -12,7 +12,8 @@ export function chart({ title, scenarios, targets, results }) {
   const groupWidth = (width - left - 20) / scenarios.length;
   const barWidth = (groupWidth - 30) / targets.length;
   const panels = [['p50 latency (ms, lower is better)', 'p50', 2], ['throughput (req/s, higher is better)', 'rps', 0]];
-  const height = top + panels.length * (panelHeight + 60) + 40;
+  const legendRows = Math.ceil(targets.length / 3);
+  const height = top + panels.length * (panelHeight + 60) + 20 + legendRows * 20;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">\n`;
   svg += `<rect width="${width}" height="${height}" fill="white"/>\n`;
   svg += `<text x="${left}" y="20" font-size="15" font-weight="bold">${title}</text>\n`;
@@ -33,9 +34,9 @@ export function chart({ title, scenarios, targets, results }) {
       svg += `<text x="${(gx + groupWidth / 2 - 15).toFixed(1)}" y="${y0 + panelHeight + 16}" text-anchor="middle">${scenario.name}</text>\n`;
     });
   });
-  const ly = height - 30;
   targets.forEach((t, j) => {
-    svg += `<rect x="${left + j * 200}" y="${ly}" width="12" height="12" fill="${COLOURS[j]}"/><text x="${left + j * 200 + 18}" y="${ly + 10}">${t.label}</text>\n`;
+    const lx = left + (j % 3) * 270, ly = height - legendRows * 20 - 5 + Math.floor(j / 3) * 20;
+    svg += `<rect x="${lx}" y="${ly}" width="12" height="12" fill="${COLOURS[j]}"/><text x="${lx + 18}" y="${ly + 10}">${t.label}</text>\n`;
   });
   return `${svg}</svg>\n`;
 }

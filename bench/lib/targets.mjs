@@ -73,24 +73,37 @@ export async function startUpstream(runDir) {
   };
 }
 
-/** The runtime's own floor: a few-line worker that forwards the request and streams the answer. */
-export async function startRelay(runDir, upstream) {
+/** A JS worker in workerd, relaying to the mock; `fixture` names its file in bench/fixtures. */
+async function startWorker(runDir, upstream, { name, label, fixture }) {
   const port = await freePort();
-  writeFileSync(path.join(runDir, 'relay.capnp'), workerdConfig({
+  writeFileSync(path.join(runDir, `${name}.capnp`), workerdConfig({
     runDir, port,
-    modules: [{ name: 'relay.js', kind: 'esModule', file: path.join(ROOT, 'bench/fixtures/relay.js') }],
+    modules: [{ name: fixture, kind: 'esModule', file: path.join(ROOT, 'bench/fixtures', fixture) }],
     bindings: { UPSTREAM: upstream.base },
   }));
   const child = await start({
-    name: 'relay', logDir: runDir, command: WORKERD, args: ['serve', path.join(runDir, 'relay.capnp')],
-    probe: { url: `http://127.0.0.1:${port}/healthz` },
+    name, logDir: runDir, command: WORKERD, args: ['serve', path.join(runDir, `${name}.capnp`)],
+    probe: { url: `http://127.0.0.1:${port}/small/v1/images/generations`, init: { method: 'POST', body: '{}' } },
   });
   return {
-    name: 'relay', label: 'minimal relay in workerd', child,
+    name, label, child,
     url: (answer) => `http://127.0.0.1:${port}/${answer}/v1/images/generations`,
     headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}` }),
     body: () => requestBody('gpt-image-1'),
   };
+}
+
+/** The runtime's own floor: a few-line worker that forwards the request and streams the answer. */
+export function startRelay(runDir, upstream) {
+  return startWorker(runDir, upstream, { name: 'relay', label: 'minimal relay in workerd', fixture: 'relay.js' });
+}
+
+/**
+ * The floor for a checking gateway: reads the client's body and the start of the answer before
+ * relaying, as imagegate does, with none of imagegate's work in between.
+ */
+export function startInspectingRelay(runDir, upstream) {
+  return startWorker(runDir, upstream, { name: 'inspecting', label: 'inspecting relay in workerd', fixture: 'inspecting-relay.js' });
 }
 
 /**
