@@ -210,11 +210,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         (a, b) => a.or(b),
                     };
                 }
-                Err(failure) => match &first_failure {
-                    Some(Failure { outcome: Outcome::Final, .. }) => {}
-                    Some(_) if failure.outcome != Outcome::Final => {}
-                    _ => first_failure = Some(failure),
-                },
+                Err(failure) => {
+                    if first_failure.as_ref().is_none_or(|kept: &Failure| kept.outcome != Outcome::Final && failure.outcome == Outcome::Final) {
+                        first_failure = Some(failure);
+                    }
+                }
             }
         }
         match first_failure {
