@@ -1,24 +1,67 @@
 //! Deciding whether an upstream's 200 carries images, without parsing or holding the whole body.
 //!
-//! An OpenAI Images answer can be megabytes of base64. [`AnswerScan`] reads the body's first bytes
-//! as they arrive and decides as soon as it has seen the top-level `"data"` array open and either
-//! close empty or begin its first element. Everything after that point is streamed to the client
-//! untouched. It checks structure only as far as that decision needs: an answer cut short after its
-//! first image began is relayed as it arrives, and the runtime reports the broken stream to the
-//! client (the status has gone by then; re-sending would pay for a second generation).
+//! A small answer (of a declared length up to [`SMALL_ANSWER_BYTES`]) is read whole anyway, so
+//! it is checked whole ([`check_whole`]): complete JSON with at least one image object that has a
+//! non-empty `b64_json` or `url`. An OpenAI Images answer can also be megabytes of base64:
+//! [`AnswerScan`] reads such a body's first bytes as they arrive and decides as soon as the first
+//! element of the top-level `"data"` array shows a non-empty `b64_json` or `url` string, or
+//! closes without one. Everything after that point is streamed to the client untouched; an
+//! answer cut short on the wire after that point ends the client's stream as an error (the
+//! status has gone by then, and re-sending would pay for a second generation).
+
+use serde_json::Value;
+
+/// The largest answer checked whole (and, at the edge, read in one native call).
+pub const SMALL_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What the bytes seen so far say about the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Not decided yet: feed more bytes.
     NeedMore,
-    /// A top-level `data` array whose first element is an object: relay it.
+    /// A top-level `data` array whose first element has an image: relay it.
     HasImages,
-    /// A JSON object whose `data` is missing, not an array, or empty.
+    /// A JSON object whose `data` is missing, not an array, empty, or whose first element has no
+    /// non-empty `b64_json` or `url`.
     NoImages,
     /// Not a JSON object, or it ended before a decision.
     Malformed,
 }
+
+/// Checks a whole answer: [`Verdict::HasImages`] when it is a complete JSON object whose `data`
+/// holds at least one object with a non-empty `b64_json` or `url` string.
+pub fn check_whole(body: &[u8]) -> Verdict {
+    let Ok(Value::Object(whole)) = serde_json::from_slice::<Value>(body) else { return Verdict::Malformed };
+    let usable = |image: &Value| ["b64_json", "url"].iter().any(|key| image.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()));
+    match whole.get("data").and_then(Value::as_array) {
+        Some(images) if images.iter().any(usable) => Verdict::HasImages,
+        _ => Verdict::NoImages,
+    }
+}
+
+/// Where the scan stands in the answer's structure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    /// In the top-level object, looking for `data`.
+    #[default]
+    Top,
+    /// The `data` array has opened; its first element comes next.
+    AwaitingFirst,
+    /// Inside the first element, looking for `b64_json` or `url`.
+    InFirst,
+}
+
+/// The key just read, as far as the scan cares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Key {
+    #[default]
+    Other,
+    Data,
+    Image,
+}
+
+/// The longest key the scan matches (`b64_json`).
+const KEY_BYTES: usize = 8;
 
 /// An incremental scanner over a JSON answer body. Feed chunks in order with [`AnswerScan::feed`];
 /// at the end of the body call [`AnswerScan::finish`].
@@ -26,24 +69,23 @@ pub enum Verdict {
 pub struct AnswerScan {
     started: bool,
     depth: u32,
+    phase: Phase,
     in_string: bool,
     escaped: bool,
-    /// At the top level, the next string is a key.
+    /// At the key level, the next string is a key.
     expect_key: bool,
-    /// Inside a top-level key string, matching it against `data`.
+    /// Inside a key string at the key level, collecting it.
     in_key: bool,
+    key: [u8; KEY_BYTES],
     key_len: usize,
-    key_is_prefix: bool,
-    /// The last top-level key was `data`.
-    key_is_data: bool,
-    /// A `:` was seen at the top level and its value has not begun.
+    key_escaped: bool,
+    last_key: Key,
+    /// A `:` was seen at the key level and its value has not begun.
     value_pending: bool,
-    /// The `data` array has opened; its first element decides.
-    awaiting_first_element: bool,
+    /// An image key's string value has just opened: its first byte decides.
+    in_image_value: bool,
     verdict: Option<Verdict>,
 }
-
-const DATA: &[u8] = b"data";
 
 impl AnswerScan {
     /// A scanner that has seen nothing.
@@ -71,17 +113,31 @@ impl AnswerScan {
         self.verdict.unwrap_or(Verdict::Malformed)
     }
 
+    /// The depth at which keys are read: the top-level object's, or the first image's.
+    fn key_depth(&self) -> u32 {
+        if self.phase == Phase::InFirst {
+            3
+        } else {
+            1
+        }
+    }
+
     fn step(&mut self, byte: u8) -> Option<Verdict> {
         if self.in_string {
-            self.string_byte(byte);
-            return None;
+            return self.string_byte(byte);
         }
         if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
             return None;
         }
-        if self.awaiting_first_element {
+        if self.phase == Phase::AwaitingFirst {
             // Images are objects (`{"b64_json": …}`); `[]`, `[null]` or `["x"]` carry none.
-            return Some(if byte == b'{' { Verdict::HasImages } else { Verdict::NoImages });
+            if byte != b'{' {
+                return Some(Verdict::NoImages);
+            }
+            self.phase = Phase::InFirst;
+            self.depth += 1;
+            self.expect_key = true;
+            return None;
         }
         if !self.started {
             if byte != b'{' {
@@ -94,60 +150,90 @@ impl AnswerScan {
         }
         if self.value_pending {
             self.value_pending = false;
-            if self.key_is_data {
-                if byte != b'[' {
-                    return Some(Verdict::NoImages);
+            match (self.phase, self.last_key) {
+                (Phase::Top, Key::Data) if byte == b'[' => {
+                    self.depth += 1;
+                    self.phase = Phase::AwaitingFirst;
+                    return None;
                 }
-                self.awaiting_first_element = true;
-                return None;
+                (Phase::Top, Key::Data) => return Some(Verdict::NoImages),
+                (Phase::InFirst, Key::Image) if byte == b'"' => {
+                    self.in_string = true;
+                    self.in_image_value = true;
+                    return None;
+                }
+                _ => {}
             }
         }
         match byte {
             b'"' => {
                 self.in_string = true;
-                if self.depth == 1 && self.expect_key {
+                if self.depth == self.key_depth() && self.expect_key {
                     self.expect_key = false;
                     self.in_key = true;
                     self.key_len = 0;
-                    self.key_is_prefix = true;
+                    self.key_escaped = false;
                 }
             }
             b'{' | b'[' => self.depth += 1,
             b'}' | b']' => {
                 self.depth -= 1;
-                if self.depth == 0 {
+                // The top-level object, or the first image, closed without an image.
+                if self.depth == 0 || (self.phase == Phase::InFirst && self.depth == 2) {
                     return Some(Verdict::NoImages);
                 }
             }
-            b':' if self.depth == 1 => self.value_pending = true,
-            b',' if self.depth == 1 => self.expect_key = true,
+            b':' if self.depth == self.key_depth() => self.value_pending = true,
+            b',' if self.depth == self.key_depth() => self.expect_key = true,
             _ => {}
         }
         None
     }
 
-    fn string_byte(&mut self, byte: u8) {
+    fn string_byte(&mut self, byte: u8) -> Option<Verdict> {
+        if self.in_image_value {
+            self.in_image_value = false;
+            if byte == b'"' {
+                // An empty string is no image; the element may still have another key.
+                self.in_string = false;
+                return None;
+            }
+            return Some(Verdict::HasImages);
+        }
         if self.escaped {
             self.escaped = false;
-            return;
+            return None;
         }
         match byte {
             b'\\' => {
                 self.escaped = true;
-                self.key_is_prefix = false;
+                self.key_escaped |= self.in_key;
             }
             b'"' => {
                 self.in_string = false;
                 if self.in_key {
                     self.in_key = false;
-                    self.key_is_data = self.key_is_prefix && self.key_len == DATA.len();
+                    self.last_key = self.key_read();
                 }
             }
             _ if self.in_key => {
-                self.key_is_prefix &= DATA.get(self.key_len) == Some(&byte);
+                if let Some(slot) = self.key.get_mut(self.key_len) {
+                    *slot = byte;
+                }
                 self.key_len += 1;
             }
             _ => {}
+        }
+        None
+    }
+
+    /// What the key just read is, in the current phase.
+    fn key_read(&self) -> Key {
+        let key = if self.key_escaped || self.key_len > KEY_BYTES { &[][..] } else { &self.key[..self.key_len] };
+        match (self.phase, key) {
+            (Phase::Top, b"data") => Key::Data,
+            (Phase::InFirst, b"b64_json" | b"url") => Key::Image,
+            _ => Key::Other,
         }
     }
 }
@@ -185,12 +271,42 @@ mod tests {
         assert_eq!(verdict(r#"{"created":1,"data":[{"b64_json":"AAAA"}]}"#), Verdict::HasImages);
         assert_eq!(verdict(r#" { "data" : [ {"url":"https://x"} ] , "usage":{} }"#), Verdict::HasImages);
         assert_eq!(verdict(r#"{"usage":{"data":[]},"note":"\"data\":[]","data":[{"url":"u"}]}"#), Verdict::HasImages);
+        assert_eq!(verdict(r#"{"data":[{"revised_prompt":"a \"url\": x","meta":{"url":""},"b64_json":"AA"}]}"#), Verdict::HasImages);
+        assert_eq!(verdict(r#"{"data":[{"url":"","b64_json":"AA"}]}"#), Verdict::HasImages, "an empty key does not end the search");
+    }
+
+    #[test]
+    fn a_first_image_without_b64_json_or_url_is_no_image() {
+        for body in [
+            r#"{"data":[{}]}"#,
+            r#"{"data":[{"revised_prompt":"p"}]}"#,
+            r#"{"data":[{"b64_json":""}]}"#,
+            r#"{"data":[{"b64_json":null,"url":7}]}"#,
+            r#"{"data":[{"nested":{"url":"u"}}]}"#,
+            r#"{"data":[{"b64_jsonx":"AA","urls":"u"}]}"#,
+            r#"{"data":[{"b6\u0034_json":"AA"}]}"#,
+        ] {
+            assert_eq!(verdict(body), Verdict::NoImages, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_whole_answer_must_be_complete_json_with_a_usable_image() {
+        assert_eq!(check_whole(br#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}]}"#), Verdict::HasImages);
+        assert_eq!(check_whole(br#"{"data":[{},{"url":"https://x/a.png"}]}"#), Verdict::HasImages, "one usable image is enough");
+        assert_eq!(check_whole(br#"{"created": 1, "data": [{"b64_json": "#), Verdict::Malformed, "cut short");
+        assert_eq!(check_whole(br#"{"created":1,"data":[{"b64_json":"aW1h"}]"#), Verdict::Malformed, "one brace short");
+        for body in [&br#"{"data":[{}]}"#[..], br#"{"data":[]}"#, br#"{"created":1}"#, br#"{"data":[{"b64_json":""}]}"#, br#"{"data":"x"}"#] {
+            assert_eq!(check_whole(body), Verdict::NoImages, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(check_whole(b"[1]"), Verdict::Malformed);
     }
 
     #[test]
     fn decision_comes_before_the_large_payload() {
         let mut scan = AnswerScan::new();
-        assert_eq!(scan.feed(br#"{"created":1,"data":[{"b64_json":""#), Verdict::HasImages);
+        assert_eq!(scan.feed(br#"{"created":1,"data":[{"b64_json":""#), Verdict::NeedMore);
+        assert_eq!(scan.feed(b"iVBORw0KGgo"), Verdict::HasImages, "the image's first byte decides");
     }
 
     #[test]

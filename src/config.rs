@@ -26,6 +26,13 @@ pub const DEFAULT_DEADLINE_MS: u64 = 150_000;
 pub const DEFAULT_MAX_SUBREQUESTS: u32 = 50;
 /// The largest request body accepted when none is configured: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// The most upstream attempts that may be paid for in one request when none is configured.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+/// The most bytes of upstream answers one request reads into the gateway when none is
+/// configured: 32 MiB, well inside an isolate's 128 MB with the answer rendered from them.
+pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 << 20;
+/// The bounds of `max_upstream_bytes`.
+const UPSTREAM_BYTES_RANGE: std::ops::RangeInclusive<usize> = (1 << 20)..=(64 << 20);
 
 /// The gateway's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +51,15 @@ pub struct Config {
     /// 50, the Workers Free plan's subrequest limit; Paid plans allow 1000).
     #[serde(default = "default_max_subrequests")]
     pub max_subrequests: u32,
+    /// The most attempts one request may make that reach an upstream (and so may be paid for),
+    /// retries and fallbacks together (default 6).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The most bytes of upstream answers one request reads into the gateway: answers read
+    /// whole to be translated, and image downloads (default 32 MiB). Relayed answers stream
+    /// past the gateway and do not count.
+    #[serde(default = "default_max_upstream_bytes")]
+    pub max_upstream_bytes: usize,
     /// Whether the request log line includes the prompt (default false).
     #[serde(default)]
     pub log_prompts: bool,
@@ -155,6 +171,11 @@ pub struct ProviderConfig {
     /// table), passed through as sent: e.g. `steps` for an `openai_compatible` host.
     #[serde(default)]
     pub allowed_parameters: Vec<String>,
+    /// Where images this provider answers with as URLs may be downloaded from: host names
+    /// (`cdn.example.com`), wildcards (`*.bfl.ai`) or exact origins (`http://127.0.0.1:9000`).
+    /// Empty: any public host name over https (see [`crate::providers::site`]).
+    #[serde(default)]
+    pub download_hosts: Vec<String>,
 }
 
 impl ProviderConfig {
@@ -307,6 +328,19 @@ fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// A base URL: http(s), with a host, and nothing a parser could read two ways.
+fn is_base_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|parsed| {
+        matches!(parsed.scheme(), "https" | "http")
+            && parsed.host().is_some()
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && !url.contains('\\')
+    })
+}
+
 /// Reads a configured policy with the request fields' parser; errors name `at` and the field.
 fn read_policy(json: Option<Value>, at: &str) -> Result<RouterFields, String> {
     let Some(json) = json else { return Ok(RouterFields::default()) };
@@ -324,6 +358,21 @@ fn default_max_retry_count() -> u8 {
 
 fn default_max_subrequests() -> u32 {
     DEFAULT_MAX_SUBREQUESTS
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_max_upstream_bytes() -> usize {
+    DEFAULT_MAX_UPSTREAM_BYTES
+}
+
+/// A secret's name as `wrangler secret put` takes it: a capital letter, then capitals, digits
+/// and `_`, at most 128 characters.
+fn is_secret_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 128 && bytes.next().is_some_and(|b| b.is_ascii_uppercase()) && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn default_deadline_ms() -> u64 {
@@ -378,6 +427,13 @@ impl Config {
         if !(1..=10_000).contains(&self.max_subrequests) {
             return Err(format!("max_subrequests must be between 1 and 10000, not {}", self.max_subrequests));
         }
+        if !(1..=20).contains(&self.max_attempts) {
+            return Err(format!("max_attempts must be between 1 and 20, not {}", self.max_attempts));
+        }
+        if !UPSTREAM_BYTES_RANGE.contains(&self.max_upstream_bytes) {
+            let (min, max) = (UPSTREAM_BYTES_RANGE.start(), UPSTREAM_BYTES_RANGE.end());
+            return Err(format!("max_upstream_bytes must be between {min} and {max}, not {}", self.max_upstream_bytes));
+        }
         if self.max_body_bytes < 1024 {
             return Err(format!("max_body_bytes must be at least 1024, not {}", self.max_body_bytes));
         }
@@ -398,13 +454,22 @@ impl Config {
             if provider.kind != ProviderKind::TestPattern {
                 let kind = provider.kind.name();
                 match provider.base_url.as_deref().or(crate::providers::default_base_url(provider.kind)) {
-                    Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
-                    Some(_) => return Err(format!("{at}.base_url must be an http(s) URL")),
+                    Some(url) if is_base_url(url) => {}
+                    Some(_) => return Err(format!("{at}.base_url must be an http(s) URL with a host and no credentials, query or fragment")),
                     None => return Err(format!("{at}.base_url is required for kind '{kind}'")),
                 }
                 let keyless = provider.kind == ProviderKind::OpenaiCompatible && provider.api_key_secret.is_none();
                 if !keyless && provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
                     return Err(format!("{at}.api_key_secret must name the secret holding the key"));
+                }
+                // Never echoed: an operator may have pasted the key itself here.
+                if provider.api_key_secret.as_deref().is_some_and(|name| !is_secret_name(name)) {
+                    return Err(format!(
+                        "{at}.api_key_secret must be the name of a secret (a capital letter, then capitals, digits and '_', e.g. OPENAI_API_KEY), never the key itself; its value is not shown here"
+                    ));
+                }
+                for entry in &provider.download_hosts {
+                    crate::providers::site::check_download_host(entry).map_err(|e| format!("{at}.download_hosts: {e}"))?;
                 }
                 if let Some(header) = provider.key_header.as_deref().filter(|h| !is_header_name(h)) {
                     return Err(format!("{at}.key_header '{header}' is not a header name"));

@@ -122,17 +122,20 @@ pub struct GatewayError {
     /// A machine-readable code; defaults to one per kind.
     pub code: Option<&'static str>,
     /// Seconds the client should wait before trying again (429 and 529 only).
-    pub retry_after: Option<String>,
+    pub retry_after: Option<Box<str>>,
     /// The methods the route allows (405 only).
     pub allow: Option<&'static str>,
     /// Overrides the kind's [`ErrorKind::client_should_retry`] for `x-should-retry`.
     pub client_retry: Option<bool>,
+    /// Words for the operator's log line only, never rendered to a client (the name of a
+    /// missing secret, what is wrong with a deployment's configuration).
+    pub log_detail: Option<Box<str>>,
 }
 
 impl GatewayError {
     /// A new error of `kind` with a client-facing message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None, allow: None, client_retry: None }
+        GatewayError { kind, message: message.into(), param: None, code: None, retry_after: None, allow: None, client_retry: None, log_detail: None }
     }
 
     /// Marks this as the answer after the gateway's own retries and fallbacks: the client
@@ -164,9 +167,15 @@ impl GatewayError {
         self
     }
 
+    /// Adds words for the operator's log line that the client never sees.
+    pub fn with_log_detail(mut self, detail: impl Into<String>) -> Self {
+        self.log_detail = Some(detail.into().into_boxed_str());
+        self
+    }
+
     /// Passes on the upstream's retry hint.
     pub fn with_retry_after(mut self, retry_after: Option<String>) -> Self {
-        self.retry_after = retry_after;
+        self.retry_after = retry_after.map(String::into_boxed_str);
         self
     }
 

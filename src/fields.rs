@@ -62,3 +62,12 @@ pub fn as_string(value: Value, param: &str) -> Result<String, GatewayError> {
         other => Err(wrong_type(param, "a string", &other)),
     }
 }
+
+/// `value` as a string of at most `max_chars` characters; longer is a 400 naming the limit.
+pub fn as_short_string(value: Value, param: &str, max_chars: usize) -> Result<String, GatewayError> {
+    let text = as_string(value, param)?;
+    if text.chars().count() > max_chars {
+        return Err(GatewayError::invalid_param(param, format!("'{param}' is longer than {max_chars} characters.")).with_code("string_above_max_length"));
+    }
+    Ok(text)
+}

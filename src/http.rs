@@ -75,7 +75,7 @@ impl<B> Reply<B> {
         let retry = error.client_retry.unwrap_or(error.kind.client_should_retry());
         reply.headers.push(("x-should-retry", retry.to_string()));
         if let Some(retry_after) = error.retry_after.as_ref().filter(|_| matches!(error.kind, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
-            reply.headers.push(("retry-after", retry_after.clone()));
+            reply.headers.push(("retry-after", retry_after.to_string()));
         }
         if error.status() == 401 {
             reply.headers.push(("www-authenticate", "Bearer".to_owned()));

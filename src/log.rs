@@ -34,6 +34,9 @@ pub struct RequestLog {
     pub error_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the operator needs to know that the client was not told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// The request's `name`, `orq.identity.id` and `metadata`, as the client sent them.

@@ -263,14 +263,28 @@ impl ImageRequest {
     }
 }
 
-/// `aspect_ratio`: `auto` or `W:H` with positive decimal sides (`16:9`, `2.35:1`, `9:19.5`).
+/// The most one side of an `aspect_ratio` may be to the other (100:1 to 1:100).
+pub const MAX_ASPECT_RATIO: f64 = 100.0;
+
+/// `aspect_ratio`: `auto` or `W:H` with positive decimal sides (`16:9`, `2.35:1`, `9:19.5`), no
+/// side more than [`MAX_ASPECT_RATIO`] times the other.
 fn aspect_ratio(fields: &mut Map<String, Value>) -> Result<Option<String>, GatewayError> {
     let Some(text) = optional_string(fields, "aspect_ratio")? else { return Ok(None) };
-    let side = |s: &str| !s.is_empty() && s.len() <= 8 && s.parse::<f64>().is_ok_and(|v| v > 0.0) && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    match text.split_once(':') {
+    let side = |s: &str| {
+        let decimal = !s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        decimal.then(|| s.parse::<f64>().ok()).flatten().filter(|v| *v > 0.0)
+    };
+    let sides = text.split_once(':').and_then(|(w, h)| Some((side(w)?, side(h)?)));
+    match sides {
         _ if text == "auto" => Ok(Some(text)),
-        Some((w, h)) if side(w) && side(h) => Ok(Some(text)),
-        _ => Err(GatewayError::invalid_param("aspect_ratio", format!("Invalid value for 'aspect_ratio': '{text}'. Use 'auto' or WIDTH:HEIGHT, e.g. '16:9'."))),
+        Some((w, h)) if w / h <= MAX_ASPECT_RATIO && h / w <= MAX_ASPECT_RATIO => Ok(Some(text)),
+        Some(_) => Err(GatewayError::invalid_param(
+            "aspect_ratio",
+            format!("Invalid value for 'aspect_ratio': '{text}'. Neither side may be more than {MAX_ASPECT_RATIO} times the other."),
+        )),
+        None => {
+            Err(GatewayError::invalid_param("aspect_ratio", format!("Invalid value for 'aspect_ratio': '{text}'. Use 'auto' or WIDTH:HEIGHT, e.g. '16:9'.")))
+        }
     }
 }
 

@@ -25,7 +25,10 @@ impl Method {
 }
 
 /// A request to send upstream: a `POST` with a body (JSON or a multipart form), or a `GET` (a
-/// status poll, an image download) with an empty one.
+/// status poll, an image download) with an empty one. Redirects are never followed by the
+/// runtime: a 3xx reaches the core as is (a redirect re-sends the request, its prompt and its
+/// headers, credentials among them, to wherever it points), and only image downloads follow
+/// one, by hand, checking each hop.
 #[derive(Clone)]
 pub struct UpstreamRequest {
     pub method: Method,
@@ -61,16 +64,6 @@ impl std::fmt::Debug for HeaderValue {
     }
 }
 
-impl UpstreamRequest {
-    /// Whether the runtime may follow a redirect for this request: only for a `GET` without
-    /// headers or body (an image download), since a redirect re-sends the request, its prompt
-    /// and its headers (credentials among them) to wherever it points. Every other 3xx reaches
-    /// the core as is.
-    pub fn follows_redirects(&self) -> bool {
-        self.method == Method::Get && self.body.is_empty() && self.headers.is_empty()
-    }
-}
-
 impl std::fmt::Debug for UpstreamRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamRequest")
@@ -91,7 +84,40 @@ pub struct UpstreamReply<B> {
     pub retry_after_ms: Option<String>,
     /// The answer's `Content-Type` (adapters whose upstream may answer raw image bytes read it).
     pub content_type: Option<String>,
+    /// The `Location` of a redirect.
+    pub location: Option<String>,
+    /// The body's exact length, when the upstream declared one for an unencoded body.
+    pub length: Option<u64>,
     pub body: B,
+}
+
+/// How many more bytes of upstream answers one request may read into the gateway (the
+/// configuration's `max_upstream_bytes`), shared by every whole read and download of the request.
+#[derive(Debug)]
+pub struct ByteBudget {
+    left: std::cell::Cell<usize>,
+}
+
+impl ByteBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        ByteBudget { left: std::cell::Cell::new(bytes) }
+    }
+
+    /// Takes `bytes` from the budget; `false` (and nothing taken) when fewer are left.
+    pub fn take(&self, bytes: usize) -> bool {
+        let left = self.left.get();
+        if bytes > left {
+            return false;
+        }
+        self.left.set(left - bytes);
+        true
+    }
+
+    /// The bytes left.
+    pub fn left(&self) -> usize {
+        self.left.get()
+    }
 }
 
 /// Why no answer (or no more of one) arrived.
@@ -121,15 +147,15 @@ pub trait UpstreamBody {
     /// The next chunk, or `None` at the end; waits at most `limit_ms`.
     fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;
 
-    /// The rest of the body, whole, for answers that are translated rather than relayed.
-    /// `Ok(None)` when it is longer than `max_bytes` (the rest is then left unread). This
-    /// default waits at most `limit_ms` per chunk; implementations may bound the whole read and
-    /// read it in one native call.
-    fn read_all(&mut self, limit_ms: u64, max_bytes: usize) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> {
+    /// The rest of the body, whole, for answers that are translated rather than relayed, each
+    /// chunk taken from `budget` as it arrives. `Ok(None)` when the budget runs out (the rest is
+    /// then left unread). This default waits at most `limit_ms` per chunk; implementations may
+    /// bound the whole read and read it in one native call.
+    fn read_all(&mut self, limit_ms: u64, budget: &ByteBudget) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> {
         async move {
             let mut out = Vec::new();
             while let Some(chunk) = self.next_chunk(limit_ms).await? {
-                if out.len() + chunk.len() > max_bytes {
+                if !budget.take(chunk.len()) {
                     return Ok(None);
                 }
                 out.extend_from_slice(&chunk);
@@ -137,6 +163,11 @@ pub trait UpstreamBody {
             Ok(Some(out))
         }
     }
+
+    /// How long the rest of the body may take once it is relayed to the client: the request's
+    /// deadline, not the attempt's (the answer has begun, and is paid for). Past it the stream
+    /// ends as an error.
+    fn relay_within(&mut self, limit_ms: u64);
 }
 
 #[cfg(test)]
@@ -144,12 +175,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_bare_get_follows_redirects() {
-        let get = UpstreamRequest { method: Method::Get, url: "https://img.example/a.png".into(), headers: Vec::new(), body: Vec::new() };
-        assert!(get.follows_redirects());
-        let keyed = UpstreamRequest { headers: vec![("x-key".into(), HeaderValue::Secret(Secret::new("k")))], ..get.clone() };
-        let labelled = UpstreamRequest { headers: vec![("x-team".into(), HeaderValue::Plain("t".into()))], ..get.clone() };
-        let post = UpstreamRequest { method: Method::Post, body: b"{}".to_vec(), ..get };
-        assert!(!keyed.follows_redirects() && !labelled.follows_redirects() && !post.follows_redirects());
+    fn a_byte_budget_is_taken_whole_or_not_at_all() {
+        let budget = ByteBudget::new(10);
+        assert!(budget.take(6));
+        assert!(!budget.take(5), "only 4 left");
+        assert_eq!(budget.left(), 4);
+        assert!(budget.take(4));
+        assert!(!budget.take(1));
     }
 }

@@ -1,251 +1,17 @@
 //! The whole pipeline driven natively through fakes: a scripted upstream, a fake clock, fixed
 //! secrets. Proves what the client gets and how many upstream calls were made.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
+mod support;
+
+use std::cell::RefCell;
 
 use futures_executor::block_on;
-use imagegate::auth::{key_digest_hex, KeySet};
-use imagegate::clock::{Clock, Random};
-use imagegate::config::Config;
-use imagegate::error::GatewayError;
-use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
-use imagegate::pipeline::{Gateway, Handled};
-use imagegate::secret::{Secret, Secrets};
-use imagegate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use imagegate::clock::Clock;
+use imagegate::http::{ReplyBody, RequestHead};
+use imagegate::pipeline::Gateway;
+use imagegate::upstream::Method;
 use serde_json::{json, Value};
-
-const GATEWAY_KEY: &str = "sk-gateway-test";
-const PROVIDER_KEY: &str = "sk-provider-secret-value";
-
-/// A clock that only moves when the fakes say so; sleeps are recorded and pass instantly.
-struct FakeClock(Cell<u64>, RefCell<Vec<u64>>);
-impl Clock for FakeClock {
-    fn now_ms(&self) -> u64 {
-        self.0.get()
-    }
-    fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        self.1.borrow_mut().push(ms);
-        self.0.set(self.0.get() + ms);
-        Box::pin(async {})
-    }
-}
-
-/// A random source that always draws the same number (0.5 gives exact backoffs).
-struct FixedDraw(f64);
-impl Random for FixedDraw {
-    fn unit(&self) -> f64 {
-        self.0
-    }
-}
-
-/// One scripted upstream answer.
-struct Script {
-    latency_ms: u64,
-    status: u16,
-    retry_after: Option<&'static str>,
-    content_type: &'static str,
-    chunks: Vec<Vec<u8>>,
-}
-
-fn answer(status: u16, body: &str) -> Script {
-    Script { latency_ms: 10, status, retry_after: None, content_type: "application/json", chunks: vec![body.as_bytes().to_vec()] }
-}
-
-/// A connection that fails before any answer.
-fn connection_refused() -> Script {
-    answer(0, "")
-}
-
-/// Raw image bytes, as an image host serves them.
-fn image_bytes(bytes: &[u8], content_type: &'static str) -> Script {
-    Script { content_type, chunks: vec![bytes.to_vec()], ..answer(200, "") }
-}
-
-struct FakeUpstream<'c> {
-    clock: &'c FakeClock,
-    script: RefCell<VecDeque<Script>>,
-    calls: RefCell<Vec<UpstreamRequest>>,
-    /// The time each call was given.
-    limits: RefCell<Vec<u64>>,
-}
-
-/// Replays what was read when relayed, as the real body does.
-struct FakeBody<'c> {
-    clock: &'c FakeClock,
-    chunks: VecDeque<Vec<u8>>,
-    read: Vec<Vec<u8>>,
-}
-
-impl FakeBody<'_> {
-    /// The whole answer as the edge would deliver it.
-    fn deliver(self) -> Vec<u8> {
-        self.read.into_iter().chain(self.chunks).flatten().collect()
-    }
-}
-
-impl<'c> Upstream for FakeUpstream<'c> {
-    type Body = FakeBody<'c>;
-    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<FakeBody<'c>>, TransportError> {
-        self.calls.borrow_mut().push(request);
-        self.limits.borrow_mut().push(limit_ms);
-        let script = self.script.borrow_mut().pop_front().expect("an upstream call nobody scripted");
-        if script.latency_ms > limit_ms {
-            self.clock.0.set(self.clock.0.get() + limit_ms);
-            return Err(TransportError::Timeout);
-        }
-        self.clock.0.set(self.clock.0.get() + script.latency_ms);
-        if script.status == 0 {
-            return Err(TransportError::Failed("connection refused".to_owned()));
-        }
-        Ok(UpstreamReply {
-            status: script.status,
-            retry_after: script.retry_after.map(str::to_owned),
-            retry_after_ms: None,
-            content_type: Some(script.content_type.to_owned()),
-            body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new() },
-        })
-    }
-}
-
-impl UpstreamBody for FakeBody<'_> {
-    async fn next_chunk(&mut self, _limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        self.clock.0.set(self.clock.0.get() + 1);
-        let chunk = self.chunks.pop_front();
-        self.read.extend(chunk.clone());
-        Ok(chunk)
-    }
-}
-
-struct FixedSecrets;
-impl Secrets for FixedSecrets {
-    fn get(&self, name: &str) -> Option<Secret> {
-        (name == "MOCK_KEY").then(|| Secret::new(PROVIDER_KEY))
-    }
-}
-
-struct Body(Vec<u8>);
-impl IncomingBody for Body {
-    async fn read(self, max_bytes: usize) -> Result<Vec<u8>, GatewayError> {
-        if self.0.len() > max_bytes {
-            return Err(imagegate::request::body_too_large(max_bytes));
-        }
-        Ok(self.0)
-    }
-}
-
-const CONFIG: &str = r#"{
-  "deadline_ms": 1000,
-  "cors": {"allowed_origins": ["https://app.example"]},
-  "providers": [
-    {"id": "imagegate", "kind": "test_pattern"},
-    {"id": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "MOCK_KEY"},
-    {"id": "backup", "kind": "openai", "base_url": "http://127.0.0.1:10/v1", "api_key_secret": "MOCK_KEY"},
-    {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"},
-    {"id": "bfl", "kind": "bfl", "api_key_secret": "MOCK_KEY"},
-    {"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY"}
-  ],
-  "models": [
-    {"id": "imagegate/test-pattern", "provider": "imagegate"},
-    {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"], "pricing": [{"cost_usd": 0.04, "unit": "image"}]},
-    {"id": "mock/lenient", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["style", "steps"]},
-    {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
-    {"id": "keyless/m", "provider": "keyless"},
-    {"id": "bfl/flux", "provider": "bfl", "upstream_model": "flux-pro-1.1"},
-    {"id": "replicate/flux", "provider": "replicate", "upstream_model": "black-forest-labs/flux-schnell"}
-  ]
-}"#;
-
-struct Harness {
-    config: Config,
-    keys: KeySet,
-    clock: FakeClock,
-    draw: FixedDraw,
-}
-
-impl Harness {
-    fn new() -> Self {
-        Harness::with_config(CONFIG)
-    }
-
-    fn with_config(config: &str) -> Self {
-        Harness {
-            config: Config::from_json(config).unwrap(),
-            keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
-            clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
-            draw: FixedDraw(0.5),
-        }
-    }
-
-    /// Serves one request against `script`; returns the status, headers, body and upstream calls.
-    fn serve(&self, method: &str, path: &str, auth: Option<&str>, body: &str, script: Vec<Script>) -> Served {
-        self.serve_with(method, path, auth, None, body, script)
-    }
-
-    fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
-        let upstream =
-            FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
-        let gateway = Gateway {
-            config: &self.config,
-            keys: &self.keys,
-            upstream: &upstream,
-            secrets: &FixedSecrets,
-            clock: &self.clock,
-            random: &self.draw,
-            subrequests: Default::default(),
-        };
-        let head = RequestHead {
-            method: method.into(),
-            path: path.into(),
-            content_type: Some("application/json".into()),
-            authorization: auth.map(str::to_owned),
-            origin: Some("https://app.example".into()),
-            access_control_request_headers: None,
-            imagegate_config: config_header.map(str::to_owned),
-        };
-        let Handled { reply, log } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
-        let body = match reply.body {
-            ReplyBody::Empty => Vec::new(),
-            ReplyBody::Bytes(bytes) => bytes,
-            ReplyBody::Relay(body) => body.deliver(),
-        };
-        let calls = upstream.calls.into_inner();
-        let limits = upstream.limits.into_inner();
-        let leftover = upstream.script.into_inner().len();
-        assert_eq!(leftover, 0, "every scripted upstream answer is used");
-        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
-    }
-
-    fn generate(&self, body: &str, script: Vec<Script>) -> Served {
-        self.serve("POST", "/v1/images/generations", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
-    }
-}
-
-struct Served {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-    calls: Vec<UpstreamRequest>,
-    limits: Vec<u64>,
-    log_line: String,
-    attempts: u32,
-}
-
-impl Served {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
-    }
-    fn everything_sent(&self) -> String {
-        format!("{:?} {} {}", self.headers, String::from_utf8_lossy(&self.body), self.log_line)
-    }
-}
-
-const OK: &str = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"total_tokens":5}}"#;
+use support::*;
 
 #[test]
 fn a_generation_is_relayed_once_with_the_upstream_model_and_provider_key() {
@@ -261,7 +27,7 @@ fn a_generation_is_relayed_once_with_the_upstream_model_and_provider_key() {
     let auth = call.headers.iter().find(|(n, _)| n == "authorization").unwrap();
     assert_eq!(auth.1.expose(), format!("Bearer {PROVIDER_KEY}"));
     assert_eq!(served.header("x-request-id"), Some("req_test"));
-    assert_eq!(served.header("openai-processing-ms"), Some("11"), "10 ms upstream + 1 ms reading");
+    assert_eq!(served.header("openai-processing-ms"), Some("12"), "10 ms upstream + 2 ms reading the small answer to its end");
     assert_eq!(served.header("access-control-allow-origin"), Some("https://app.example"));
     assert!(!served.everything_sent().contains(PROVIDER_KEY));
     let log: Value = serde_json::from_str(&served.log_line).unwrap();
@@ -272,21 +38,13 @@ fn a_generation_is_relayed_once_with_the_upstream_model_and_provider_key() {
 #[test]
 fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first() {
     let h = Harness::new();
-    let head = br#"{"created":1,"data":[{"b64_json":""#.to_vec();
+    let head = br#"{"created":1,"data":[{"b64_json":"iVBORw0KGgo"#.to_vec();
     let big = vec![b'A'; 2 << 20];
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
     let upstream =
         FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
-    let gateway = Gateway {
-        config: &h.config,
-        keys: &h.keys,
-        upstream: &upstream,
-        secrets: &FixedSecrets,
-        clock: &h.clock,
-        random: &h.draw,
-        subrequests: Default::default(),
-    };
+    let gateway = Gateway::new(&h.config, &h.keys, &upstream, &FixedSecrets, &h.clock, &h.draw);
     let head_req = RequestHead {
         method: "POST".into(),
         path: "/v1/images/generations".into(),
@@ -299,6 +57,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
         ReplyBody::Relay(body) => {
             assert_eq!(body.read, vec![head.clone()], "only the first chunk was read before answering");
             assert_eq!(body.chunks.len(), 2, "the 2 MB payload is still unread, to be streamed");
+            assert_eq!(body.relay_limit_ms, Some(1000 - 5 - 1), "the rest may take until the request's deadline");
             let delivered = body.deliver();
             assert_eq!(delivered.len(), head.len() + (2 << 20) + 4, "delivered whole, from the first byte");
         }
@@ -386,11 +145,14 @@ fn a_slow_upstream_is_cut_off_at_the_deadline_with_524() {
 }
 
 #[test]
-fn a_missing_provider_key_is_a_500_naming_the_secret_not_a_value() {
+fn a_missing_provider_key_is_a_500_that_names_the_secret_only_in_the_log() {
     let h = Harness::new();
     let served = h.generate(r#"{"prompt":"p","model":"keyless/m"}"#, vec![]);
     assert_eq!(served.status, 500);
-    assert!(served.json()["error"]["message"].as_str().unwrap().contains("'UNSET'"));
+    let message = served.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("'keyless' has no API key") && !message.contains("UNSET"), "{message}");
+    let log: Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!(log["error_detail"], "the secret 'UNSET' is not set");
 }
 
 #[test]
@@ -423,15 +185,6 @@ fn health_preflight_and_unknown_routes() {
 const RETRY_AFTER_2S: &str = "2";
 
 /// The upstream each call went to: `mock` or `backup`, from its URL.
-fn providers_called(served: &Served) -> Vec<&'static str> {
-    served.calls.iter().map(|c| if c.url.contains(":10/") { "backup" } else { "mock" }).collect()
-}
-
-fn trail(served: &Served) -> Vec<String> {
-    // Statuses only: durations depend on the script.
-    served.header("x-imagegate-attempts").unwrap_or("").split(", ").map(|a| a.rsplit_once(';').unwrap().0.to_owned()).collect()
-}
-
 #[test]
 fn a_rate_limit_with_retry_after_is_waited_out_then_succeeds() {
     let mut h = Harness::new();
@@ -494,11 +247,11 @@ fn a_call_timeout_cuts_one_attempt_and_the_fallback_answers() {
     let mut h = Harness::new();
     h.config.deadline_ms = 60_000;
     let hang = Script { latency_ms: 50_000, ..answer(200, OK) };
-    let body = r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":300},"fallbacks":[{"model":"backup/m"}]}"#;
+    let body = r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":1000},"fallbacks":[{"model":"backup/m"}]}"#;
     let served = h.generate(body, vec![hang, answer(200, OK)]);
     assert_eq!(served.status, 200);
     let attempts = served.header("x-imagegate-attempts").unwrap();
-    assert!(attempts.starts_with("mock/gpt-image-1;524;300, backup/m;200;"), "{attempts}");
+    assert!(attempts.starts_with("mock/gpt-image-1;524;1000, backup/m;200;"), "{attempts}");
 }
 
 #[test]
@@ -510,12 +263,19 @@ fn the_deadline_ends_retries_with_a_final_answer() {
 }
 
 #[test]
-fn an_answer_without_images_counts_as_a_failure_and_is_retried() {
+fn a_200_without_a_usable_image_is_a_final_502_never_paid_for_again() {
     let mut h = Harness::new();
     h.config.deadline_ms = 60_000;
-    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, r#"{"data":[]}"#), answer(200, OK)]);
-    assert_eq!(served.status, 200);
-    assert_eq!(trail(&served), ["mock/gpt-image-1;502", "mock/gpt-image-1;200"]);
+    let fallback = r#""fallbacks":[{"model":"backup/m"}]"#;
+    for body in [r#"{"data":[]}"#, r#"{"data":[{}]}"#, r#"{"created":1,"data":[{"b64_json":""}]}"#, r#"{"created": 1, "data": [{"b64_json": "#] {
+        let served = h.generate(&format!(r#"{{"prompt":"p","model":"gpt-image-1",{fallback}}}"#), vec![answer(200, body)]);
+        assert_eq!((served.status, served.calls.len()), (502, 1), "{body}: paid once, neither retried nor sent to the fallback");
+        assert_eq!(trail(&served), ["mock/gpt-image-1;502"]);
+        let message = served.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("may charge for"), "the charge risk is said: {message}");
+    }
+    let cut = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, r#"{"created": 1, "data": [{"b64_json": "#)]);
+    assert_eq!(cut.json()["error"]["code"], "unreadable_upstream_answer");
 }
 
 #[test]
@@ -723,17 +483,17 @@ fn a_job_still_running_at_the_deadline_is_cancelled_and_answered_524() {
     assert_eq!((last.method, last.url.as_str()), (Method::Post, "https://api.replicate.com/v1/predictions/p1/cancel"));
     assert_eq!(served.calls.len(), 2, "created, then cancelled: no poll after the deadline");
     assert_eq!(served.limits[1], 500, "past the request's deadline, the cancel gets a short margin only");
-    // A call_timeout well inside the deadline leaves the cancel its full time, and the fallback
-    // follows as after any call that timed out.
+    // A call_timeout well inside the deadline leaves the cancel its full time; the job may
+    // still be billed, so neither a retry nor the fallback pays for a second one.
     let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
     let served = h.generate(
-        r#"{"prompt":"p","model":"replicate/flux","retry":{"count":0},"timeout":{"call_timeout":3000},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
-        vec![running("starting"), running("processing"), running("processing"), running("canceled"), answer(200, OK)],
+        r#"{"prompt":"p","model":"replicate/flux","retry":{"count":3,"on_codes":[408]},"timeout":{"call_timeout":3000},"fallbacks":[{"model":"mock/gpt-image-1"}]}"#,
+        vec![running("starting"), running("processing"), running("processing"), running("canceled")],
     );
-    assert_eq!(served.status, 200, "{}", served.everything_sent());
+    assert_eq!(served.status, 524, "{}", served.everything_sent());
     assert_eq!(served.calls[3].url, "https://api.replicate.com/v1/predictions/p1/cancel");
     assert_eq!(served.limits[3], 2000);
-    assert_eq!(served.attempts, 2);
+    assert_eq!((served.attempts, served.calls.len()), (1, 4), "one job, final");
 }
 
 /// A Replicate prediction `p1` in `status`, with its poll and cancel addresses.
@@ -859,8 +619,7 @@ fn every_image_url_is_downloaded_in_order_for_a_base64_caller() {
     assert_eq!(served.json()["data"], json!([{"b64_json": "Zmlyc3Q=", "media_type": "image/webp"}, {"b64_json": "c2Vjb25k", "media_type": "image/webp"}]));
     let downloads: Vec<&str> = served.calls[2..].iter().map(|c| c.url.as_str()).collect();
     assert_eq!(downloads, ["https://replicate.delivery/p1/out-0.webp", "https://replicate.delivery/p2/out-0.webp"]);
-    assert!(served.calls[2..].iter().all(|c| c.follows_redirects()), "downloads carry nothing and may follow redirects");
-    assert!(!served.calls[0].follows_redirects(), "a keyed call never does");
+    assert!(served.calls[2..].iter().all(|c| c.headers.is_empty() && c.body.is_empty()), "downloads carry nothing");
 }
 
 #[test]

@@ -26,10 +26,12 @@ use web_sys::{
 };
 use worker::{Date, Delay};
 
-use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use crate::answer_scan::SMALL_ANSWER_BYTES;
+use crate::upstream::{ByteBudget, Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
-/// The largest answer of known length read whole (one native call) rather than streamed.
-const WHOLE_ANSWER_BYTES: u64 = 64 * 1024;
+/// The largest answer of known length read whole (one native call) rather than streamed: the
+/// answers the core checks whole.
+const WHOLE_ANSWER_BYTES: u64 = SMALL_ANSWER_BYTES as u64;
 /// The most bytes copied into wasm per inspection step; the core rarely needs more than one.
 const INSPECTION_WINDOW: u32 = 4 * 1024;
 
@@ -73,7 +75,9 @@ impl Upstream for WorkerUpstream {
         if request.method == Method::Post {
             init.set_body(&Uint8Array::from(request.body.as_slice()));
         }
-        init.set_redirect(if request.follows_redirects() { RequestRedirect::Follow } else { RequestRedirect::Manual });
+        // Never followed here: the core follows an image download's redirects itself, checking
+        // each hop, and no other request follows one.
+        init.set_redirect(RequestRedirect::Manual);
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
         let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
@@ -81,9 +85,16 @@ impl Upstream for WorkerUpstream {
         let retry_after = headers.get("retry-after").ok().flatten();
         let retry_after_ms = headers.get("retry-after-ms").ok().flatten();
         let status = response.status();
-        let body = WorkerBody { source: Source::of(response), inspected: Inspected::default(), deadline_ms, delivered: false };
+        let source = Source::of(response);
+        let length = match &source {
+            Source::Stream { length, .. } => *length,
+            Source::Whole { length, .. } => Some(*length),
+            Source::Empty => Some(0),
+        };
+        let body = WorkerBody { source, inspected: Inspected::default(), deadline_ms, delivered: false };
         let content_type = headers.get("content-type").ok().flatten();
-        Ok(UpstreamReply { status, retry_after, retry_after_ms, content_type, body })
+        let location = headers.get("location").ok().flatten();
+        Ok(UpstreamReply { status, retry_after, retry_after_ms, content_type, location, length, body })
     }
 }
 
@@ -107,7 +118,10 @@ pub struct WorkerBody {
 
 enum Source {
     /// Small, of known length: read whole on first use.
-    Whole(Response),
+    Whole {
+        response: Response,
+        length: u64,
+    },
     /// Streamed; `length` is the exact length when the upstream declared one for an unencoded body.
     Stream {
         stream: ReadableStream,
@@ -151,10 +165,10 @@ impl Source {
         // is only trusted for an unencoded body.
         let encoded = header("content-encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         let length = header("content-length").and_then(|len| len.parse::<u64>().ok()).filter(|_| !encoded);
-        match response.body() {
-            Some(_) if length.is_some_and(|len| len <= WHOLE_ANSWER_BYTES) => Source::Whole(response),
-            Some(stream) => Source::Stream { stream, length, reader: None },
-            None => Source::Empty,
+        match (response.body(), length) {
+            (Some(_), Some(length)) if length <= WHOLE_ANSWER_BYTES => Source::Whole { response, length },
+            (Some(stream), length) => Source::Stream { stream, length, reader: None },
+            (None, _) => Source::Empty,
         }
     }
 }
@@ -178,7 +192,7 @@ impl WorkerBody {
         let source = std::mem::replace(&mut self.source, Source::Empty);
         let chunks = std::mem::take(&mut self.inspected.chunks);
         match source {
-            Source::Whole(response) => match chunks.into_iter().next() {
+            Source::Whole { response, .. } => match chunks.into_iter().next() {
                 Some(whole) => Delivery::Buffer(whole),
                 None => response.body().map_or(Delivery::Empty, Delivery::Stream),
             },
@@ -223,8 +237,8 @@ impl WorkerBody {
         let WorkerBody { source, inspected, .. } = self;
         match source {
             Source::Empty => Ok(false),
-            Source::Whole(_) if !inspected.chunks.is_empty() => Ok(false),
-            Source::Whole(response) => {
+            Source::Whole { .. } if !inspected.chunks.is_empty() => Ok(false),
+            Source::Whole { response, .. } => {
                 let read = JsFuture::from(response.array_buffer().map_err(failure)?);
                 let buffer = within(limit_ms, async { read.await.map_err(failure) }).await?;
                 inspected.chunks.push(Uint8Array::new(&buffer));
@@ -252,7 +266,7 @@ impl Drop for WorkerBody {
         }
         // Nobody will read the rest: cancelling it closes the upstream connection now.
         let _ = match &self.source {
-            Source::Whole(response) => response.body().map(|stream| stream.cancel()),
+            Source::Whole { response, .. } => response.body().map(|stream| stream.cancel()),
             Source::Stream { reader: Some(reader), .. } => Some(reader.cancel()),
             Source::Stream { stream, reader: None, .. } => Some(stream.cancel()),
             Source::Empty => None,
@@ -286,15 +300,18 @@ impl UpstreamBody for WorkerBody {
 
     /// Copies whole runtime chunks into wasm (one `arrayBuffer` call for a small answer of known
     /// length) rather than inspection windows; the limit holds for the whole read.
-    async fn read_all(&mut self, limit_ms: u64, max_bytes: usize) -> Result<Option<Vec<u8>>, TransportError> {
+    async fn read_all(&mut self, limit_ms: u64, budget: &ByteBudget) -> Result<Option<Vec<u8>>, TransportError> {
         let deadline_ms = Date::now().as_millis() + limit_ms;
         let mut out = Vec::new();
         // What was taken but not yet shown to the core comes first; a small answer read whole is
         // then complete.
         while let Some(window) = self.inspected.next_window() {
+            if !budget.take(window.len()) {
+                return Ok(None);
+            }
             out.extend_from_slice(&window);
         }
-        if !self.inspected.chunks.is_empty() && matches!(self.source, Source::Whole(_)) {
+        if !self.inspected.chunks.is_empty() && matches!(self.source, Source::Whole { .. }) {
             self.inspected.finished = true;
         }
         self.inspected.chunks.clear();
@@ -309,15 +326,19 @@ impl UpstreamBody for WorkerBody {
             }
             let chunk = self.inspected.chunks.pop().expect("take_chunk pushed one");
             let start = out.len();
-            if start + chunk.length() as usize > max_bytes {
+            if !budget.take(chunk.length() as usize) {
                 return Ok(None);
             }
             out.resize(start + chunk.length() as usize, 0);
             chunk.copy_to(&mut out[start..]);
-            if matches!(self.source, Source::Whole(_)) {
+            if matches!(self.source, Source::Whole { .. }) {
                 self.inspected.finished = true;
             }
         }
         Ok(Some(out))
+    }
+
+    fn relay_within(&mut self, limit_ms: u64) {
+        self.deadline_ms = Date::now().as_millis() + limit_ms;
     }
 }

@@ -22,18 +22,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let head = runtime::head(&req);
     let handled = match &*settings::load(&env) {
         Ok(settings) => {
-            let gateway = Gateway {
-                config: &settings.config,
-                keys: &settings.keys,
-                upstream: &fetch::WorkerUpstream,
-                secrets: &runtime::EnvSecrets(&env),
-                clock: &clock,
-                random: &runtime::WorkerRandom,
-                subrequests: Default::default(),
-            };
+            let secrets = runtime::EnvSecrets(&env);
+            let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom);
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }
-        Err(problem) => broken_deployment(request_id, &head, problem),
+        Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
     console_log!("{}", handled.log.to_line());
     Ok(respond::into_response(handled.reply, &ctx)?)

@@ -8,11 +8,11 @@
 use futures_util::future::join_all;
 
 use crate::answer::Shape;
-use crate::answer_scan::{AnswerScan, Verdict};
+use crate::answer_scan::{check_whole, AnswerScan, Verdict, SMALL_ANSWER_BYTES};
 use crate::clock::Deadline;
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::{Reply, ReplyBody};
+use crate::http::{path_of, Reply, ReplyBody};
 use crate::policy::{retry_after_ms, Outcome};
 use crate::pricing;
 use crate::providers::{self, errors, test_pattern, Generated, Progress, Target};
@@ -20,15 +20,13 @@ use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
-use super::poll::{job_failure, lost};
+use super::failure::{answer_failure, create_lost, cut_off, over_budget, transport_failure, Failure, Spent, Window};
 use super::Gateway;
 
 /// The most of an upstream error body read to find its message.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-/// The most of a 200 answer held while deciding whether it carries images.
+/// The most of a large 200 answer held while deciding whether it carries images.
 const MAX_UNDECIDED_BYTES: usize = 1 << 20;
-/// The largest answer read whole to be translated (ten large images in base64).
-pub(super) const MAX_ANSWER_BYTES: usize = 48 << 20;
 
 /// How one attempt ended.
 pub(super) struct Attempt<B> {
@@ -50,62 +48,10 @@ impl<B> Attempt<B> {
     }
 }
 
-/// Why one upstream call gave no images.
-pub(super) struct Failure {
-    pub outcome: Outcome,
-    pub status: u16,
-    pub error: GatewayError,
-}
-
-impl Failure {
-    pub fn status(status: u16, retry_after_ms: Option<u64>, error: GatewayError) -> Self {
-        Failure { outcome: Outcome::Status { status, retry_after_ms }, status, error }
+impl<B> From<Failure> for Attempt<B> {
+    fn from(failure: Failure) -> Self {
+        Attempt::failed(failure.outcome, failure.status, failure.error)
     }
-
-    /// This failure, never retried nor sent elsewhere: the upstream already has (and charges
-    /// for) the work.
-    pub fn into_final(self) -> Self {
-        Failure { outcome: Outcome::Final, ..self }
-    }
-
-    fn into_attempt<B>(self) -> Attempt<B> {
-        Attempt::failed(self.outcome, self.status, self.error)
-    }
-}
-
-/// Why [`Gateway::send`] got no answer.
-pub(super) enum Spent {
-    Transport(TransportError),
-    /// The request has sent its `max_subrequests`.
-    Budget,
-}
-
-impl Spent {
-    pub fn failure(self, provider_id: &str, limit_ms: u64, max_subrequests: u32) -> Failure {
-        match self {
-            Spent::Transport(error) => transport_failure(error, provider_id, limit_ms),
-            // Sending more would fail in the runtime too; trying elsewhere cannot help.
-            Spent::Budget => Failure {
-                outcome: Outcome::Final,
-                status: 502,
-                error: GatewayError::new(
-                    ErrorKind::BadUpstream,
-                    format!("The request used all {max_subrequests} of its upstream requests (max_subrequests) before '{provider_id}' finished."),
-                )
-                .with_code("subrequest_limit"),
-            },
-        }
-    }
-}
-
-/// The time an attempt's calls have: until `deadline` (`limit_ms` after the attempt began, for
-/// messages); what they do for a job they give up on (a cancel) may last until
-/// `request_deadline`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Window {
-    pub deadline: Deadline,
-    pub limit_ms: u64,
-    pub request_deadline: Deadline,
 }
 
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
@@ -137,9 +83,13 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Some(name) => match self.secrets.get(name) {
                 Some(key) => Some(key),
                 None => {
-                    let error =
-                        GatewayError::new(ErrorKind::Internal, format!("The provider '{}' has no API key: the secret '{name}' is not set.", provider.id))
-                            .with_code("provider_key_missing");
+                    // The name stays in the log: an operator may have pasted a key as the name.
+                    let error = GatewayError::new(
+                        ErrorKind::Internal,
+                        format!("The provider '{}' has no API key: the secret its api_key_secret names is not set.", provider.id),
+                    )
+                    .with_code("provider_key_missing")
+                    .with_log_detail(format!("the secret '{name}' is not set"));
                     return Attempt::failed(Outcome::Unusable, 500, error);
                 }
             },
@@ -159,33 +109,36 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 Ok(plan) => plan,
                 Err(error) => return Attempt::unusable(error),
             };
+            let window = Window { deadline, limit_ms, request_deadline };
             if plan.relay && shape == Shape::OpenAi && plan.calls.len() == 1 {
                 let call = plan.calls.into_iter().next().expect("one call");
-                return self.relay(&target, call, request, deadline, limit_ms).await;
+                return self.relay(&target, call, request, window).await;
             }
-            let window = Window { deadline, limit_ms, request_deadline };
             match self.collect(&target, plan.calls, request.n, window).await {
                 Ok(generated) => generated,
-                Err(failure) => return failure.into_attempt(),
+                Err(failure) => return failure.into(),
             }
         };
         self.deliver(&target, request, shape, generated, request_deadline).await
     }
 
-    /// An OpenAI-shaped answer relayed to an OpenAI client: checked from its first bytes, then
-    /// streamed on unread.
-    async fn relay(&self, target: &Target<'_>, call: UpstreamRequest, request: &ImageRequest, deadline: Deadline, limit_ms: u64) -> Attempt<U::Body> {
+    /// An OpenAI-shaped answer relayed to an OpenAI client: checked (whole when small, from its
+    /// first bytes when large), then streamed on unread until the request's deadline.
+    async fn relay(&self, target: &Target<'_>, call: UpstreamRequest, request: &ImageRequest, window: Window) -> Attempt<U::Body> {
+        let Window { deadline, limit_ms, request_deadline } = window;
         let provider_id = &target.provider.id;
+        let path = path_of(&call.url).to_owned();
         let mut reply = match self.send(call, limit_ms, 0).await {
             Ok(reply) => reply,
-            Err(spent) => return spent.failure(provider_id, limit_ms, self.config.max_subrequests).into_attempt(),
+            Err(spent) => return spent.failure(provider_id, limit_ms, self.config.max_subrequests).into(),
         };
         if !(200..300).contains(&reply.status) {
-            return self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await.into_attempt();
+            return self.error_answer(target, &path, &mut reply, deadline).await.into();
         }
-        if let Err(failure) = self.check_answer(&mut reply.body, deadline, provider_id, limit_ms).await {
-            return failure.into_attempt();
+        if let Err(failure) = self.check_answer(&mut reply.body, reply.length, deadline, provider_id).await {
+            return failure.into();
         }
+        reply.body.relay_within(request_deadline.remaining_ms(self.clock));
         let mut headers = vec![("content-type", "application/json".to_owned())];
         headers.extend(cost_header(pricing::cost(target.model, request, request.n as usize)));
         Attempt { outcome: Outcome::Success, status: reply.status, result: Ok(Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }) }
@@ -224,9 +177,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// One upstream call, read whole and translated; an asynchronous job it starts is polled
-    /// until it finishes (see [`Gateway::poll`]). Once a provider that starts jobs has accepted
-    /// the call, the job exists and is paid for: a failure to read its answer, or an answer that
-    /// is not a job status, is final (see [`job_failure`]).
+    /// until it finishes (see [`Gateway::poll`]). Once the upstream may have started paid work
+    /// the call is final whatever follows: a job create that got no answer, a 2xx answer that
+    /// did not arrive whole or exceeds the request's byte budget, or one without readable images
+    /// (see [`answer_failure`]).
     async fn call(&self, target: &Target<'_>, call: UpstreamRequest, window: Window, keep: u32) -> Result<Generated, Failure> {
         let Window { deadline, limit_ms, .. } = window;
         let provider_id = &target.provider.id;
@@ -234,28 +188,28 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if remaining == 0 {
             return Err(transport_failure(TransportError::Timeout, provider_id, limit_ms));
         }
-        let mut reply = self.send(call, remaining, keep).await.map_err(|spent| spent.failure(provider_id, limit_ms, self.config.max_subrequests))?;
-        if !(200..300).contains(&reply.status) {
-            return Err(self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await);
-        }
-        let starts_jobs = target.provider.kind.starts_jobs();
-        let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
-            Ok(Some(body)) => body,
-            Ok(None) => {
-                let error = errors::unreadable(provider_id, "an answer of a size the gateway accepts");
-                return Err(if starts_jobs { lost(error) } else { Failure::status(502, None, error) });
-            }
-            Err(error) if starts_jobs => {
-                let why = format!("its answer to the create call did not arrive ({})", transport_text(&error));
-                return Err(lost(GatewayError::new(ErrorKind::BadUpstream, why)));
-            }
-            Err(error) => return Err(transport_failure(error, provider_id, limit_ms)),
+        let path = path_of(&call.url).to_owned();
+        let mut reply = match self.send(call, remaining, keep).await {
+            Ok(reply) => reply,
+            // The create may have reached the provider before the connection failed.
+            Err(Spent::Transport(error)) if target.provider.kind.starts_jobs() => return Err(create_lost(error, provider_id, limit_ms)),
+            Err(spent) => return Err(spent.failure(provider_id, limit_ms, self.config.max_subrequests)),
         };
-        match providers::read_answer(target, reply.content_type.as_deref(), &body) {
+        if !(200..300).contains(&reply.status) {
+            return Err(self.error_answer(target, &path, &mut reply, deadline).await);
+        }
+        let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Err(over_budget(provider_id, self.config.max_upstream_bytes)),
+            Err(error) => return Err(cut_off(error, provider_id)),
+        };
+        let progress = providers::read_answer(target, reply.content_type.as_deref(), &body);
+        // The raw answer is not kept while a job is polled or the images are delivered.
+        drop(body);
+        match progress {
             Ok(Progress::Done(generated)) => Ok(generated),
             Ok(Progress::Pending { poll, cancel }) => self.poll(target, poll, cancel, window, keep).await,
-            Err(error) if starts_jobs => Err(job_failure(error)),
-            Err(error) => Err(Failure::status(error.status(), None, error)),
+            Err(error) => Err(answer_failure(error)),
         }
     }
 
@@ -270,19 +224,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         self.upstream.send(request, limit_ms).await.map_err(Spent::Transport)
     }
 
-    /// The failure for a non-2xx answer, read by the provider's adapter.
-    pub(super) async fn error_answer(
-        &self,
-        target: &Target<'_>,
-        status: u16,
-        retry_after: Option<String>,
-        retry_after_ms_header: Option<String>,
-        body: &mut U::Body,
-        deadline: Deadline,
-    ) -> Failure {
-        let text = self.read_error_body(body, deadline).await;
-        let hint = retry_after_ms(retry_after_ms_header.as_deref(), retry_after.as_deref(), self.clock.now_ms());
-        Failure::status(status, hint, providers::read_error(target, status, retry_after, &text))
+    /// The failure for a non-2xx answer to a call at `path`, read by the provider's adapter.
+    pub(super) async fn error_answer(&self, target: &Target<'_>, path: &str, reply: &mut UpstreamReply<U::Body>, deadline: Deadline) -> Failure {
+        let text = self.read_error_body(&mut reply.body, deadline).await;
+        let hint = retry_after_ms(reply.retry_after_ms.as_deref(), reply.retry_after.as_deref(), self.clock.now_ms());
+        Failure::status(reply.status, hint, providers::read_error(target, path, reply.status, reply.retry_after.take(), &text))
     }
 
     /// Reads an upstream error body (capped); a body that fails to arrive counts as empty.
@@ -299,16 +245,21 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         out
     }
 
-    /// Reads the start of a 200 answer until [`AnswerScan`] decides; a 502 when it has no images.
-    async fn check_answer(&self, body: &mut U::Body, deadline: Deadline, provider_id: &str, limit_ms: u64) -> Result<(), Failure> {
+    /// Checks a 2xx answer before it is relayed: a small one (of a declared `length` up to
+    /// [`SMALL_ANSWER_BYTES`]) is read to its end and checked whole, a larger one from its first
+    /// bytes until [`AnswerScan`] decides. A 200 has been paid for, so every failure here is final.
+    async fn check_answer(&self, body: &mut U::Body, length: Option<u64>, deadline: Deadline, provider_id: &str) -> Result<(), Failure> {
+        let small = length.is_some_and(|length| length <= SMALL_ANSWER_BYTES as u64);
         let mut scan = AnswerScan::new();
+        let mut whole = Vec::new();
         let mut read = 0usize;
         let verdict = loop {
             let remaining = deadline.remaining_ms(self.clock);
             if remaining == 0 {
-                return Err(transport_failure(TransportError::Timeout, provider_id, limit_ms));
+                return Err(cut_off(TransportError::Timeout, provider_id));
             }
             match body.next_chunk(remaining).await {
+                Ok(Some(chunk)) if small => whole.extend_from_slice(&chunk),
                 Ok(Some(chunk)) => {
                     let verdict = scan.feed(&chunk);
                     read += chunk.len();
@@ -319,51 +270,26 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         break Verdict::Malformed;
                     }
                 }
+                Ok(None) if small => break check_whole(&whole),
                 Ok(None) => break scan.finish(),
-                Err(error) => return Err(transport_failure(error, provider_id, limit_ms)),
+                Err(error) => return Err(cut_off(error, provider_id)),
             }
         };
         let error = match verdict {
             Verdict::HasImages => return Ok(()),
-            Verdict::NoImages => {
-                GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered 200 without any image in 'data'."))
-                    .with_code("empty_upstream_answer")
-            }
+            Verdict::NoImages => GatewayError::new(
+                ErrorKind::BadUpstream,
+                format!("The upstream provider '{provider_id}' answered 200 without a usable image (no 'data' entry with 'b64_json' or 'url')."),
+            )
+            .with_code("empty_upstream_answer"),
             Verdict::NeedMore | Verdict::Malformed => GatewayError::new(
                 ErrorKind::BadUpstream,
-                format!("The upstream provider '{provider_id}' answered 200 with a body that is not an OpenAI Images answer."),
-            ),
+                format!("The upstream provider '{provider_id}' answered 200 with a body that is not a complete OpenAI Images answer."),
+            )
+            .with_code(errors::UNREADABLE),
         };
-        // A 200 without images counts as a 502 for the policy.
-        Err(Failure::status(502, None, error))
-    }
-}
-
-/// The failure for a transport error: a timeout after `limit_ms`, or no connection.
-pub(super) fn transport_failure(error: TransportError, provider_id: &str, limit_ms: u64) -> Failure {
-    match error {
-        TransportError::Timeout => Failure {
-            outcome: Outcome::Timeout,
-            status: 524,
-            error: GatewayError::new(
-                ErrorKind::UpstreamTimeout,
-                format!("The upstream provider '{provider_id}' did not answer within {limit_ms} ms; the call was cancelled."),
-            ),
-        },
-        TransportError::Failed(why) => Failure {
-            outcome: Outcome::ConnectionFailed,
-            status: 502,
-            error: GatewayError::new(ErrorKind::BadUpstream, format!("The gateway could not reach the upstream provider '{provider_id}': {why}"))
-                .with_code("upstream_unreachable"),
-        },
-    }
-}
-
-/// A transport error in words, for a message.
-pub(super) fn transport_text(error: &TransportError) -> String {
-    match error {
-        TransportError::Timeout => "the deadline passed".to_owned(),
-        TransportError::Failed(why) => why.clone(),
+        // A 200 without images counts as a 502; the call may have been paid for.
+        Err(Failure::paid(502, error))
     }
 }
 

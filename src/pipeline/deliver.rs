@@ -1,10 +1,13 @@
 //! Delivery: a translated answer written in the caller's shape and format.
 //!
-//! Images a provider gave as URLs are downloaded (concurrently, without credentials, following
-//! redirects) when the caller wants base64, which OpenRouter's shape always does; base64 images
-//! become `data:` URLs when the caller asked for URLs. The images are already generated and paid
-//! for, so downloads get the request's whole remaining time, and a failed one is
-//! [`Outcome::Final`]. An answer with fewer images than asked says so in `x-imagegate-images`.
+//! Images a provider gave as URLs are downloaded (concurrently, without credentials) when the
+//! caller wants base64, which OpenRouter's shape always does; base64 images become `data:` URLs
+//! when the caller asked for URLs. A download goes only where [`site::download_url`] allows,
+//! follows at most [`MAX_REDIRECTS`] redirects by hand (each hop checked again), takes only an
+//! `image/*` answer, and reads within the request's `max_upstream_bytes`. A `data:` URL is read in
+//! place. The images are already generated and paid for, so downloads get the request's whole
+//! remaining time, and a failed one is [`Outcome::Final`]. More images than asked are cut to `n`
+//! before any download; fewer are said in `x-imagegate-images`.
 
 use base64::Engine as _;
 use futures_util::future::join_all;
@@ -15,16 +18,17 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::Reply;
 use crate::policy::Outcome;
 use crate::pricing;
-use crate::providers::{Generated, ImageData, Target};
+use crate::providers::{site, Generated, ImageData, Target};
 use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
 use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
-use super::attempt::{cost_header, transport_text, Attempt, Spent};
+use super::attempt::{cost_header, Attempt};
+use super::failure::{transport_text, Spent};
 use super::Gateway;
 
-/// The largest image downloaded for a client that asked for `b64_json`.
-const MAX_IMAGE_BYTES: usize = 24 << 20;
+/// The most redirects one image download follows.
+pub const MAX_REDIRECTS: usize = 5;
 
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// The answer to `request` in `shape`, with `generated`'s images in the format asked for;
@@ -38,8 +42,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         deadline: Deadline,
     ) -> Attempt<U::Body> {
         let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
+        generated.images.truncate(usize::from(request.n));
         if wants == Some(ResponseFormat::B64Json) {
-            if let Err(why) = self.download_all(&mut generated, deadline).await {
+            if let Err(why) = self.download_all(&mut generated, &target.provider.download_hosts, deadline).await {
                 let error = GatewayError::new(
                     ErrorKind::BadUpstream,
                     format!("The upstream provider '{}' generated the image, but the gateway could not download it: {why}", target.provider.id),
@@ -71,8 +76,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// Replaces every image given as a URL with its bytes in base64, downloading them all at
-    /// once; the first failure's reason when any fails.
-    async fn download_all(&self, generated: &mut Generated, deadline: Deadline) -> Result<(), String> {
+    /// once from where `hosts` (the provider's `download_hosts`) allows; the first failure's
+    /// reason when any fails.
+    async fn download_all(&self, generated: &mut Generated, hosts: &[String], deadline: Deadline) -> Result<(), String> {
         let urls: Vec<(usize, String)> = generated
             .images
             .iter()
@@ -82,7 +88,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 ImageData::Base64(_) => None,
             })
             .collect();
-        let downloads = join_all(urls.into_iter().map(|(i, url)| async move { (i, self.download(url, deadline).await) })).await;
+        let downloads = join_all(urls.into_iter().map(|(i, url)| async move { (i, self.download(&url, hosts, deadline).await) })).await;
         for (i, downloaded) in downloads {
             let (b64, media_type) = downloaded?;
             let image = &mut generated.images[i];
@@ -93,28 +99,59 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     }
 
     /// Downloads an image (no credentials: provider image URLs are signed or public) as base64,
-    /// with the media type its answer names.
-    async fn download(&self, url: String, deadline: Deadline) -> Result<(String, Option<String>), String> {
-        let remaining = deadline.remaining_ms(self.clock);
-        if remaining == 0 {
-            return Err(transport_text(&TransportError::Timeout));
+    /// with its media type, following redirects by hand; a `data:` URL is read in place.
+    async fn download(&self, url: &str, hosts: &[String], deadline: Deadline) -> Result<(String, Option<String>), String> {
+        if url.starts_with("data:") {
+            return self.data_url_image(url);
         }
-        let get = UpstreamRequest { method: Method::Get, url, headers: Vec::new(), body: Vec::new() };
-        let mut reply = match self.send(get, remaining, 0).await {
-            Ok(reply) => reply,
-            Err(Spent::Transport(error)) => return Err(transport_text(&error)),
-            Err(Spent::Budget) => return Err(format!("the request used all {} of its upstream requests (max_subrequests)", self.config.max_subrequests)),
-        };
-        if !(200..300).contains(&reply.status) {
-            return Err(format!("the image URL answered {}", reply.status));
+        let mut at = site::download_url(url, hosts)?;
+        for _ in 0..=MAX_REDIRECTS {
+            let remaining = deadline.remaining_ms(self.clock);
+            if remaining == 0 {
+                return Err(transport_text(&TransportError::Timeout));
+            }
+            let get = UpstreamRequest { method: Method::Get, url: at.as_str().to_owned(), headers: Vec::new(), body: Vec::new() };
+            let mut reply = match self.send(get, remaining, 0).await {
+                Ok(reply) => reply,
+                Err(Spent::Transport(error)) => return Err(transport_text(&error)),
+                Err(Spent::Budget) => return Err(format!("the request used all {} of its upstream requests (max_subrequests)", self.config.max_subrequests)),
+            };
+            if matches!(reply.status, 301 | 302 | 303 | 307 | 308) {
+                let location = reply.location.as_deref().ok_or_else(|| format!("the image URL answered {} without a Location", reply.status))?;
+                let next = at.join(location).map_err(|_| "the image URL redirected to something that is not a URL".to_owned())?;
+                at = site::download_url(next.as_str(), hosts).map_err(|why| format!("a redirect led elsewhere: {why}"))?;
+                continue;
+            }
+            if !(200..300).contains(&reply.status) {
+                return Err(format!("the image URL answered {}", reply.status));
+            }
+            let media_type = reply.content_type.as_deref().map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).unwrap_or_default();
+            if !media_type.starts_with("image/") {
+                let shown = if media_type.is_empty() { "no Content-Type" } else { media_type.as_str() };
+                return Err(format!("the image URL answered with {shown}, not an image"));
+            }
+            let bytes =
+                reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await.map_err(|e| transport_text(&e))?.ok_or_else(
+                    || format!("the images are larger than the {} bytes (max_upstream_bytes) one request may read", self.config.max_upstream_bytes),
+                )?;
+            return Ok((base64::engine::general_purpose::STANDARD.encode(bytes), Some(media_type)));
         }
-        let bytes = reply
-            .body
-            .read_all(deadline.remaining_ms(self.clock).max(1), MAX_IMAGE_BYTES)
-            .await
-            .map_err(|e| transport_text(&e))?
-            .ok_or_else(|| format!("the image is larger than {MAX_IMAGE_BYTES} bytes"))?;
-        let media_type = reply.content_type.filter(|ct| ct.starts_with("image/")).map(|ct| ct.split(';').next().unwrap_or("").trim().to_owned());
-        Ok((base64::engine::general_purpose::STANDARD.encode(bytes), media_type))
+        Err(format!("the image URL redirected more than {MAX_REDIRECTS} times"))
+    }
+
+    /// An image given as a base64 `data:` URL (Replicate may answer so), taken from the request's
+    /// byte budget like a download.
+    fn data_url_image(&self, url: &str) -> Result<(String, Option<String>), String> {
+        let (head, payload) = url["data:".len()..].split_once(',').ok_or("the image is a data: URL without data")?;
+        let params = head.strip_suffix(";base64").ok_or("the image is a data: URL that is not base64")?;
+        let media_type = params.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !media_type.starts_with("image/") {
+            return Err(format!("the image is a data: URL of '{media_type}', not an image"));
+        }
+        if !self.upstream_bytes.take(payload.len()) {
+            return Err(format!("the images are larger than the {} bytes (max_upstream_bytes) one request may read", self.config.max_upstream_bytes));
+        }
+        base64::engine::general_purpose::STANDARD.decode(payload).map_err(|_| "the image is a data: URL whose base64 does not decode")?;
+        Ok((payload.to_owned(), Some(media_type)))
     }
 }

@@ -13,6 +13,7 @@
 
 mod attempt;
 mod deliver;
+mod failure;
 mod poll;
 mod router;
 
@@ -30,7 +31,7 @@ use crate::log::RequestLog;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
-use crate::upstream::Upstream;
+use crate::upstream::{ByteBudget, Upstream};
 
 /// Everything one request is served with. Built per request by the edge; borrowed, never cloned.
 pub struct Gateway<'a, U, S> {
@@ -43,6 +44,15 @@ pub struct Gateway<'a, U, S> {
     /// Upstream requests sent for this request so far (calls, polls, cancels, downloads),
     /// counted against the configuration's `max_subrequests`.
     pub subrequests: Cell<u32>,
+    /// What is left of the configuration's `max_upstream_bytes` for this request.
+    pub upstream_bytes: ByteBudget,
+}
+
+impl<'a, U, S> Gateway<'a, U, S> {
+    /// The gateway for one request, with the request's budgets full.
+    pub fn new(config: &'a Config, keys: &'a KeySet, upstream: &'a U, secrets: &'a S, clock: &'a dyn Clock, random: &'a dyn Random) -> Self {
+        Gateway { config, keys, upstream, secrets, clock, random, subrequests: Cell::new(0), upstream_bytes: ByteBudget::new(config.max_upstream_bytes) }
+    }
 }
 
 /// A served request: the reply to send and the line to log.
@@ -135,6 +145,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let mut reply = outcome.unwrap_or_else(|error| {
             log.error_type = Some(error.kind.error_type());
             log.error = Some(error.message.clone());
+            log.error_detail = error.log_detail.as_deref().map(str::to_owned);
             Reply::error_in(&error, error_shape(&head.path))
         });
         let now_ms = self.clock.now_ms();
@@ -227,9 +238,13 @@ fn deadline_error(deadline_ms: u64) -> GatewayError {
 }
 
 /// The reply when the deployment itself is broken (its configuration or keys are invalid): a 500
-/// naming the problem, for every request, until the deployment is fixed.
-pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &str) -> Handled<B> {
-    let error = GatewayError::new(ErrorKind::Internal, problem).with_code("invalid_configuration");
+/// for every request until the deployment is fixed. The problem goes to the log line, and to
+/// callers whose gateway key `keys` accepts; anyone else learns only that the configuration is
+/// invalid (a configuration's mistakes can show what it holds).
+pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &str, keys: Option<&KeySet>) -> Handled<B> {
+    let trusted = keys.is_some_and(|keys| authenticate(head.authorization.as_deref(), keys).is_ok());
+    let message = if trusted { problem } else { "This gateway's configuration is invalid; its operator will find why in the gateway's log." };
+    let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration");
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
     reply.headers.push(("x-request-id", request_id.clone()));
     reply.headers.push(("openai-processing-ms", "0".to_owned()));
@@ -240,6 +255,7 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
         status: reply.status,
         error_type: Some(error.kind.error_type()),
         error: Some(error.message),
+        error_detail: Some(problem.to_owned()),
         ..RequestLog::default()
     };
     Handled { reply, log }

@@ -4,19 +4,19 @@
 //! passing reason (a 429, a 5xx, a lost connection, a body cut short) is therefore waited out and
 //! asked again, and a job lost for good (a poll refused with another 4xx, an answer that is not
 //! a job status, a finished job whose images cannot be read, the request's upstream budget spent)
-//! is [`Outcome::Final`]: never retried, never sent elsewhere. A job the provider reports as failed
+//! is [`Outcome::Final`](crate::policy::Outcome::Final): never retried, never sent elsewhere. A job the provider reports as failed
 //! or refused is judged by its status like any answer. When the attempt's time runs out the job is
-//! cancelled where the provider can cancel, else abandoned, and the attempt ends as a timeout (a
-//! fallback may follow, as after a synchronous call that hung).
+//! cancelled where the provider can cancel, else abandoned (BFL bills it all the same), and the
+//! attempt ends as a final 524: no retry or fallback pays for a second job.
 
 use crate::clock::Deadline;
 use crate::error::{ErrorKind, GatewayError};
-use crate::policy::Outcome;
+use crate::http::path_of;
 use crate::providers::{self, errors, Generated, Progress, Target};
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
-use super::attempt::{Failure, Spent, Window, MAX_ANSWER_BYTES};
+use super::failure::{answer_failure, lost, over_budget, Failure, Spent, Window};
 use super::Gateway;
 
 /// The most polls of one job (with the waits below, longer than any deadline); it also bounds
@@ -72,7 +72,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 Polled::Answer(Ok(Progress::Done(generated))) => return Ok(generated),
                 Polled::Answer(Ok(Progress::Pending { cancel: also, .. })) => cancel = cancel.or(also),
                 // The job has ended (failed, refused, or finished unreadably): nothing to cancel.
-                Polled::Answer(Err(error)) => return Err(job_failure(error)),
+                Polled::Answer(Err(error)) => return Err(answer_failure(error)),
                 Polled::Again => {}
                 Polled::OutOfTime => break,
                 Polled::Lost(failure) => {
@@ -86,7 +86,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let what = if cancelled { "it was cancelled" } else { "it was abandoned" };
         let why = if deadline.remaining_ms(self.clock) == 0 { format!("within {limit_ms} ms") } else { format!("after {MAX_POLLS} polls") };
         let error = GatewayError::new(ErrorKind::UpstreamTimeout, format!("The upstream provider '{provider_id}' did not finish the job {why}; {what}."));
-        Err(Failure { outcome: Outcome::Timeout, status: 524, error })
+        Err(Failure::paid(524, error))
     }
 
     /// One poll, read whole and translated.
@@ -96,6 +96,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if remaining == 0 {
             return Polled::OutOfTime;
         }
+        let poll_url = poll.url.clone();
         let mut reply = match self.send(poll, remaining, keep).await {
             Ok(reply) => reply,
             Err(Spent::Transport(TransportError::Failed(_))) => return Polled::Again,
@@ -106,16 +107,16 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Polled::Again;
         }
         if !(200..300).contains(&reply.status) {
-            let failure = self.error_answer(target, reply.status, reply.retry_after, reply.retry_after_ms, &mut reply.body, deadline).await;
+            let failure = self.error_answer(target, path_of(&poll_url), &mut reply, deadline).await;
             return Polled::Lost(lost(failure.error));
         }
-        match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), MAX_ANSWER_BYTES).await {
+        match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
             Ok(Some(body)) => match providers::read_answer(target, reply.content_type.as_deref(), &body) {
                 // Not a status the adapter knows: where the job stands is unknown.
                 Err(error) if error.code == Some(errors::UNREADABLE) => Polled::Lost(lost(error)),
                 read => Polled::Answer(read),
             },
-            Ok(None) => Polled::Lost(lost(errors::unreadable(provider_id, "a job status of a size the gateway accepts"))),
+            Ok(None) => Polled::Lost(over_budget(provider_id, self.config.max_upstream_bytes)),
             Err(TransportError::Failed(_)) => Polled::Again,
             Err(TransportError::Timeout) => Polled::OutOfTime,
         }
@@ -128,25 +129,6 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             let limit_ms = request_deadline.remaining_ms(self.clock).clamp(CANCEL_MARGIN_MS, CANCEL_LIMIT_MS);
             let _ = self.send(cancel, limit_ms, 0).await;
         }
-    }
-}
-
-/// The failure for a job whose status can no longer be read; `why` is what the last poll got.
-pub(super) fn lost(why: GatewayError) -> Failure {
-    let message = format!("The job was started, but the gateway lost track of it: {}", why.message);
-    Failure::status(502, None, GatewayError::new(ErrorKind::BadUpstream, message).with_code("upstream_job_lost"))
-}
-
-/// The failure for a job's answer that the adapter turned into an error: a job the provider
-/// says failed or refused is judged by its status (another attempt may succeed); anything else
-/// (a finished job without readable images, an answer that is not a job status) is final.
-pub(super) fn job_failure(error: GatewayError) -> Failure {
-    let ended_upstream = matches!(error.code, Some(errors::JOB_FAILED | errors::REFUSED));
-    let failure = Failure::status(error.status(), None, error);
-    if ended_upstream {
-        failure
-    } else {
-        failure.into_final()
     }
 }
 

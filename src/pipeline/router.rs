@@ -1,5 +1,10 @@
 //! The attempt loop: the first target (requested, or drawn by weight), its retries, then each
 //! fallback in order, until one answers, the policy stops, or the deadline passes.
+//!
+//! Paid work is bounded: each model is tried once however many of its names the fallbacks list,
+//! and at most `max_attempts` attempts reach an upstream. So a request pays for at most
+//! `min(max_attempts, (1 + retry.count) × distinct models)` attempts (each of `n` images where a
+//! provider makes one per call).
 
 use crate::answer::Shape;
 use crate::clock::Deadline;
@@ -29,14 +34,26 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         log: &mut RequestLog,
     ) -> Result<Reply<U::Body>, GatewayError> {
         let first = policy.first_target(requested, self.random.unit());
-        let targets = std::iter::once(first).chain(policy.fallbacks.iter().map(String::as_str).filter(|m| *m != first));
+        let targets = std::iter::once(first).chain(policy.fallbacks.iter().map(String::as_str));
+        let mut tried: Vec<&str> = Vec::new();
+        let mut paid = 0;
+        let mut capped = false;
         let mut last_error = None;
         'targets: for target in targets {
             let (model, provider) = self.config.resolve_model(Some(target))?;
+            // A model is tried once, under whichever of its names or aliases came first.
+            if tried.contains(&model.id.as_str()) {
+                continue;
+            }
+            tried.push(&model.id);
             let mut retries = 0;
             loop {
                 let remaining = deadline.remaining_ms(self.clock);
                 if remaining == 0 {
+                    break 'targets;
+                }
+                if paid >= self.config.max_attempts {
+                    capped = true;
                     break 'targets;
                 }
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
@@ -49,7 +66,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                     Ok(reply) => return Ok(reply),
                     Err(error) => error,
                 };
-                // A target that merely cannot serve the request does not hide a real answer.
+                // A target that merely cannot serve the request made no call: it costs nothing,
+                // and does not hide a real answer.
+                if attempt.outcome != Outcome::Unusable {
+                    paid += 1;
+                }
                 if attempt.outcome != Outcome::Unusable || last_error.is_none() {
                     last_error = Some(error);
                 }
@@ -65,7 +86,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let error = last_error.unwrap_or_else(|| super::deadline_error(self.config.deadline_ms));
         let attempts = log.trail.len();
-        let message = format!("{} (after {attempts} attempt{}: {})", error.message, if attempts == 1 { "" } else { "s" }, log.trail.join(", "));
+        let cap =
+            if capped { format!("; the gateway makes at most {} paid attempts per request (max_attempts)", self.config.max_attempts) } else { String::new() };
+        let message = format!("{} (after {attempts} attempt{}: {}{cap})", error.message, if attempts == 1 { "" } else { "s" }, log.trail.join(", "));
         Err(GatewayError { message, ..error }.final_answer())
     }
 }

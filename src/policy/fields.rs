@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
-use crate::fields::{as_int, as_string, take, wrong_type};
+use crate::fields::{as_int, as_short_string, as_string, take, wrong_type};
 
 /// The fields a request may carry besides the OpenAI ones. `identity` is accepted only under
 /// `orq` or in the header, as orq's clients send it.
@@ -20,6 +20,20 @@ const MAX_CODES: usize = 20;
 const MAX_FALLBACKS: usize = 10;
 /// The longest per-attempt timeout, in milliseconds (the longest deadline).
 const MAX_CALL_TIMEOUT_MS: i64 = 900_000;
+/// The shortest per-attempt timeout: shorter would turn every attempt into a timeout, each of
+/// which may have started paid work.
+pub const MIN_CALL_TIMEOUT_MS: i64 = 1_000;
+/// Bounds on what a request carries to the log line (and later to its stored history).
+pub const MAX_METADATA_ENTRIES: usize = 16;
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+pub const MAX_METADATA_VALUE_CHARS: usize = 512;
+/// The longest `name`, `identity.id`, `display_name` and `email`.
+pub const MAX_NAME_CHARS: usize = 256;
+/// The longest `identity.logo_url`.
+const MAX_URL_CHARS: usize = 2048;
+/// The most `identity.tags`, and the longest tag.
+const MAX_TAGS: usize = 20;
+const MAX_TAG_CHARS: usize = 64;
 
 /// What a request asked of the router; absent fields fall back to the server's policy.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,11 +134,20 @@ fn codes(value: Value, param: &str) -> Result<Vec<u16>, GatewayError> {
     array(value, param, MAX_CODES)?.iter().enumerate().map(|(i, code)| as_int(code, &format!("{param}[{i}]"), 400, 599).map(|c| c as u16)).collect()
 }
 
+/// A map of strings within the metadata bounds: at most [`MAX_METADATA_ENTRIES`] entries, keys of
+/// at most [`MAX_METADATA_KEY_CHARS`] and values of at most [`MAX_METADATA_VALUE_CHARS`] characters.
 fn string_map(value: Value, param: &str) -> Result<BTreeMap<String, String>, GatewayError> {
-    object(value, param)?
-        .into_iter()
+    let map = object(value, param)?;
+    if map.len() > MAX_METADATA_ENTRIES {
+        return Err(GatewayError::invalid_param(param, format!("'{param}' has {} entries; at most {MAX_METADATA_ENTRIES} are allowed.", map.len())));
+    }
+    map.into_iter()
         .map(|(k, v)| {
-            let text = as_string(v, &format!("{param}.{k}"))?;
+            if k.chars().count() > MAX_METADATA_KEY_CHARS {
+                let shown: String = k.chars().take(32).collect();
+                return Err(GatewayError::invalid_param(param, format!("'{param}' has a key longer than {MAX_METADATA_KEY_CHARS} characters ('{shown}…').")));
+            }
+            let text = as_short_string(v, &format!("{param}.{k}"), MAX_METADATA_VALUE_CHARS)?;
             Ok((k, text))
         })
         .collect()
@@ -166,14 +189,14 @@ fn read(mut given: Map<String, Value>) -> Result<RouterFields, GatewayError> {
         let mut timeout = object(timeout, "timeout")?;
         only(&timeout, "timeout", &["call_timeout"])?;
         if let Some(call) = take(&mut timeout, "call_timeout") {
-            fields.call_timeout_ms = Some(as_int(&call, "timeout.call_timeout", 1, MAX_CALL_TIMEOUT_MS)? as u64);
+            fields.call_timeout_ms = Some(as_int(&call, "timeout.call_timeout", MIN_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS)? as u64);
         }
     }
     if let Some(metadata) = take(&mut given, "metadata") {
         fields.metadata = Some(string_map(metadata, "metadata")?);
     }
     if let Some(name) = take(&mut given, "name") {
-        fields.name = Some(as_string(name, "name")?);
+        fields.name = Some(as_short_string(name, "name", MAX_NAME_CHARS)?);
     }
     if let Some(cache) = take(&mut given, "cache") {
         let mut cache = object(cache, "cache")?;
@@ -229,17 +252,23 @@ fn load_balancer(value: Value) -> Result<Vec<(String, f64)>, GatewayError> {
 fn read_identity(value: Value) -> Result<Identity, GatewayError> {
     let mut identity = object(value, "orq.identity")?;
     only(&identity, "orq.identity", &["id", "display_name", "email", "metadata", "logo_url", "tags"])?;
-    let text = |identity: &mut Map<String, Value>, key: &str| take(identity, key).map(|v| as_string(v, &format!("orq.identity.{key}"))).transpose();
-    let id = text(&mut identity, "id")?.ok_or_else(|| GatewayError::invalid_param("orq.identity.id", "'orq.identity.id' is required."))?;
+    let text = |identity: &mut Map<String, Value>, key: &str, max: usize| {
+        take(identity, key).map(|v| as_short_string(v, &format!("orq.identity.{key}"), max)).transpose()
+    };
+    let id = text(&mut identity, "id", MAX_NAME_CHARS)?.ok_or_else(|| GatewayError::invalid_param("orq.identity.id", "'orq.identity.id' is required."))?;
     Ok(Identity {
         id,
-        display_name: text(&mut identity, "display_name")?,
-        email: text(&mut identity, "email")?,
-        logo_url: text(&mut identity, "logo_url")?,
+        display_name: text(&mut identity, "display_name", MAX_NAME_CHARS)?,
+        email: text(&mut identity, "email", MAX_NAME_CHARS)?,
+        logo_url: text(&mut identity, "logo_url", MAX_URL_CHARS)?,
         metadata: take(&mut identity, "metadata").map(|m| string_map(m, "orq.identity.metadata")).transpose()?.unwrap_or_default(),
         tags: take(&mut identity, "tags")
             .map(|tags| {
-                array(tags, "orq.identity.tags", 50)?.into_iter().enumerate().map(|(i, tag)| as_string(tag, &format!("orq.identity.tags[{i}]"))).collect()
+                array(tags, "orq.identity.tags", MAX_TAGS)?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, tag)| as_short_string(tag, &format!("orq.identity.tags[{i}]"), MAX_TAG_CHARS))
+                    .collect()
             })
             .transpose()?
             .unwrap_or_default(),
@@ -310,6 +339,15 @@ mod tests {
             (json!({"load_balancer": {"type": "weight_based", "models": []}}), "load_balancer.models"),
             (json!({"load_balancer": {"type": "weight_based", "models": [{"model": "a", "weight": 0}]}}), "load_balancer.models[0].weight"),
             (json!({"timeout": {"call_timeout": 0}}), "timeout.call_timeout"),
+            (json!({"timeout": {"call_timeout": 999}}), "timeout.call_timeout"),
+            (json!({"name": "n".repeat(MAX_NAME_CHARS + 1)}), "name"),
+            (json!({"metadata": (0..=MAX_METADATA_ENTRIES).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}), "metadata"),
+            (json!({"metadata": {"k".repeat(MAX_METADATA_KEY_CHARS + 1): "v"}}), "metadata"),
+            (json!({"metadata": {"team": "v".repeat(MAX_METADATA_VALUE_CHARS + 1)}}), "metadata.team"),
+            (json!({"orq": {"identity": {"id": "i".repeat(MAX_NAME_CHARS + 1)}}}), "orq.identity.id"),
+            (json!({"orq": {"identity": {"id": "u", "tags": vec!["t"; MAX_TAGS + 1]}}}), "orq.identity.tags"),
+            (json!({"orq": {"identity": {"id": "u", "tags": ["t".repeat(MAX_TAG_CHARS + 1)]}}}), "orq.identity.tags[0]"),
+            (json!({"orq": {"identity": {"id": "u", "metadata": {"a": "v".repeat(MAX_METADATA_VALUE_CHARS + 1)}}}}), "orq.identity.metadata.a"),
             (json!({"metadata": {"a": 1}}), "metadata.a"),
             (json!({"cache": {"type": "semantic"}}), "cache.type"),
             (json!({"orq": {"identity": {"email": "x"}}}), "orq.identity.id"),

@@ -214,7 +214,7 @@ mod tests {
             let (status, body) = (case["status"].as_u64().unwrap() as u16, case["body"].to_string());
             let detail = error_detail(body.as_bytes());
             assert_eq!(detail.code.as_deref(), Some("content_policy_violation"), "{body}");
-            let err = upstream_error("azure", status, None, detail, None);
+            let err = upstream_error("azure", "/", status, None, detail, None);
             assert_eq!((err.status(), err.code), (403, Some("content_policy_violation")));
             assert!(err.message.contains(case["body"]["error"]["message"].as_str().unwrap()), "{}", err.message);
         }
@@ -230,7 +230,7 @@ mod tests {
         let quota = error_detail(br#"{"error":{"code":"429","message":"Requests have exceeded the rate limit."}}"#);
         assert_eq!((quota.code.as_deref(), quota.message.as_deref()), (Some("429"), Some("Requests have exceeded the rate limit.")));
         let not_found = error_detail(br#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#);
-        assert_eq!(upstream_error("azure", 404, None, not_found, None).status(), 404);
+        assert_eq!(upstream_error("azure", "/openai/deployments/d/images/generations", 404, None, not_found, None).status(), 502);
         assert_eq!(error_detail(b"<html>"), Detail::default());
     }
 }

@@ -507,13 +507,13 @@ mod tests {
                 (429, "Too many concurrent requests"),
             ];
             for (case, (status, text)) in golden.iter().zip(expected) {
-                let err = read_error(target, case["status"].as_u64().unwrap() as u16, Some("5".into()), case["body"].to_string().as_bytes());
+                let err = read_error(target, "/", case["status"].as_u64().unwrap() as u16, Some("5".into()), case["body"].to_string().as_bytes());
                 assert_eq!(err.status(), status, "{case}");
                 assert!(err.message.contains(text), "{}", err.message);
             }
             assert_eq!(error_detail(golden[1]["body"].to_string().as_bytes()).code.as_deref(), Some("insufficient_quota"));
             assert_eq!(error_detail(golden[2]["body"].to_string().as_bytes()).code.as_deref(), Some("rate_limit_exceeded"));
-            assert_eq!(read_error(target, 429, Some("5".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("5"));
+            assert_eq!(read_error(target, "/", 429, Some("5".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("5"));
         });
         assert_eq!(error_detail(br#"{"error":"insufficient_credits","message":"m"}"#).code.as_deref(), Some("insufficient_quota"));
         assert_eq!(error_detail(br#"{"detail":"Request Moderated"}"#).code.as_deref(), Some("content_policy_violation"));

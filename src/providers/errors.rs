@@ -25,10 +25,14 @@ const QUOTA: [&str; 3] = ["insufficient_quota", "billing_hard_limit_reached", "b
 /// Codes that mean the provider refused the content.
 const REFUSAL_CODES: [&str; 2] = [REFUSED, "moderation_blocked"];
 
-/// The gateway error for a provider's non-2xx answer. The provider's message is kept (our key
-/// redacted, at most 500 characters), except on 401 (or [`PROVIDER_KEY_INVALID`]), where it
-/// would describe the gateway's provider key rather than the client's request.
-pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String>, said: Detail, key: Option<&Secret>) -> GatewayError {
+/// The gateway error for a provider's non-2xx answer to a call at `path` (the URL's path, shown
+/// on a 404). The provider's message is kept (our key redacted, at most 500 characters), except
+/// on 401 (or [`PROVIDER_KEY_INVALID`]), where it would describe the gateway's provider key
+/// rather than the client's request. An upstream's own timeout (408, 504, 524) is a 502 with code
+/// `upstream_timeout`: the status 524 is the gateway's own deadline. An upstream 404 is a 502
+/// naming the path: the model the client named exists here, so the provider's address or
+/// `upstream_model` is what is wrong.
+pub fn upstream_error(provider_id: &str, path: &str, status: u16, retry_after: Option<String>, said: Detail, key: Option<&Secret>) -> GatewayError {
     let code = said.code.as_deref().unwrap_or("");
     let kind = match status {
         _ if status == 401 || code == PROVIDER_KEY_INVALID => {
@@ -43,21 +47,22 @@ pub fn upstream_error(provider_id: &str, status: u16, retry_after: Option<String
         _ if REFUSAL_CODES.contains(&code) => ErrorKind::Forbidden,
         400 | 413 | 422 => ErrorKind::InvalidRequest,
         403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        408 | 504 | 524 => ErrorKind::UpstreamTimeout,
+        404 | 408 | 504 | 524 => ErrorKind::BadUpstream,
         429 => ErrorKind::RateLimited,
         503 | 529 => ErrorKind::Overloaded,
         _ => ErrorKind::BadUpstream,
     };
     let said_text = said.message.map(|m| provider_words(&m, key)).filter(|m| !m.trim().is_empty());
+    let at = if status == 404 { format!(" for {}", path.chars().take(200).collect::<String>()) } else { String::new() };
     let message = match said_text {
-        Some(text) => format!("The upstream provider '{provider_id}' answered {status}: {text}"),
-        None => format!("The upstream provider '{provider_id}' answered {status}."),
+        Some(text) => format!("The upstream provider '{provider_id}' answered {status}{at}: {text}"),
+        None => format!("The upstream provider '{provider_id}' answered {status}{at}."),
     };
     let error = GatewayError::new(kind, message).with_retry_after(retry_after);
-    match kind {
-        ErrorKind::Forbidden if REFUSAL_CODES.contains(&code) => error.with_code(REFUSED),
-        ErrorKind::NotFound => error.with_code("model_not_found").with_param("model"),
+    match status {
+        _ if kind == ErrorKind::Forbidden && REFUSAL_CODES.contains(&code) => error.with_code(REFUSED),
+        404 => error.with_code("upstream_not_found"),
+        408 | 504 | 524 => error.with_code("upstream_timeout"),
         _ => error,
     }
 }
@@ -112,7 +117,7 @@ mod tests {
 
     fn map(status: u16, message: &str, code: Option<&str>) -> GatewayError {
         let said = Detail { message: Some(message.to_owned()), code: code.map(str::to_owned) };
-        upstream_error("p", status, Some("7".into()), said, Some(&Secret::new("sk-provider-key")))
+        upstream_error("p", "/v1/images/generations", status, Some("7".into()), said, Some(&Secret::new("sk-provider-key")))
     }
 
     #[test]
@@ -122,8 +127,8 @@ mod tests {
             (401, None, 502),
             (402, None, 402),
             (403, None, 403),
-            (404, None, 404),
-            (408, None, 524),
+            (404, None, 502),
+            (408, None, 502),
             (413, None, 400),
             (422, None, 400),
             (429, None, 429),
@@ -133,12 +138,24 @@ mod tests {
             (500, None, 502),
             (502, None, 502),
             (503, None, 529),
-            (504, None, 524),
+            (504, None, 502),
+            (524, None, 502),
             (529, None, 529),
         ];
         for (status, code, expected) in table {
             assert_eq!(map(status, "m", code).status(), expected, "{status} {code:?}");
         }
+    }
+
+    #[test]
+    fn an_upstream_timeout_is_a_502_and_a_404_names_the_providers_path() {
+        for status in [408, 504, 524] {
+            let err = map(status, "gateway timeout", None);
+            assert_eq!((err.status(), err.code, err.kind.error_type()), (502, Some("upstream_timeout"), "upstream_error"), "{status}");
+        }
+        let missing = map(404, "no such route", None);
+        assert_eq!((missing.status(), missing.code, missing.param), (502, Some("upstream_not_found"), None));
+        assert!(missing.message.contains("answered 404 for /v1/images/generations: no such route"), "{}", missing.message);
     }
 
     #[test]
@@ -150,7 +167,7 @@ mod tests {
         assert_eq!((google.status(), google.code), (502, Some("upstream_auth_failed")));
         assert!(!auth.message.contains("sk-"), "{}", auth.message);
         assert_eq!(map(429, "slow", None).retry_after.as_deref(), Some("7"));
-        let silent = upstream_error("p", 500, None, Detail::default(), None);
+        let silent = upstream_error("p", "/", 500, None, Detail::default(), None);
         assert_eq!(silent.message, "The upstream provider 'p' answered 500.");
     }
 

@@ -270,7 +270,7 @@ mod tests {
         with_target(|target| {
             for case in golden {
                 let status = case["status"].as_u64().unwrap() as u16;
-                let error = read_error(target, status, None, case["body"].to_string().as_bytes());
+                let error = read_error(target, "/", status, None, case["body"].to_string().as_bytes());
                 assert_eq!(error.status() as u64, case["gateway_status"].as_u64().unwrap(), "{case}");
                 if case["gateway_status"] != 502 || status >= 500 {
                     assert!(error.message.contains(case["body"]["error"]["message"].as_str().unwrap()), "{}", error.message);

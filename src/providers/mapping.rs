@@ -2,7 +2,7 @@
 //! README's provider table documents them.
 
 use crate::error::GatewayError;
-use crate::request::{ImageRequest, Size};
+use crate::request::{ImageRequest, Size, MAX_ASPECT_RATIO};
 
 /// How far (relative) a size's ratio may be from a provider's ratio and still map to it:
 /// 1792x1024 (1.75) maps to 16:9 (1.78), 1024x1536 (0.667) to 2:3.
@@ -51,8 +51,11 @@ pub fn pixels(request: &ImageRequest, step: u32) -> Option<(u32, u32)> {
     if let Some(Size::Pixels { width, height }) = request.size {
         return Some((width, height));
     }
-    let ratio = request.aspect_ratio.as_deref().and_then(ratio_value)?;
-    let round = |v: f64| ((v / step as f64).round() as u32).max(1) * step;
+    // Validation bounds the ratio (at most 100:1), so each side stays far inside u32; the
+    // clamp and the saturating product keep even an unchecked ratio from overflowing.
+    let ratio = request.aspect_ratio.as_deref().and_then(ratio_value)?.clamp(1.0 / MAX_ASPECT_RATIO, MAX_ASPECT_RATIO);
+    let step = step.max(1);
+    let round = |v: f64| ((v / f64::from(step)).round() as u32).max(1).saturating_mul(step);
     let height = (1_048_576.0 / ratio).sqrt();
     Some((round(height * ratio), round(height)))
 }
@@ -86,6 +89,20 @@ mod tests {
         assert_eq!(aspect_ratio(&req, &RATIOS).unwrap(), Some("16:9"));
         let err = aspect_ratio(&request(r#"{"prompt":"p","aspect_ratio":"21:9"}"#), &RATIOS).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("aspect_ratio"));
+    }
+
+    #[test]
+    fn extreme_ratios_are_refused_and_the_bounded_ones_never_overflow() {
+        for ratio in ["99999999:0.000001", "0.000001:99999999", "101:1", "1:100.5"] {
+            let err = crate::request::parse_generation(Some("application/json"), format!(r#"{{"prompt":"p","aspect_ratio":"{ratio}"}}"#).as_bytes(), 1 << 20)
+                .unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("aspect_ratio"), "{ratio}");
+        }
+        assert_eq!(pixels(&request(r#"{"prompt":"p","aspect_ratio":"100:1"}"#), 32), Some((10240, 96)));
+        assert_eq!(pixels(&request(r#"{"prompt":"p","aspect_ratio":"1:100"}"#), 32), Some((96, 10240)));
+        let mut unchecked = request(r#"{"prompt":"p"}"#);
+        unchecked.aspect_ratio = Some("99999999:0.000001".into());
+        assert_eq!(pixels(&unchecked, 32), Some((10240, 96)), "clamped, not overflowed");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod openai;
 pub mod openai_compatible;
 pub mod openrouter;
 pub mod replicate;
-mod site;
+pub mod site;
 pub mod stability;
 pub mod test_pattern;
 #[cfg(test)]
@@ -240,9 +240,9 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
     }
 }
 
-/// Maps a non-2xx answer onto the gateway's error set, keeping the provider's message (with the
-/// key redacted) and its `retry-after` hint.
-pub fn read_error(target: &Target, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
+/// Maps a non-2xx answer to a call at `path` onto the gateway's error set, keeping the
+/// provider's message (with the key redacted) and its `retry-after` hint.
+pub fn read_error(target: &Target, path: &str, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
     let said = match target.provider.kind {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => openai::error_detail(body),
         ProviderKind::AzureOpenai => azure_openai::error_detail(body),
@@ -253,5 +253,5 @@ pub fn read_error(target: &Target, status: u16, retry_after: Option<String>, bod
         ProviderKind::Bfl => bfl::error_detail(body),
         ProviderKind::TestPattern => errors::Detail::default(),
     };
-    errors::upstream_error(&target.provider.id, status, retry_after, said, target.key)
+    errors::upstream_error(&target.provider.id, path, status, retry_after, said, target.key)
 }

@@ -156,15 +156,15 @@ mod tests {
         let expected = [400, 429];
         for (case, expected) in golden.iter().zip(expected) {
             let status = case["status"].as_u64().unwrap() as u16;
-            let err = read_error(&target, status, Some("3".into()), case["body"].to_string().as_bytes());
+            let err = read_error(&target, "/", status, Some("3".into()), case["body"].to_string().as_bytes());
             assert_eq!(err.status(), expected);
             assert!(err.message.contains(case["body"]["error"]["message"].as_str().unwrap()), "{}", err.message);
         }
-        let quota = read_error(&target, 429, None, br#"{"error":{"message":"out","type":"insufficient_quota","code":null}}"#);
+        let quota = read_error(&target, "/", 429, None, br#"{"error":{"message":"out","type":"insufficient_quota","code":null}}"#);
         assert_eq!(quota.status(), 402);
         assert_eq!(
-            read_error(&target, 500, None, b"Internal Server Error").message,
-            errors::upstream_error("together", 500, None, Default::default(), None).message
+            read_error(&target, "/", 500, None, b"Internal Server Error").message,
+            errors::upstream_error("together", "/", 500, None, Default::default(), None).message
         );
     }
 }

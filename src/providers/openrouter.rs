@@ -335,14 +335,14 @@ mod tests {
             let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
             let expected = [(403, Some("content_policy_violation")), (402, None), (429, None)];
             for (case, (status, code)) in golden.iter().zip(expected) {
-                let err = read_error(target, case["status"].as_u64().unwrap() as u16, Some("9".into()), case["body"].to_string().as_bytes());
+                let err = read_error(target, "/", case["status"].as_u64().unwrap() as u16, Some("9".into()), case["body"].to_string().as_bytes());
                 assert_eq!(err.status(), status, "{case}");
                 if code.is_some() {
                     assert_eq!(err.code, code);
                 }
                 assert!(err.message.contains(case["body"]["error"]["message"].as_str().unwrap()), "{}", err.message);
             }
-            assert_eq!(read_error(target, 429, Some("9".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("9"));
+            assert_eq!(read_error(target, "/", 429, Some("9".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("9"));
             let credits = error_detail(golden[1]["body"].to_string().as_bytes());
             assert_eq!(credits.code.as_deref(), Some("insufficient_quota"));
             let moderated = error_detail(golden[0]["body"].to_string().as_bytes());

@@ -590,15 +590,15 @@ mod tests {
     fn documented_errors_map_to_the_gateway_set() {
         with_target("replicate/flux-schnell", |target| {
             let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
-            let expected = [400, 402, 429, 404];
+            let expected = [400, 402, 429, 502];
             for (case, status) in golden.iter().zip(expected) {
-                let err = read_error(target, case["status"].as_u64().unwrap() as u16, Some("30".into()), case["body"].to_string().as_bytes());
+                let err = read_error(target, "/", case["status"].as_u64().unwrap() as u16, Some("30".into()), case["body"].to_string().as_bytes());
                 assert_eq!(err.status(), status, "{case}");
                 assert!(err.message.contains(case["body"]["detail"].as_str().unwrap()), "{}", err.message);
                 assert!(err.message.contains(case["body"]["title"].as_str().unwrap()), "{}", err.message);
             }
             assert_eq!(error_detail(golden[1]["body"].to_string().as_bytes()).code.as_deref(), Some("insufficient_quota"));
-            assert_eq!(read_error(target, 429, Some("30".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("30"));
+            assert_eq!(read_error(target, "/", 429, Some("30".into()), golden[2]["body"].to_string().as_bytes()).retry_after.as_deref(), Some("30"));
         });
         assert_eq!(error_detail(br#"{"detail":"Not found."}"#), Detail { message: Some("Not found.".into()), code: None });
         assert_eq!(error_detail(br#"{"title":"Unauthenticated","detail":"Unauthenticated"}"#).message.as_deref(), Some("Unauthenticated"));

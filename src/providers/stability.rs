@@ -305,7 +305,7 @@ mod tests {
         with_target("stability/core", |target| {
             for case in golden {
                 let status = case["status"].as_u64().unwrap() as u16;
-                let error = read_error(target, status, None, case["body"].to_string().as_bytes());
+                let error = read_error(target, "/", status, None, case["body"].to_string().as_bytes());
                 assert_eq!(error.status() as u64, case["gateway_status"].as_u64().unwrap(), "{case}");
                 let said = case["body"]["errors"][0].as_str().unwrap();
                 assert!(error.message.contains(said), "{}", error.message);

@@ -1,0 +1,288 @@
+//! The fakes every pipeline test drives the gateway through: a scripted upstream, a fake clock
+//! that only moves when the fakes say so, fixed secrets and draws, and a harness that serves one
+//! request and returns what the client and the log got, with every upstream call made.
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_executor::block_on;
+use imagegate::auth::{key_digest_hex, KeySet};
+use imagegate::clock::{Clock, Random};
+use imagegate::config::Config;
+use imagegate::error::GatewayError;
+use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
+use imagegate::pipeline::{Gateway, Handled};
+use imagegate::secret::{Secret, Secrets};
+use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
+use serde_json::Value;
+
+pub const GATEWAY_KEY: &str = "sk-gateway-test";
+pub const PROVIDER_KEY: &str = "sk-provider-secret-value";
+
+/// A clock that only moves when the fakes say so; sleeps are recorded and pass instantly.
+pub struct FakeClock(pub Cell<u64>, pub RefCell<Vec<u64>>);
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+    fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        self.1.borrow_mut().push(ms);
+        self.0.set(self.0.get() + ms);
+        Box::pin(async {})
+    }
+}
+
+/// A random source that always draws the same number (0.5 gives exact backoffs).
+pub struct FixedDraw(pub f64);
+impl Random for FixedDraw {
+    fn unit(&self) -> f64 {
+        self.0
+    }
+}
+
+/// One scripted upstream answer.
+pub struct Script {
+    pub latency_ms: u64,
+    pub status: u16,
+    pub retry_after: Option<&'static str>,
+    pub content_type: &'static str,
+    pub location: Option<&'static str>,
+    /// The declared length; by default a one-chunk body's own length, none for a chunked one.
+    pub declared_length: Option<u64>,
+    pub chunks: Vec<Vec<u8>>,
+    pub cut_off: bool,
+}
+
+pub fn answer(status: u16, body: &str) -> Script {
+    Script {
+        latency_ms: 10,
+        status,
+        retry_after: None,
+        content_type: "application/json",
+        location: None,
+        declared_length: None,
+        chunks: vec![body.as_bytes().to_vec()],
+        cut_off: false,
+    }
+}
+
+/// A connection that breaks after the head of a 200, before any of its body.
+pub fn cut_off_after_head() -> Script {
+    Script { chunks: Vec::new(), cut_off: true, ..answer(200, "") }
+}
+
+/// A redirect to `location`.
+pub fn redirect(status: u16, location: &'static str) -> Script {
+    Script { location: Some(location), ..answer(status, "") }
+}
+
+/// A connection that fails before any answer.
+pub fn connection_refused() -> Script {
+    answer(0, "")
+}
+
+/// Raw image bytes, as an image host serves them.
+pub fn image_bytes(bytes: &[u8], content_type: &'static str) -> Script {
+    Script { content_type, chunks: vec![bytes.to_vec()], ..answer(200, "") }
+}
+
+pub struct FakeUpstream<'c> {
+    pub clock: &'c FakeClock,
+    pub script: RefCell<VecDeque<Script>>,
+    pub calls: RefCell<Vec<UpstreamRequest>>,
+    /// The time each call was given.
+    pub limits: RefCell<Vec<u64>>,
+}
+
+/// Replays what was read when relayed, as the real body does.
+pub struct FakeBody<'c> {
+    pub clock: &'c FakeClock,
+    pub chunks: VecDeque<Vec<u8>>,
+    pub read: Vec<Vec<u8>>,
+    /// The time the rest may take once relayed, as the core set it.
+    pub relay_limit_ms: Option<u64>,
+    /// The connection breaks after the last chunk instead of ending the body.
+    pub cut_off: bool,
+}
+
+impl FakeBody<'_> {
+    /// The whole answer as the edge would deliver it.
+    pub fn deliver(self) -> Vec<u8> {
+        self.read.into_iter().chain(self.chunks).flatten().collect()
+    }
+}
+
+impl<'c> Upstream for FakeUpstream<'c> {
+    type Body = FakeBody<'c>;
+    async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<FakeBody<'c>>, TransportError> {
+        self.calls.borrow_mut().push(request);
+        self.limits.borrow_mut().push(limit_ms);
+        let script = self.script.borrow_mut().pop_front().expect("an upstream call nobody scripted");
+        if script.latency_ms > limit_ms {
+            self.clock.0.set(self.clock.0.get() + limit_ms);
+            return Err(TransportError::Timeout);
+        }
+        self.clock.0.set(self.clock.0.get() + script.latency_ms);
+        if script.status == 0 {
+            return Err(TransportError::Failed("connection refused".to_owned()));
+        }
+        let length = script.declared_length.or_else(|| (script.chunks.len() == 1).then(|| script.chunks[0].len() as u64));
+        Ok(UpstreamReply {
+            status: script.status,
+            retry_after: script.retry_after.map(str::to_owned),
+            retry_after_ms: None,
+            content_type: Some(script.content_type.to_owned()),
+            location: script.location.map(str::to_owned),
+            length,
+            body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new(), relay_limit_ms: None, cut_off: script.cut_off },
+        })
+    }
+}
+
+impl UpstreamBody for FakeBody<'_> {
+    async fn next_chunk(&mut self, _limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        self.clock.0.set(self.clock.0.get() + 1);
+        let chunk = self.chunks.pop_front();
+        if chunk.is_none() && self.cut_off {
+            return Err(TransportError::Failed("Network connection lost.".to_owned()));
+        }
+        self.read.extend(chunk.clone());
+        Ok(chunk)
+    }
+
+    fn relay_within(&mut self, limit_ms: u64) {
+        self.relay_limit_ms = Some(limit_ms);
+    }
+}
+
+pub struct FixedSecrets;
+impl Secrets for FixedSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        (name == "MOCK_KEY").then(|| Secret::new(PROVIDER_KEY))
+    }
+}
+
+pub struct Body(pub Vec<u8>);
+impl IncomingBody for Body {
+    async fn read(self, max_bytes: usize) -> Result<Vec<u8>, GatewayError> {
+        if self.0.len() > max_bytes {
+            return Err(imagegate::request::body_too_large(max_bytes));
+        }
+        Ok(self.0)
+    }
+}
+
+pub const CONFIG: &str = r#"{
+  "deadline_ms": 1000,
+  "cors": {"allowed_origins": ["https://app.example"]},
+  "providers": [
+    {"id": "imagegate", "kind": "test_pattern"},
+    {"id": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "MOCK_KEY"},
+    {"id": "backup", "kind": "openai", "base_url": "http://127.0.0.1:10/v1", "api_key_secret": "MOCK_KEY"},
+    {"id": "keyless", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": "UNSET"},
+    {"id": "bfl", "kind": "bfl", "api_key_secret": "MOCK_KEY"},
+    {"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY"}
+  ],
+  "models": [
+    {"id": "imagegate/test-pattern", "provider": "imagegate"},
+    {"id": "mock/gpt-image-1", "provider": "mock", "aliases": ["gpt-image-1"], "pricing": [{"cost_usd": 0.04, "unit": "image"}]},
+    {"id": "mock/lenient", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["style", "steps"]},
+    {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
+    {"id": "keyless/m", "provider": "keyless"},
+    {"id": "bfl/flux", "provider": "bfl", "upstream_model": "flux-pro-1.1"},
+    {"id": "replicate/flux", "provider": "replicate", "upstream_model": "black-forest-labs/flux-schnell"}
+  ]
+}"#;
+
+pub struct Harness {
+    pub config: Config,
+    pub keys: KeySet,
+    pub clock: FakeClock,
+    pub draw: FixedDraw,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness::with_config(CONFIG)
+    }
+
+    pub fn with_config(config: &str) -> Self {
+        Harness {
+            config: Config::from_json(config).unwrap(),
+            keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
+            clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
+            draw: FixedDraw(0.5),
+        }
+    }
+
+    /// Serves one request against `script`; returns the status, headers, body and upstream calls.
+    pub fn serve(&self, method: &str, path: &str, auth: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        self.serve_with(method, path, auth, None, body, script)
+    }
+
+    pub fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        let upstream =
+            FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
+        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw);
+        let head = RequestHead {
+            method: method.into(),
+            path: path.into(),
+            content_type: Some("application/json".into()),
+            authorization: auth.map(str::to_owned),
+            origin: Some("https://app.example".into()),
+            access_control_request_headers: None,
+            imagegate_config: config_header.map(str::to_owned),
+        };
+        let Handled { reply, log } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        let body = match reply.body {
+            ReplyBody::Empty => Vec::new(),
+            ReplyBody::Bytes(bytes) => bytes,
+            ReplyBody::Relay(body) => body.deliver(),
+        };
+        let calls = upstream.calls.into_inner();
+        let limits = upstream.limits.into_inner();
+        let leftover = upstream.script.into_inner().len();
+        assert_eq!(leftover, 0, "every scripted upstream answer is used");
+        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
+    }
+
+    pub fn generate(&self, body: &str, script: Vec<Script>) -> Served {
+        self.serve("POST", "/v1/images/generations", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
+    }
+}
+
+pub struct Served {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub calls: Vec<UpstreamRequest>,
+    pub limits: Vec<u64>,
+    pub log_line: String,
+    pub attempts: u32,
+}
+
+impl Served {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn everything_sent(&self) -> String {
+        format!("{:?} {} {}", self.headers, String::from_utf8_lossy(&self.body), self.log_line)
+    }
+}
+
+pub const OK: &str = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"total_tokens":5}}"#;
+
+pub fn providers_called(served: &Served) -> Vec<&'static str> {
+    served.calls.iter().map(|c| if c.url.contains(":10/") { "backup" } else { "mock" }).collect()
+}
+
+pub fn trail(served: &Served) -> Vec<String> {
+    // Statuses only: durations depend on the script.
+    served.header("x-imagegate-attempts").unwrap_or("").split(", ").map(|a| a.rsplit_once(';').unwrap().0.to_owned()).collect()
+}
