@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::cell::RefCell;
-
 use futures_executor::block_on;
 use imagegate::clock::Clock;
 use imagegate::http::{ReplyBody, RequestHead};
@@ -42,8 +40,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let big = vec![b'A'; 2 << 20];
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
-    let upstream =
-        FakeUpstream { clock: &h.clock, script: RefCell::new(vec![script].into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
+    let upstream = FakeUpstream::new(&h.clock, vec![script]);
     let gateway = Gateway::new(&h.config, &h.keys, &upstream, &FixedSecrets, &h.clock, &h.draw);
     let head_req = RequestHead {
         method: "POST".into(),
@@ -160,7 +157,10 @@ fn models_lists_ids_and_aliases_for_authenticated_callers() {
     let h = Harness::new();
     let served = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     let ids: Vec<String> = served.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "mock/lenient", "backup/m", "keyless/m", "bfl/flux", "replicate/flux"]);
+    assert_eq!(
+        ids,
+        ["imagegate/test-pattern", "mock/gpt-image-1", "gpt-image-1", "mock/lenient", "backup/m", "keyless/m", "bfl/flux", "flux", "replicate/flux"]
+    );
     assert_eq!(served.json()["object"], "list");
     assert_eq!(h.serve("GET", "/v1/models", None, "", vec![]).status, 401);
 }
@@ -351,15 +351,10 @@ fn the_server_caps_retries_and_logs_who_asked() {
 
 // ---- Providers and the OpenRouter surface (issue 5) ----
 
-fn openrouter(h: &Harness, body: &str, script: Vec<Script>) -> Served {
-    h.serve("POST", "/api/v1/images", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
-}
-
 #[test]
 fn openrouter_callers_get_openrouter_shaped_answers_with_the_cost() {
     let h = Harness::new();
-    let served = openrouter(
-        &h,
+    let served = h.openrouter(
         r#"{"model":"mock/gpt-image-1","prompt":"p","n":2,"provider":{"only":["x"]},"session_id":"s"}"#,
         vec![answer(200, r#"{"created":1,"data":[{"b64_json":"aGk="},{"b64_json":"aG8="}]}"#)],
     );
@@ -391,7 +386,7 @@ fn an_openai_client_gets_the_cost_header_on_a_relayed_answer() {
 fn image_urls_are_downloaded_without_credentials_when_base64_is_wanted() {
     let h = Harness::new();
     let url_answer = answer(200, r#"{"created":1,"data":[{"url":"https://img.example/a.webp?sig=1"}]}"#);
-    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, image_bytes(b"RIFFwebp", "image/webp")]);
+    let served = h.openrouter(r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, image_bytes(b"RIFFwebp", "image/webp")]);
     assert_eq!(served.status, 200, "{}", served.everything_sent());
     assert_eq!(served.json()["data"], json!([{"b64_json": "UklGRndlYnA=", "media_type": "image/webp"}]));
     let download = &served.calls[1];
@@ -403,7 +398,7 @@ fn image_urls_are_downloaded_without_credentials_when_base64_is_wanted() {
 fn a_failed_download_is_final_because_the_image_was_already_paid_for() {
     let h = Harness::new();
     let url_answer = answer(200, r#"{"created":1,"data":[{"url":"https://img.example/a.png"}]}"#);
-    let served = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, answer(500, "gone")]);
+    let served = h.openrouter(r#"{"model":"mock/gpt-image-1","prompt":"p"}"#, vec![url_answer, answer(500, "gone")]);
     assert_eq!(served.status, 502);
     assert_eq!(served.json()["error"]["metadata"]["code"], "image_download_failed");
     assert_eq!(served.calls.len(), 2, "one generation and one download: no paid retry");
@@ -416,7 +411,7 @@ fn openrouter_routes_answer_errors_in_openrouter_envelope() {
     assert_eq!(unauthorised.status, 401);
     assert_eq!(unauthorised.json()["error"]["code"], 401);
     assert!(unauthorised.json()["error"]["message"].is_string());
-    let refs = openrouter(&h, r#"{"model":"mock/gpt-image-1","prompt":"p","input_references":[{"type":"image_url"}]}"#, vec![]);
+    let refs = h.openrouter(r#"{"model":"mock/gpt-image-1","prompt":"p","input_references":[{"type":"image_url"}]}"#, vec![]);
     assert_eq!((refs.status, refs.json()["error"]["metadata"]["param"].as_str()), (400, Some("input_references")));
     let wrong = h.serve("GET", "/api/v1/images", None, "", vec![]);
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
@@ -610,8 +605,7 @@ fn fewer_images_than_asked_are_delivered_and_said_so() {
 fn every_image_url_is_downloaded_in_order_for_a_base64_caller() {
     let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#));
     let done = |i: u8| answer(200, &format!(r#"{{"id":"p{i}","status":"succeeded","output":["https://replicate.delivery/p{i}/out-0.webp"]}}"#));
-    let served = openrouter(
-        &h,
+    let served = h.openrouter(
         r#"{"model":"replicate/flux","prompt":"p","n":2}"#,
         vec![done(1), done(2), image_bytes(b"first", "image/webp"), image_bytes(b"second", "image/webp")],
     );

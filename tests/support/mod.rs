@@ -115,6 +115,13 @@ impl FakeBody<'_> {
     }
 }
 
+impl<'c> FakeUpstream<'c> {
+    /// An upstream that answers with `script`, in order, on `clock`'s time.
+    pub fn new(clock: &'c FakeClock, script: Vec<Script>) -> Self {
+        FakeUpstream { clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) }
+    }
+}
+
 impl<'c> Upstream for FakeUpstream<'c> {
     type Body = FakeBody<'c>;
     async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<FakeBody<'c>>, TransportError> {
@@ -192,7 +199,7 @@ pub const CONFIG: &str = r#"{
     {"id": "mock/lenient", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["style", "steps"]},
     {"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}},
     {"id": "keyless/m", "provider": "keyless"},
-    {"id": "bfl/flux", "provider": "bfl", "upstream_model": "flux-pro-1.1"},
+    {"id": "bfl/flux", "provider": "bfl", "upstream_model": "flux-pro-1.1", "aliases": ["flux"]},
     {"id": "replicate/flux", "provider": "replicate", "upstream_model": "black-forest-labs/flux-schnell"}
   ]
 }"#;
@@ -207,6 +214,11 @@ pub struct Harness {
 impl Harness {
     pub fn new() -> Self {
         Harness::with_config(CONFIG)
+    }
+
+    /// The standard configuration with a 60 s deadline, for retries and polls that wait.
+    pub fn long() -> Self {
+        Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#))
     }
 
     pub fn with_config(config: &str) -> Self {
@@ -224,8 +236,7 @@ impl Harness {
     }
 
     pub fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
-        let upstream =
-            FakeUpstream { clock: &self.clock, script: RefCell::new(script.into()), calls: RefCell::new(Vec::new()), limits: RefCell::new(Vec::new()) };
+        let upstream = FakeUpstream::new(&self.clock, script);
         let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw);
         let head = RequestHead {
             method: method.into(),
@@ -247,6 +258,11 @@ impl Harness {
         let leftover = upstream.script.into_inner().len();
         assert_eq!(leftover, 0, "every scripted upstream answer is used");
         Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
+    }
+
+    /// `POST /api/v1/images`: an OpenRouter caller, who is always answered in base64.
+    pub fn openrouter(&self, body: &str, script: Vec<Script>) -> Served {
+        self.serve("POST", "/api/v1/images", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
     }
 
     pub fn generate(&self, body: &str, script: Vec<Script>) -> Served {
