@@ -14,7 +14,7 @@ const BFL_PENDING: &str = r#"{"id":"t1","status":"Pending","result":null}"#;
 fn the_issues_trigger_creates_one_bfl_job_not_sixty_six() {
     // Retries on timeouts, and ten fallbacks that all name the same model by its alias.
     let h = Harness::long();
-    let fallbacks = vec![r#"{"model":"flux"}"#; 10].join(",");
+    let fallbacks = [r#"{"model":"flux"}"#; 10].join(",");
     let body =
         format!(r#"{{"prompt":"p","model":"bfl/flux","timeout":{{"call_timeout":1500}},"retry":{{"count":5,"on_codes":[408]}},"fallbacks":[{fallbacks}]}}"#);
     // Created after 10 ms; one poll after 1 s finds it pending; the 1.5 s are then spent.
