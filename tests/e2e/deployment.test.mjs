@@ -1,6 +1,7 @@
 // End to end: what a deployment does when its own settings are missing or wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 
 import { startGateway } from './gateway-process.mjs';
 
@@ -23,19 +24,28 @@ test('a deployment with no gateway keys refuses every request, even the developm
   }
 });
 
-test('an invalid configuration answers 500 naming the key, on every route', async () => {
+test('an invalid configuration answers 500 on every route, and tells why only to a valid key', async () => {
+  const key = 'sk-imagegate-operator';
   const gateway = await startGateway({
     config: { providers: [{ id: 'a', kind: 'test_pattern' }], models: [{ id: 'm', provider: 'a' }], deadline: 5 },
-    secrets: { IMAGEGATE_KEYS: '0'.repeat(64) },
+    secrets: { IMAGEGATE_KEYS: createHash('sha256').update(key).digest('hex') },
   });
   try {
     for (const path of ['/healthz', '/v1/models']) {
-      const res = await fetch(`${gateway.baseURL}${path}`);
-      const body = await res.json();
-      assert.equal(res.status, 500, path);
-      assert.equal(body.error.code, 'invalid_configuration');
-      assert.match(body.error.message, /unknown field `deadline`/);
+      for (const authorization of [undefined, 'Bearer sk-wrong', `Bearer ${key}`]) {
+        const res = await fetch(`${gateway.baseURL}${path}`, { headers: authorization ? { authorization } : {} });
+        const body = await res.json();
+        assert.equal(res.status, 500, path);
+        assert.equal(body.error.code, 'invalid_configuration');
+        if (authorization === `Bearer ${key}`) {
+          assert.match(body.error.message, /unknown field `deadline`/);
+        } else {
+          assert.doesNotMatch(body.error.message, /deadline/, 'an unauthenticated caller learns only that it is invalid');
+          assert.match(body.error.message, /configuration is invalid/);
+        }
+      }
     }
+    assert.match(gateway.output(), /unknown field `deadline`/, 'the operator finds the reason in the log');
   } finally {
     await gateway.stop();
   }

@@ -29,7 +29,7 @@ export async function startGateway({ config, secrets }) {
   const port = await freePort();
   const toml = [
     'name = "imagegate-e2e"',
-    `main = ${JSON.stringify(path.join(ROOT, 'build/index.js'))}`,
+    `main = ${JSON.stringify(path.join(ROOT, 'src/edge/entry.mjs'))}`,
     'compatibility_date = "2026-11-01"',
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');

@@ -48,6 +48,12 @@ const behaviours = {
   redirect: (res) => { res.writeHead(307, { location: '/v1/images/generations/elsewhere' }); res.end(); },
   empty: (res) => json(res, 200, { created: 1700000000, data: [] }),
   malformed: (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"created": 17, "da'); },
+  // Cut short after its first image began, with a Content-Length that matches what was sent.
+  cut: (res) => {
+    const body = '{"created": 1, "data": [{"b64_json": ';
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  },
   'rate-limited': (res) => json(res, 429, { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } }, { 'retry-after': '1' }),
   unauthorized: (res, call) => json(res, 401, { error: { message: `Incorrect API key provided: ${call.authorization}`, type: 'invalid_request_error', code: 'invalid_api_key' } }),
   'server-error': (res) => json(res, 500, { error: { message: 'The server had an error', type: 'server_error' } }),

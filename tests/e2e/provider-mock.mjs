@@ -34,6 +34,7 @@ export async function startProviderMock() {
   const scripts = new Map();
   const jobs = new Map();
   let port;
+  let foreignPort = 9; // set by the tests: a host that must never be called
   const base = () => `http://127.0.0.1:${port}`;
   const nextStep = (kind) => (scripts.get(kind)?.shift() ?? 'ok');
 
@@ -65,7 +66,7 @@ export async function startProviderMock() {
         case 'replicate':
           return replicate(req, res, url, body, step);
         case 'bfl':
-          return bfl(req, res, url);
+          return bfl(req, res, url, step);
         case 'files':
           res.writeHead(200, { 'content-type': 'image/png' });
           return res.end(PNG);
@@ -83,7 +84,9 @@ export async function startProviderMock() {
     const prediction = (id) => {
       const job = jobs.get(id);
       const status = job.canceled ? 'canceled' : job.looks >= 2 && !job.never ? 'succeeded' : job.looks === 0 ? 'starting' : 'processing';
-      const outputs = Array.from({ length: job.outputs }, (_, i) => `${base()}/${job.moved ? 'moved' : 'files'}/${id}-${i}.png`);
+      const outputs = Array.from({ length: job.outputs }, (_, i) => (job.foreign
+        ? `http://127.0.0.1:${foreignPort}/files/${id}-${i}.png`
+        : `${base()}/${job.moved ? 'moved' : 'files'}/${id}-${i}.png`));
       return { id, status, output: status === 'succeeded' ? outputs : null, error: null,
         urls: { get: `${base()}/replicate/v1/predictions/${id}`, cancel: `${base()}/replicate/v1/predictions/${id}/cancel` } };
     };
@@ -94,7 +97,8 @@ export async function startProviderMock() {
     }
     if (req.method === 'POST') {
       const id = `rep${jobs.size + 1}`;
-      jobs.set(id, { looks: 0, outputs: body?.input?.num_outputs ?? 1, canceled: false, never: step === 'never', moved: step === 'moved', flaky: step === 'flaky' });
+      jobs.set(id, { looks: 0, outputs: body?.input?.num_outputs ?? 1, canceled: false, never: step === 'never', moved: step === 'moved', flaky: step === 'flaky',
+        foreign: step === 'foreign-output' });
       return send(res, 201, prediction(id));
     }
     const id = url.pathname.split('/').pop();
@@ -108,12 +112,19 @@ export async function startProviderMock() {
     return send(res, 200, prediction(id));
   }
 
-  /** BFL: a task id and polling URL, `Pending` twice, then `Ready` with a signed sample URL. */
-  function bfl(req, res, url) {
+  /**
+   * BFL: a task id and polling URL, `Pending` twice, then `Ready` with a signed sample URL. Step
+   * `backslash` gives a polling URL that names the mock's own address after a backslash, which a
+   * WHATWG parser (and so `fetch`) reads as `/`: its host is the foreign one.
+   */
+  function bfl(req, res, url, step) {
     if (req.method === 'POST') {
       const id = `bfl${jobs.size + 1}`;
       jobs.set(id, { looks: 0 });
-      return send(res, 200, { id, polling_url: `${base()}/bfl/v1/get_result?id=${id}` });
+      const polling = step === 'backslash'
+        ? `http://127.0.0.1:${foreignPort}\\127.0.0.1:${port}/bfl/v1/get_result?id=${id}`
+        : `${base()}/bfl/v1/get_result?id=${id}`;
+      return send(res, 200, { id, polling_url: polling });
     }
     const id = url.searchParams.get('id');
     const job = jobs.get(id);
@@ -132,6 +143,7 @@ export async function startProviderMock() {
     jobs,
     callsOf: (kind) => calls.filter((c) => c.kind === kind),
     script: (kind, steps) => scripts.set(kind, [...steps]),
+    setForeignPort: (p) => { foreignPort = p; },
     reset: () => { calls.length = 0; scripts.clear(); },
     stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
   };

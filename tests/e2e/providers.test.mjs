@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 
+import http from 'node:http';
+
 import { PNG_B64, startProviderMock } from './provider-mock.mjs';
 import { startGateway } from './gateway-process.mjs';
 
@@ -16,11 +18,23 @@ const SECRETS = {
   GOOGLE_KEY: 'goog-secret-5', REPLICATE_KEY: 'rep-secret-6', BFL_KEY: 'bfl-secret-7',
 };
 let mock;
+let foreign;
 let gateway;
 let client;
 
+/** A server that stands for a host the gateway must never call; it records whatever reaches it. */
+async function startForeignHost() {
+  const calls = [];
+  const server = http.createServer((req, res) => { calls.push({ method: req.method, url: req.url, headers: req.headers }); res.writeHead(200); res.end('{}'); });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: server.address().port, calls, stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }) };
+}
+
 before(async () => {
   mock = await startProviderMock();
+  foreign = await startForeignHost();
+  // The mock serves images over plain http on loopback: the operator allows exactly its origin.
+  const downloads = { download_hosts: [mock.base] };
   const provider = (id, kind, prefix, secret, extra = {}) => ({ id, kind, base_url: `${mock.base}${prefix}`, api_key_secret: secret, ...extra });
   gateway = await startGateway({
     config: {
@@ -31,8 +45,10 @@ before(async () => {
         provider('openrouter', 'openrouter', '/openrouter/api/v1', 'OPENROUTER_KEY'),
         provider('stability', 'stability', '/stability', 'STABILITY_KEY'),
         provider('google', 'google_imagen', '/google/v1beta', 'GOOGLE_KEY'),
-        provider('replicate', 'replicate', '/replicate/v1', 'REPLICATE_KEY'),
-        provider('bfl', 'bfl', '/bfl/v1', 'BFL_KEY'),
+        provider('replicate', 'replicate', '/replicate/v1', 'REPLICATE_KEY', downloads),
+        provider('bfl', 'bfl', '/bfl/v1', 'BFL_KEY', downloads),
+        // The same Replicate without download_hosts: the default rules (public https hosts only).
+        provider('replicate-default', 'replicate', '/replicate/v1', 'REPLICATE_KEY'),
       ],
       models: [
         { id: 'azure/gpt-image-1', provider: 'azure', upstream_model: 'my-deployment' },
@@ -43,6 +59,7 @@ before(async () => {
         { id: 'google/imagen-4', provider: 'google', upstream_model: 'imagen-4.0-generate-001', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
         { id: 'replicate/flux-schnell', provider: 'replicate', upstream_model: 'black-forest-labs/flux-schnell' },
         { id: 'bfl/flux-pro', provider: 'bfl', upstream_model: 'flux-pro-1.1' },
+        { id: 'replicate-default/flux-schnell', provider: 'replicate-default', upstream_model: 'black-forest-labs/flux-schnell' },
       ],
     },
     secrets: { IMAGEGATE_KEYS: createHash('sha256').update(GATEWAY_KEY).digest('hex'), ...SECRETS },
@@ -53,9 +70,10 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   await mock?.stop();
+  await foreign?.stop();
 });
 
-beforeEach(() => mock.reset());
+beforeEach(() => { mock.reset(); mock.setForeignPort(foreign.port); foreign.calls.length = 0; });
 
 /** No provider secret appears in anything the client or the log saw. */
 function assertNoSecrets(...texts) {
@@ -155,9 +173,10 @@ test('replicate: a failed poll is asked again, and an image behind a redirect is
 test('replicate: a job still running at the deadline is cancelled', async () => {
   mock.script('replicate', ['never']);
   await assert.rejects(
-    client.images.generate({ model: 'replicate/flux-schnell', prompt: 'a fox', timeout: { call_timeout: 3000 }, retry: { count: 0 } }),
-    (e) => e.status === 524,
+    client.images.generate({ model: 'replicate/flux-schnell', prompt: 'a fox', timeout: { call_timeout: 3000 }, retry: { count: 3, on_codes: [408] } }),
+    (e) => e.status === 524 && /may charge for/.test(e.message),
   );
+  assert.equal(mock.callsOf('replicate').filter((c) => c.method === 'POST' && !c.path.endsWith('/cancel')).length, 1, 'one job, not retried');
   const cancel = mock.callsOf('replicate').find((c) => c.path.endsWith('/cancel'));
   assert.ok(cancel, 'the job was cancelled');
   assert.equal(cancel.method, 'POST');
@@ -198,4 +217,29 @@ test("provider errors keep the provider's message and map onto the gateway's sta
       return true;
     });
   }
+});
+
+test('bfl: a polling URL that a WHATWG parser reads as another host never gets the key', async () => {
+  // `\\` reads as `/`: this polling URL's host:port is the foreign one, whatever its text says.
+  mock.script('bfl', ['backslash']);
+  const data = await client.images.generate({ model: 'bfl/flux-pro', prompt: 'a fox', size: '1024x768' });
+  assert.match(data.data[0].url, /\/files\/bfl\d+\.png\?sig=abc$/);
+  assert.equal(foreign.calls.length, 0, 'the foreign host saw no request, so no key');
+  const polls = mock.callsOf('bfl').filter((c) => c.method === 'GET');
+  assert.ok(polls.length >= 1 && polls.every((c) => c.path === '/bfl/v1/get_result'), 'polled at the configured base instead');
+});
+
+test('an image URL on a loopback address is refused without a request, and the job is not paid again', async () => {
+  mock.script('replicate', ['foreign-output']);
+  await assert.rejects(
+    client.images.generate({ model: 'replicate-default/flux-schnell', prompt: 'a fox', response_format: 'b64_json', retry: { count: 3 } }),
+    (e) => {
+      assert.equal(e.status, 502);
+      assert.equal(e.code, 'image_download_failed');
+      assert.match(e.message, /not https|IP address/);
+      return true;
+    },
+  );
+  assert.equal(foreign.calls.length, 0, 'the private address was never asked');
+  assert.equal(mock.callsOf('replicate').filter((c) => c.method === 'POST').length, 1, 'one prediction, final');
 });

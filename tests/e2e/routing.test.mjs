@@ -16,7 +16,7 @@ let gateway;
 before(async () => {
   primary = await startMockUpstream();
   backup = await startMockUpstream();
-  const model = (id, provider, upstream) => ({ id, provider, upstream_model: upstream });
+  const model = (id, provider, upstream, aliases = []) => ({ id, provider, upstream_model: upstream, aliases });
   gateway = await startGateway({
     config: {
       deadline_ms: 20000,
@@ -26,7 +26,8 @@ before(async () => {
       ],
       models: [
         model('primary/limited-then-ok', 'primary', 'seq:429,200'),
-        model('primary/always-500', 'primary', 'seq:500'),
+        model('primary/always-500', 'primary', 'seq:500', ['always-500']),
+        model('primary/cut', 'primary', 'cut'),
         model('primary/hangs', 'primary', 'seq:hang'),
         model('primary/bad-request', 'primary', 'seq:400'),
         model('backup/ok', 'backup', 'ok'),
@@ -77,7 +78,7 @@ test('a hang past call_timeout moves on to the fallback, and the hung call is ca
   const before = backup.callsFor('ok').length;
   const started = Date.now();
   const { response } = await client().images.generate({
-    model: 'primary/hangs', prompt: 'x', timeout: { call_timeout: 500 }, fallbacks: [{ model: 'backup/ok' }],
+    model: 'primary/hangs', prompt: 'x', timeout: { call_timeout: 1000 }, fallbacks: [{ model: 'backup/ok' }],
   }).withResponse();
   assert.ok(Date.now() - started < 5000);
   assert.deepEqual(attempts(response.headers), ['primary/hangs;524', 'backup/ok;200']);
@@ -109,4 +110,32 @@ test('the same policy through the orq-style endpoint, nested under orq', async (
   assert.equal(res.status, 200);
   assert.deepEqual(attempts(res.headers), ['primary/always-500;500', 'backup/ok;200']);
   assert.equal((await res.json()).data.length, 1);
+});
+
+test('fallbacks that name a model already tried, by any of its names, are not paid for again', async () => {
+  const before = primary.callsFor('seq:500').length;
+  await assert.rejects(
+    client().images.generate({
+      model: 'primary/always-500', prompt: 'x', retry: { count: 1 },
+      fallbacks: [{ model: 'always-500' }, { model: 'always-500' }, { model: 'primary/always-500' }],
+    }),
+    (err) => err.status === 502,
+  );
+  assert.equal(primary.callsFor('seq:500').length - before, 2, 'one try and one retry, not eight');
+});
+
+test('a 200 cut short is a 502 paid for once: neither retried nor sent to the fallback', async () => {
+  const backupBefore = backup.callsFor('ok').length;
+  await assert.rejects(
+    client().images.generate({ model: 'primary/cut', prompt: 'x', retry: { count: 3 }, fallbacks: [{ model: 'backup/ok' }] }),
+    (err) => {
+      assert.equal(err.status, 502);
+      assert.equal(err.code, 'unreadable_upstream_answer');
+      assert.match(err.message, /may charge for/);
+      assert.equal(err.headers.get('x-should-retry'), 'false');
+      return true;
+    },
+  );
+  assert.equal(primary.callsFor('cut').length, 1);
+  assert.equal(backup.callsFor('ok').length, backupBefore);
 });
