@@ -26,9 +26,11 @@ export function buildBundle(outDir) {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, PATH: `${path.dirname(NODE22)}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false' },
   });
-  const wasmFile = readdirSync(outDir).find((f) => f.endsWith('.wasm'));
+  const files = readdirSync(outDir);
+  const wasmFile = files.find((f) => f.endsWith('.wasm'));
+  const entryFile = files.find((f) => f.endsWith('.js'));
   const wasm = readFileSync(path.join(outDir, wasmFile));
-  return { dir: outDir, wasmFile, wasmSize: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length } };
+  return { dir: outDir, entryFile, wasmFile, wasmSize: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length } };
 }
 
 /** A workerd config serving `modules` (the first is the entry point) on `port`. */
@@ -135,7 +137,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
   };
   writeFileSync(path.join(runDir, 'imagegate.capnp'), workerdConfig({
     runDir, port,
-    modules: ['index.js', bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
+    modules: [bundle.entryFile, bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
     bindings: {
       IMAGEGATE_CONFIG: JSON.stringify(config),
       IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
