@@ -4,7 +4,6 @@
 
 mod support;
 
-use futures_executor::block_on;
 use imagegate::auth::{key_digest_hex, KeySet};
 use imagegate::http::{ReplyBody, RequestHead};
 use imagegate::pipeline::broken_deployment;
@@ -40,17 +39,7 @@ fn a_relayed_answer_streams_until_the_requests_deadline_not_the_attempts() {
     let h = Harness::long();
     let head = br#"{"created":1,"data":[{"b64_json":"iVBORw0KGgo"#.to_vec();
     let script = Script { chunks: vec![head, vec![b'A'; 1 << 20], br#""}]}"#.to_vec()], declared_length: Some(2 << 20), ..answer(200, "") };
-    let upstream = FakeUpstream::new(&h.clock, vec![script]);
-    let gateway = imagegate::pipeline::Gateway::new(&h.config, &h.keys, &upstream, &FixedSecrets, &h.clock, &h.draw);
-    let head = RequestHead {
-        method: "POST".into(),
-        path: "/v1/images/generations".into(),
-        content_type: Some("application/json".into()),
-        authorization: Some(format!("Bearer {GATEWAY_KEY}")),
-        ..RequestHead::default()
-    };
-    let request = r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":2000}}"#;
-    let handled = block_on(gateway.handle("r".into(), &head, Body(request.as_bytes().to_vec())));
+    let handled = h.handle_generation(r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":2000}}"#, vec![script]);
     let ReplyBody::Relay(body) = handled.reply.body else { panic!("a 200 answer is relayed") };
     // 10 ms to the head and 1 ms to read the first chunk, of the request's 60 s.
     assert_eq!(body.relay_limit_ms, Some(60_000 - 11), "not the 2 s call_timeout");

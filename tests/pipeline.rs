@@ -3,10 +3,8 @@
 
 mod support;
 
-use futures_executor::block_on;
 use imagegate::clock::Clock;
-use imagegate::http::{ReplyBody, RequestHead};
-use imagegate::pipeline::Gateway;
+use imagegate::http::ReplyBody;
 use imagegate::upstream::Method;
 use serde_json::{json, Value};
 use support::*;
@@ -40,16 +38,7 @@ fn a_large_answer_is_relayed_from_the_first_chunk_without_reading_the_rest_first
     let big = vec![b'A'; 2 << 20];
     let tail = br#""}]}"#.to_vec();
     let script = Script { latency_ms: 5, chunks: vec![head.clone(), big, tail], ..answer(200, "") };
-    let upstream = FakeUpstream::new(&h.clock, vec![script]);
-    let gateway = Gateway::new(&h.config, &h.keys, &upstream, &FixedSecrets, &h.clock, &h.draw);
-    let head_req = RequestHead {
-        method: "POST".into(),
-        path: "/v1/images/generations".into(),
-        content_type: Some("application/json".into()),
-        authorization: Some(format!("Bearer {GATEWAY_KEY}")),
-        ..RequestHead::default()
-    };
-    let handled = block_on(gateway.handle("r".into(), &head_req, Body(br#"{"prompt":"p","model":"gpt-image-1"}"#.to_vec())));
+    let handled = h.handle_generation(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![script]);
     match handled.reply.body {
         ReplyBody::Relay(body) => {
             assert_eq!(body.read, vec![head.clone()], "only the first chunk was read before answering");

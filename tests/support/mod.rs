@@ -260,6 +260,21 @@ impl Harness {
         Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
     }
 
+    /// Serves a generation by a caller with the gateway key, returning the reply as the edge
+    /// would get it (a relayed body still unread), for tests of how an answer is relayed.
+    pub fn handle_generation(&self, body: &str, script: Vec<Script>) -> Handled<FakeBody<'_>> {
+        let upstream = FakeUpstream::new(&self.clock, script);
+        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw);
+        let head = RequestHead {
+            method: "POST".into(),
+            path: "/v1/images/generations".into(),
+            content_type: Some("application/json".into()),
+            authorization: Some(format!("Bearer {GATEWAY_KEY}")),
+            ..RequestHead::default()
+        };
+        block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())))
+    }
+
     /// `POST /api/v1/images`: an OpenRouter caller, who is always answered in base64.
     pub fn openrouter(&self, body: &str, script: Vec<Script>) -> Served {
         self.serve("POST", "/api/v1/images", Some(&format!("Bearer {GATEWAY_KEY}")), body, script)
