@@ -64,7 +64,7 @@ pub struct ImageRequest {
 
 /// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
 #[derive(Serialize)]
-pub struct WireRequest<'a> {
+pub struct OpenAiBody<'a> {
     model: &'a str,
     #[serde(flatten)]
     request: &'a ImageRequest,
@@ -72,8 +72,8 @@ pub struct WireRequest<'a> {
 
 impl ImageRequest {
     /// This request as sent to `model` upstream.
-    pub fn for_model<'a>(&'a self, model: &'a str) -> WireRequest<'a> {
-        WireRequest { model, request: self }
+    pub fn for_model<'a>(&'a self, model: &'a str) -> OpenAiBody<'a> {
+        OpenAiBody { model, request: self }
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! route -> authenticate -> read body -> parse (OpenAI fields, routing fields) -> plan (policy)
-//!       -> attempt loop (router.rs): pick target -> attempt (attempt.rs): build upstream
-//!          request -> send with time limit -> classify -> check answer -> retry / fall back
+//!       -> fallback loop (fallback.rs): pick target -> attempt (attempt.rs): build upstream
+//!          request -> send with time limit -> classify (failure.rs) -> check answer | poll
+//!          (poll.rs) -> deliver (deliver.rs) -> retry / fall back
 //!       -> respond (or render the error) -> finish headers -> log
 //! ```
 //!
@@ -14,8 +15,8 @@
 mod attempt;
 mod deliver;
 mod failure;
+mod fallback;
 mod poll;
-mod router;
 
 use std::cell::Cell;
 
@@ -215,7 +216,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
         let policy = self.config.policy_for(model).with_request(&router_fields);
         self.config.check_targets(&policy)?;
-        self.route(&request, &policy, &model.id, shape, deadline, log).await
+        self.try_targets(&request, &policy, &model.id, shape, deadline, log).await
     }
 }
 

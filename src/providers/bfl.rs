@@ -55,20 +55,20 @@ const FLUX1: Limits = Limits { step: 32, min: 256, max_side: 1440, max_area: 144
 /// FLUX.2: multiples of 16, at least 64, at most 4 MP (2048x2048).
 const FLUX2: Limits = Limits { step: 16, min: 64, max_side: u32::MAX, max_area: 2048 * 2048 };
 
-/// How a model takes its shape.
+/// How a model takes its size: an aspect ratio, or pixels within limits.
 #[derive(Debug, PartialEq)]
-enum Shape {
+enum Geometry {
     Ratio,
     Pixels(Limits),
 }
 
-fn shape(model: &str) -> Shape {
+fn geometry(model: &str) -> Geometry {
     if model.contains("ultra") || model.starts_with("flux-kontext") {
-        Shape::Ratio
+        Geometry::Ratio
     } else if model.starts_with("flux-2") {
-        Shape::Pixels(FLUX2)
+        Geometry::Pixels(FLUX2)
     } else {
-        Shape::Pixels(FLUX1)
+        Geometry::Pixels(FLUX1)
     }
 }
 
@@ -84,7 +84,7 @@ pub fn check_model(model: &ModelConfig) -> Result<(), String> {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
+struct WireRequest<'a> {
     prompt: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<u32>,
@@ -109,9 +109,9 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         Some(OutputFormat::Jpeg) => Some("jpeg"),
         Some(OutputFormat::Webp) => return Err(GatewayError::invalid_param("output_format", "BFL's FLUX API makes 'jpeg' or 'png' images, not 'webp'.")),
     };
-    let (pixels, ratio) = match shape(model) {
-        Shape::Ratio => (None, ratio(request)?),
-        Shape::Pixels(limits) => (pixels(request, limits)?, None),
+    let (pixels, ratio) = match geometry(model) {
+        Geometry::Ratio => (None, ratio(request)?),
+        Geometry::Pixels(limits) => (pixels(request, limits)?, None),
     };
     let url = format!("{}/{model}", target.provider.base());
     let mut headers = json_headers(target);
@@ -120,7 +120,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     }
     let calls = (0..request.n)
         .map(|i| {
-            let body = Body {
+            let body = WireRequest {
                 prompt: &request.prompt,
                 width: pixels.map(|(w, _)| w),
                 height: pixels.map(|(_, h)| h),
@@ -395,9 +395,9 @@ mod tests {
                 assert_eq!((err.status(), err.param.as_deref()), (400, Some(param)), "{model} {body}");
             }
         }
-        assert_eq!(shape("flux-pro-1.1-ultra-finetuned"), Shape::Ratio);
-        assert_eq!(shape("flux-kontext-max"), Shape::Ratio);
-        assert_eq!(shape("flux-pro"), Shape::Pixels(FLUX1));
+        assert_eq!(geometry("flux-pro-1.1-ultra-finetuned"), Geometry::Ratio);
+        assert_eq!(geometry("flux-kontext-max"), Geometry::Ratio);
+        assert_eq!(geometry("flux-pro"), Geometry::Pixels(FLUX1));
     }
 
     #[test]

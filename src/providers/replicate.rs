@@ -78,7 +78,7 @@ pub fn check_model(model: &ModelConfig) -> Result<(), String> {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
+struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<&'a str>,
     input: Input<'a>,
@@ -136,7 +136,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
                 seed: request.seed.map(|seed| seed.wrapping_add(u32::from(i))),
                 negative_prompt: request.negative_prompt.as_deref(),
             };
-            let body = serde_json::to_vec(&Body { version: version.map(|_| model), input }).expect("the input is always serialisable");
+            let body = serde_json::to_vec(&WireRequest { version: version.map(|_| model), input }).expect("the input is always serialisable");
             post(url.clone(), headers.clone(), body)
         })
         .collect();

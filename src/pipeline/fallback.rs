@@ -1,4 +1,4 @@
-//! The attempt loop: the first target (requested, or drawn by weight), its retries, then each
+//! The fallback loop: the first target (requested, or drawn by weight), its retries, then each
 //! fallback in order, until one answers, the policy stops, or the deadline passes.
 //!
 //! Paid work is bounded: each model is tried once however many of its names the fallbacks list,
@@ -24,7 +24,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     ///
     /// When nothing succeeds, the last attempt's error is the answer (the gateway already
     /// retried, so it tells the client not to), with the attempts named in its message.
-    pub(super) async fn route(
+    pub(super) async fn try_targets(
         &self,
         request: &ImageRequest,
         policy: &Policy,
