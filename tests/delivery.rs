@@ -2,6 +2,7 @@
 //! base64 caller, in order; a failed download final; fewer images than asked said so.
 
 mod support;
+
 use imagegate::upstream::Method;
 use serde_json::{json, Value};
 use support::*;

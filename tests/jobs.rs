@@ -3,6 +3,7 @@
 //! lost, so that a paid job is never paid twice.
 
 mod support;
+
 use imagegate::upstream::Method;
 use serde_json::json;
 use support::*;

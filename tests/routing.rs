@@ -2,12 +2,12 @@
 //! draw, call timeouts, and the fields that carry the policy (body, `orq`, header).
 
 mod support;
+
 use serde_json::Value;
 use support::*;
 
 const RETRY_AFTER_2S: &str = "2";
 
-/// The upstream each call went to: `mock` or `backup`, from its URL.
 #[test]
 fn a_rate_limit_with_retry_after_is_waited_out_then_succeeds() {
     let mut h = Harness::new();

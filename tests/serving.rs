@@ -2,6 +2,7 @@
 //! input, keys and upstream failures are answered, the catalogue and the OpenRouter shape.
 
 mod support;
+
 use imagegate::clock::Clock;
 use imagegate::http::ReplyBody;
 use serde_json::{json, Value};
