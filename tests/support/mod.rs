@@ -309,6 +309,7 @@ impl Served {
 
 pub const OK: &str = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"total_tokens":5}}"#;
 
+/// The upstream each call went to: `mock` or `backup`, from its URL.
 pub fn providers_called(served: &Served) -> Vec<&'static str> {
     served.calls.iter().map(|c| if c.url.contains(":10/") { "backup" } else { "mock" }).collect()
 }
