@@ -5,9 +5,8 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{Config, ModelConfig, PriceLine, ProviderConfig, ProviderKind};
+use crate::config::{Config, ModelConfig, PriceLine, ProviderConfig};
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::{aspect_ratios, honoured_params};
 use crate::request::MAX_N;
 
 /// `GET /v1/models`: every model id and alias, OpenAI's list shape.
@@ -95,7 +94,8 @@ pub fn supported_parameters(provider: &ProviderConfig, model: &ModelConfig) -> M
     let range = |min: u64, max: u64| json!({ "type": "range", "min": min, "max": max });
     let mut map = Map::new();
     map.insert("n".into(), range(1, supports.n_max.unwrap_or(MAX_N).into()));
-    let names = honoured_params(provider.kind).iter().copied().chain(provider.allowed_parameters.iter().map(String::as_str));
+    let adapter = provider.kind.adapter();
+    let names = adapter.honoured().iter().copied().chain(provider.allowed_parameters.iter().map(String::as_str));
     for name in names {
         let descriptor = match name {
             "size" => match &supports.sizes {
@@ -104,11 +104,11 @@ pub fn supported_parameters(provider: &ProviderConfig, model: &ModelConfig) -> M
             },
             "quality" => one_of(&supports.qualities, &["auto", "standard", "hd", "low", "medium", "high"]),
             "style" => one_of(&supports.styles, &["vivid", "natural"]),
-            "output_format" => one_of(&supports.output_formats, output_formats(provider.kind)),
+            "output_format" => one_of(&supports.output_formats, adapter.output_formats()),
             "background" => json!({ "type": "enum", "values": ["auto", "transparent", "opaque"] }),
             "moderation" => json!({ "type": "enum", "values": ["auto", "low"] }),
             "resolution" => json!({ "type": "enum", "values": ["512", "1K", "2K", "4K"] }),
-            "aspect_ratio" => match aspect_ratios(provider.kind) {
+            "aspect_ratio" => match adapter.aspect_ratios() {
                 Some(ratios) => json!({ "type": "enum", "values": ratios }),
                 None => json!({ "type": "boolean" }),
             },
@@ -119,15 +119,6 @@ pub fn supported_parameters(provider: &ProviderConfig, model: &ModelConfig) -> M
         map.insert(name.to_owned(), descriptor);
     }
     map
-}
-
-/// The output formats a kind can produce.
-fn output_formats(kind: ProviderKind) -> &'static [&'static str] {
-    match kind {
-        ProviderKind::TestPattern => &["png"],
-        ProviderKind::Bfl => &["jpeg", "png"],
-        _ => &["png", "jpeg", "webp"],
-    }
 }
 
 fn to_json(value: &Value) -> Vec<u8> {

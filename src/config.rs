@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::policy::{take_router_fields, Policy, RouterFields};
-use crate::request::ImageRequest;
+use crate::providers::{self, Adapter, Settings, Target};
+use crate::request::{ImageRequest, CORE_FIELDS};
+use crate::secret::Secret;
 
 /// The configuration used when `IMAGEGATE_CONFIG` is not set: one model, rendered in the worker.
 pub const EMBEDDED_DEFAULT: &str = r#"{
@@ -95,49 +97,41 @@ impl Default for CorsConfig {
     }
 }
 
-/// How the gateway talks to a provider: one adapter in [`crate::providers`] per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Renders a deterministic PNG inside the worker; no network, no account.
-    TestPattern,
-    /// OpenAI: `POST {base_url}/images/generations` with a bearer key.
-    Openai,
-    /// Azure OpenAI: a deployment URL, an `api-key` header and an `api-version` query.
-    AzureOpenai,
-    /// OpenRouter's image API: `POST {base_url}/images`.
-    Openrouter,
-    /// Any other host speaking the OpenAI Images API (Together, xAI, Fireworks, a local server).
-    OpenaiCompatible,
-    /// Stability AI's stable-image generate endpoints (multipart form).
-    Stability,
-    /// Google's Imagen through the Gemini API (`:predict`).
-    GoogleImagen,
-    /// Replicate predictions (create, then poll).
-    Replicate,
-    /// Black Forest Labs' FLUX API (create, then poll).
-    Bfl,
-}
+/// A provider kind, configured by its name (`azure_openai`): the adapter in
+/// [`crate::providers`] that speaks its wire format.
+#[derive(Clone, Copy)]
+pub struct Kind(&'static dyn Adapter);
 
-impl ProviderKind {
-    /// The name used in configuration (`azure_openai`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::TestPattern => "test_pattern",
-            ProviderKind::Openai => "openai",
-            ProviderKind::AzureOpenai => "azure_openai",
-            ProviderKind::Openrouter => "openrouter",
-            ProviderKind::OpenaiCompatible => "openai_compatible",
-            ProviderKind::Stability => "stability",
-            ProviderKind::GoogleImagen => "google_imagen",
-            ProviderKind::Replicate => "replicate",
-            ProviderKind::Bfl => "bfl",
-        }
+impl Kind {
+    /// The adapter of this kind.
+    pub fn adapter(self) -> &'static dyn Adapter {
+        self.0
     }
 
-    /// Whether an accepted call starts an asynchronous job (paid for from then on) that is polled.
-    pub fn starts_jobs(self) -> bool {
-        matches!(self, ProviderKind::Replicate | ProviderKind::Bfl)
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Kind) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        providers::adapter(&name)
+            .map(Kind)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown provider kind '{name}', expected one of: {}", providers::kind_names())))
     }
 }
 
@@ -147,7 +141,7 @@ impl ProviderKind {
 pub struct ProviderConfig {
     /// Unique name, used in model references and logs.
     pub id: String,
-    pub kind: ProviderKind,
+    pub kind: Kind,
     /// Base URL up to and including the API version, e.g. `https://api.openai.com/v1`.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -179,9 +173,27 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
-    /// The base URL: the configured one, or the kind's public API.
+    /// The base URL without a trailing `/`: the configured one, or (once loaded) the kind's
+    /// public API.
     pub fn base(&self) -> &str {
-        self.base_url.as_deref().or(crate::providers::default_base_url(self.kind)).unwrap_or("").trim_end_matches('/')
+        self.base_url.as_deref().unwrap_or("").trim_end_matches('/')
+    }
+
+    /// What the provider's adapter knows of it.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings {
+            id: &self.id,
+            base_url: self.base(),
+            headers: &self.headers,
+            api_version: self.api_version.as_deref(),
+            key_header: self.key_header.as_deref(),
+            allowed_parameters: &self.allowed_parameters,
+        }
+    }
+
+    /// The target of an attempt on `model` of this provider, with `key`, that may take `limit_ms`.
+    pub fn target<'a>(&'a self, model: &'a ModelConfig, key: Option<&'a Secret>, limit_ms: u64) -> Target<'a> {
+        Target { adapter: self.kind.adapter(), provider: self.settings(), model_id: &model.id, upstream_model: model.upstream_name(), key, limit_ms }
     }
 
     /// The name shown in the catalogue.
@@ -388,6 +400,12 @@ impl Config {
     pub fn from_json(text: &str) -> Result<Config, String> {
         let invalid = |e: String| format!("IMAGEGATE_CONFIG is not valid: {e}");
         let mut config: Config = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        // Resolved once: nothing asks the adapters for defaults after loading.
+        for provider in &mut config.providers {
+            if provider.base_url.is_none() {
+                provider.base_url = provider.kind.adapter().default_base_url().map(str::to_owned);
+            }
+        }
         config.default_policy = read_policy(config.default_policy_json.take(), "default_policy").map_err(invalid)?;
         for (i, model) in config.models.iter_mut().enumerate() {
             model.policy = read_policy(model.policy_json.take(), &format!("models[{i}].policy")).map_err(invalid)?;
@@ -451,14 +469,14 @@ impl Config {
                     return Err(format!("{at}.headers.{name} contains a control character"));
                 }
             }
-            if provider.kind != ProviderKind::TestPattern {
+            if provider.kind.adapter().calls_upstream() {
                 let kind = provider.kind.name();
-                match provider.base_url.as_deref().or(crate::providers::default_base_url(provider.kind)) {
+                match provider.base_url.as_deref() {
                     Some(url) if is_base_url(url) => {}
                     Some(_) => return Err(format!("{at}.base_url must be an http(s) URL with a host and no credentials, query or fragment")),
                     None => return Err(format!("{at}.base_url is required for kind '{kind}'")),
                 }
-                let keyless = provider.kind == ProviderKind::OpenaiCompatible && provider.api_key_secret.is_none();
+                let keyless = provider.kind.adapter().key_optional() && provider.api_key_secret.is_none();
                 if !keyless && provider.api_key_secret.as_deref().is_none_or(str::is_empty) {
                     return Err(format!("{at}.api_key_secret must name the secret holding the key"));
                 }
@@ -469,13 +487,13 @@ impl Config {
                     ));
                 }
                 for entry in &provider.download_hosts {
-                    crate::providers::site::check_download_host(entry).map_err(|e| format!("{at}.download_hosts: {e}"))?;
+                    providers::site::check_download_host(entry).map_err(|e| format!("{at}.download_hosts: {e}"))?;
                 }
                 if let Some(header) = provider.key_header.as_deref().filter(|h| !is_header_name(h)) {
                     return Err(format!("{at}.key_header '{header}' is not a header name"));
                 }
             }
-            crate::providers::check_provider(provider).map_err(|e| format!("{at}.{e}"))?;
+            providers::check_provider(provider.kind.adapter(), &provider.settings()).map_err(|e| format!("{at}.{e}"))?;
         }
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             let scheme_and_host = origin.split_once("://").is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty() && !host.contains('/'));
@@ -492,7 +510,10 @@ impl Config {
             let Some(provider) = self.providers.iter().find(|p| p.id == model.provider) else {
                 return Err(format!("{at}.provider '{}' is not a configured provider", model.provider));
             };
-            crate::providers::check_model(provider, model).map_err(|e| format!("{at}.{e}"))?;
+            if let Some(core) = model.drop_params.iter().find(|name| CORE_FIELDS.contains(&name.as_str())) {
+                return Err(format!("{at}.drop_params: '{core}' cannot be dropped (only optional parameters and extension fields can)"));
+            }
+            provider.kind.adapter().check_model(model.upstream_name()).map_err(|e| format!("{at}.{e}"))?;
             if let Some(line) = model.pricing.iter().find(|line| !(line.cost_usd >= 0.0 && line.cost_usd.is_finite())) {
                 return Err(format!("{at}.pricing: cost_usd must be a non-negative number, not {}", line.cost_usd));
             }
@@ -555,7 +576,7 @@ mod tests {
         let config = Config::embedded_default();
         assert_eq!(config.deadline_ms, DEFAULT_DEADLINE_MS);
         let (model, provider) = config.resolve_model(None).unwrap();
-        assert_eq!((model.id.as_str(), provider.kind), ("imagegate/test-pattern", ProviderKind::TestPattern));
+        assert_eq!((model.id.as_str(), provider.kind.name()), ("imagegate/test-pattern", "test_pattern"));
     }
 
     #[test]

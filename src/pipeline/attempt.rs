@@ -10,12 +10,12 @@ use futures_util::future::join_all;
 use crate::answer::Shape;
 use crate::answer_scan::{check_whole, AnswerScan, Verdict, SMALL_ANSWER_BYTES};
 use crate::clock::Deadline;
-use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
+use crate::config::{ModelConfig, ProviderConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{path_of, Reply, ReplyBody};
 use crate::policy::{retry_after_ms, Outcome};
 use crate::pricing;
-use crate::providers::{self, errors, test_pattern, Generated, Progress, Target};
+use crate::providers::{self, errors, Generated, Planned, Progress, Target};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
@@ -78,7 +78,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Attempt::unusable(error);
         }
         let deadline = Deadline::after(self.clock.now_ms(), limit_ms);
-        let key = match provider.api_key_secret.as_deref().filter(|_| provider.kind != ProviderKind::TestPattern) {
+        let adapter = provider.kind.adapter();
+        let key = match provider.api_key_secret.as_deref().filter(|_| adapter.calls_upstream()) {
             None => None,
             Some(name) => match self.secrets.get(name) {
                 Some(key) => Some(key),
@@ -94,37 +95,30 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
             },
         };
-        let target = Target { provider, model, key: key.as_ref(), limit_ms };
+        let target = provider.target(model, key.as_ref(), limit_ms);
         if let Err(error) = providers::check_params(&target, request) {
             return Attempt::unusable(error);
         }
-        let generated = if provider.kind == ProviderKind::TestPattern {
-            match test_pattern::generate(request) {
-                Ok(generated) => generated,
-                // It cannot render this request (size, format): another target may.
-                Err(error) => return Attempt::unusable(error),
-            }
-        } else {
-            let plan = match providers::plan(&target, request) {
-                Ok(plan) => plan,
-                Err(error) => return Attempt::unusable(error),
-            };
-            let window = Window { deadline, limit_ms, request_deadline };
-            if plan.relay && shape == Shape::OpenAi && plan.calls.len() == 1 {
-                let call = plan.calls.into_iter().next().expect("one call");
-                return self.relay(&target, call, request, window).await;
-            }
-            match self.collect(&target, plan.calls, request.n, window).await {
-                Ok(generated) => generated,
-                Err(failure) => return failure.into(),
-            }
+        let plan = match adapter.plan(&target, request) {
+            Ok(Planned::Calls(plan)) => plan,
+            Ok(Planned::Made(generated)) => return self.deliver(provider, model, request, shape, generated, request_deadline).await,
+            // It cannot map this request (a size, a format): another target may.
+            Err(error) => return Attempt::unusable(error),
         };
-        self.deliver(&target, request, shape, generated, request_deadline).await
+        let window = Window { deadline, limit_ms, request_deadline };
+        if plan.relay && shape == Shape::OpenAi && plan.calls.len() == 1 {
+            let call = plan.calls.into_iter().next().expect("one call");
+            return self.relay(&target, model, call, request, window).await;
+        }
+        match self.collect(&target, plan.calls, request.n, window).await {
+            Ok(generated) => self.deliver(provider, model, request, shape, generated, request_deadline).await,
+            Err(failure) => failure.into(),
+        }
     }
 
     /// An OpenAI-shaped answer relayed to an OpenAI client: checked (whole when small, from its
     /// first bytes when large), then streamed on unread until the request's deadline.
-    async fn relay(&self, target: &Target<'_>, call: UpstreamRequest, request: &ImageRequest, window: Window) -> Attempt<U::Body> {
+    async fn relay(&self, target: &Target<'_>, model: &ModelConfig, call: UpstreamRequest, request: &ImageRequest, window: Window) -> Attempt<U::Body> {
         let Window { deadline, limit_ms, request_deadline } = window;
         let provider_id = &target.provider.id;
         let path = path_of(&call.url).to_owned();
@@ -140,7 +134,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         reply.body.relay_within(request_deadline.remaining_ms(self.clock));
         let mut headers = vec![("content-type", "application/json".to_owned())];
-        headers.extend(cost_header(pricing::cost(target.model, request, request.n as usize)));
+        headers.extend(cost_header(pricing::cost(model, request, request.n as usize)));
         Attempt { outcome: Outcome::Success, status: reply.status, result: Ok(Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }) }
     }
 
@@ -192,7 +186,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let mut reply = match self.send(call, remaining, keep).await {
             Ok(reply) => reply,
             // The create may have reached the provider before the connection failed.
-            Err(Spent::Transport(error)) if target.provider.kind.starts_jobs() => return Err(create_lost(error, provider_id, limit_ms)),
+            Err(Spent::Transport(error)) if target.adapter.starts_jobs() => return Err(create_lost(error, provider_id, limit_ms)),
             Err(spent) => return Err(spent.failure(provider_id, limit_ms, self.config.max_subrequests)),
         };
         if !(200..300).contains(&reply.status) {
@@ -203,7 +197,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Ok(None) => return Err(over_budget(provider_id, self.config.max_upstream_bytes)),
             Err(error) => return Err(cut_off(error, provider_id)),
         };
-        let progress = providers::read_answer(target, reply.content_type.as_deref(), &body);
+        let progress = target.adapter.read_answer(target, reply.content_type.as_deref(), &body);
         // The raw answer is not kept while a job is polled or the images are delivered.
         drop(body);
         match progress {

@@ -14,11 +14,12 @@ use futures_util::future::join_all;
 
 use crate::answer::{self, Shape};
 use crate::clock::Deadline;
+use crate::config::{ModelConfig, ProviderConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::Reply;
 use crate::policy::Outcome;
 use crate::pricing;
-use crate::providers::{site, Generated, ImageData, Target};
+use crate::providers::{site, Generated, ImageData};
 use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
 use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamRequest};
@@ -35,7 +36,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// downloads end at `deadline` (the request's, not the attempt's).
     pub(super) async fn deliver(
         &self,
-        target: &Target<'_>,
+        provider: &ProviderConfig,
+        model: &ModelConfig,
         request: &ImageRequest,
         shape: Shape,
         mut generated: Generated,
@@ -44,10 +46,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
         generated.images.truncate(usize::from(request.n));
         if wants == Some(ResponseFormat::B64Json) {
-            if let Err(why) = self.download_all(&mut generated, &target.provider.download_hosts, deadline).await {
+            if let Err(why) = self.download_all(&mut generated, &provider.download_hosts, deadline).await {
                 let error = GatewayError::new(
                     ErrorKind::BadUpstream,
-                    format!("The upstream provider '{}' generated the image, but the gateway could not download it: {why}", target.provider.id),
+                    format!("The upstream provider '{}' generated the image, but the gateway could not download it: {why}", provider.id),
                 )
                 .with_code("image_download_failed");
                 // Generated and paid for: another attempt would pay again.
@@ -65,7 +67,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             }
         }
         let count = generated.images.len();
-        let cost = generated.cost_usd.or_else(|| pricing::cost(target.model, request, count));
+        let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count));
         let body = answer::render(shape, self.clock.now_ms() / 1000, &generated.images, cost);
         let mut reply = Reply::json(200, body);
         reply.headers.extend(cost_header(cost));

@@ -12,7 +12,7 @@
 use crate::clock::Deadline;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::path_of;
-use crate::providers::{self, errors, Generated, Progress, Target};
+use crate::providers::{errors, Generated, Progress, Target};
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
@@ -111,7 +111,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Polled::Lost(lost(failure.error));
         }
         match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
-            Ok(Some(body)) => match providers::read_answer(target, reply.content_type.as_deref(), &body) {
+            Ok(Some(body)) => match target.adapter.read_answer(target, reply.content_type.as_deref(), &body) {
                 // Not a status the adapter knows: where the job stands is unknown.
                 Err(error) if error.code == Some(errors::UNREADABLE) => Polled::Lost(lost(error)),
                 read => Polled::Answer(read),

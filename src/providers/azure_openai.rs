@@ -10,9 +10,9 @@
 use serde::Deserialize;
 
 use super::errors::Detail;
-use super::openai::{self, json_headers, post, wire_body};
-use super::{Plan, Target};
-use crate::config::ProviderConfig;
+use super::openai::{self, wire_body};
+use super::wire::{json_headers, post};
+use super::{Adapter, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
 use crate::upstream::HeaderValue;
@@ -22,10 +22,40 @@ use crate::upstream::HeaderValue;
 /// version (later features ship in the undated `/openai/v1` API instead).
 pub const DEFAULT_API_VERSION: &str = "2025-04-01-preview";
 
+/// The `azure_openai` kind.
+pub struct AzureOpenAi;
+
+impl Adapter for AzureOpenAi {
+    fn name(&self) -> &'static str {
+        "azure_openai"
+    }
+    fn passes_extensions(&self) -> bool {
+        true
+    }
+    fn sends_openai_body(&self) -> bool {
+        true
+    }
+    fn check_provider(&self, provider: &Settings) -> Result<(), String> {
+        check_provider(provider)
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        openai::HONOURED
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        openai::read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
+}
+
 /// One call to the deployment's `images/generations`, relayed.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let provider = target.provider;
-    let api_version = provider.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
+    let api_version = provider.api_version.unwrap_or(DEFAULT_API_VERSION);
     let url = format!("{}/openai/deployments/{}/images/generations?api-version={api_version}", provider.base(), path_segment(target.upstream_model()));
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
@@ -36,17 +66,15 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
 
 /// Checks the provider's configuration: `base_url` (the resource endpoint, no default) is set and
 /// is not already a deployment URL; `api_version`, when set, is non-empty and URL-safe.
-pub fn check_provider(provider: &ProviderConfig) -> Result<(), String> {
-    match provider.base_url.as_deref().map(str::trim) {
-        None | Some("") => {
-            return Err("base_url is required for kind 'azure_openai': the resource endpoint, e.g. https://myres.openai.azure.com".to_owned())
-        }
-        Some(url) if url.contains("/openai/deployments") => {
+pub fn check_provider(provider: &Settings) -> Result<(), String> {
+    match provider.base_url.trim() {
+        "" => return Err("base_url is required for kind 'azure_openai': the resource endpoint, e.g. https://myres.openai.azure.com".to_owned()),
+        url if url.contains("/openai/deployments") => {
             return Err(format!("base_url '{url}' must be the resource endpoint (e.g. https://myres.openai.azure.com), without /openai/deployments/…; the deployment is the model's upstream_model"))
         }
-        Some(_) => {}
+        _ => {}
     }
-    match provider.api_version.as_deref() {
+    match provider.api_version {
         Some(version) if version.is_empty() || !version.bytes().all(unreserved) => {
             Err(format!("api_version '{version}' must be a non-empty API version such as '{DEFAULT_API_VERSION}' (letters, digits, '-', '.', '_', '~')"))
         }
@@ -128,7 +156,7 @@ mod tests {
         .unwrap()
     }
 
-    fn provider(json: &str) -> ProviderConfig {
+    fn provider(json: &str) -> crate::config::ProviderConfig {
         serde_json::from_str(json).unwrap()
     }
 
@@ -137,7 +165,7 @@ mod tests {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
         let key = Secret::new("azure-test-key");
-        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
+        let target = provider.target(model, Some(&key), 150_000);
         let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
         let plan = plan(&target, &request(&golden["body"].to_string())).unwrap();
         assert!(plan.relay);
@@ -151,7 +179,7 @@ mod tests {
     fn the_body_is_the_openai_body_without_model_and_the_version_is_configurable() {
         let config = config(r#","api_version":"2024-10-21""#);
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let body = r#"{"prompt":"p","model":"azure/gpt-image-1","n":2,"size":"1536x1024","quality":"low","background":"transparent","output_format":"webp","output_compression":50,"user":"u"}"#;
         let call = &plan(&target, &request(body)).unwrap().calls[0];
         assert_eq!(call.url, "https://myres.openai.azure.com/openai/deployments/gpt-image-1/images/generations?api-version=2024-10-21");
@@ -167,7 +195,7 @@ mod tests {
     fn the_default_version_is_used_and_odd_deployment_names_are_escaped() {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/odd")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let call = &plan(&target, &request(r#"{"prompt":"p"}"#)).unwrap().calls[0];
         assert_eq!(call.url, "https://myres.openai.azure.com/openai/deployments/my%20deploy%2F1/images/generations?api-version=2025-04-01-preview");
     }
@@ -175,16 +203,16 @@ mod tests {
     #[test]
     fn provider_checks_name_the_key() {
         let base = r#""id":"a","kind":"azure_openai","api_key_secret":"K""#;
-        assert!(check_provider(&provider(&format!(r#"{{{base},"base_url":"https://r.openai.azure.com"}}"#))).is_ok());
-        let version = |v: &str| check_provider(&provider(&format!(r#"{{{base},"base_url":"https://r.openai.azure.com","api_version":"{v}"}}"#)));
+        assert!(check_provider(&provider(&format!(r#"{{{base},"base_url":"https://r.openai.azure.com"}}"#)).settings()).is_ok());
+        let version = |v: &str| check_provider(&provider(&format!(r#"{{{base},"base_url":"https://r.openai.azure.com","api_version":"{v}"}}"#)).settings());
         assert!(version("2025-04-01-preview").is_ok());
         for bad in ["", "2025-04-01&x=1", "2025 04", "a/b", "é"] {
             assert!(version(bad).unwrap_err().starts_with("api_version "), "{bad:?}");
         }
-        assert!(check_provider(&provider(&format!("{{{base}}}"))).unwrap_err().starts_with("base_url "));
-        assert!(check_provider(&provider(&format!(r#"{{{base},"base_url":" "}}"#))).unwrap_err().starts_with("base_url "));
+        assert!(check_provider(&provider(&format!("{{{base}}}")).settings()).unwrap_err().starts_with("base_url "));
+        assert!(check_provider(&provider(&format!(r#"{{{base},"base_url":" "}}"#)).settings()).unwrap_err().starts_with("base_url "));
         let deployment_url = format!(r#"{{{base},"base_url":"https://r.openai.azure.com/openai/deployments/x"}}"#);
-        assert!(check_provider(&provider(&deployment_url)).unwrap_err().starts_with("base_url "));
+        assert!(check_provider(&provider(&deployment_url).settings()).unwrap_err().starts_with("base_url "));
         let err = Config::from_json(r#"{"providers":[{"id":"a","kind":"azure_openai","base_url":"https://r.openai.azure.com","api_key_secret":"K","api_version":"x y"}],"models":[{"id":"m","provider":"a"}]}"#).unwrap_err();
         assert!(
             err.ends_with("providers[0].api_version 'x y' must be a non-empty API version such as '2025-04-01-preview' (letters, digits, '-', '.', '_', '~')"),
@@ -196,8 +224,8 @@ mod tests {
     fn the_documented_answer_reads_through_the_openai_reader() {
         let config = config("");
         let (model, provider) = config.resolve_model(Some("azure/gpt-image-1")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
-        let Ok(crate::providers::Progress::Done(done)) = crate::providers::read_answer(&target, Some("application/json"), GOLDEN_ANSWER.as_bytes()) else {
+        let target = provider.target(model, None, 150_000);
+        let Ok(crate::providers::Progress::Done(done)) = target.adapter.read_answer(&target, Some("application/json"), GOLDEN_ANSWER.as_bytes()) else {
             panic!("not done")
         };
         assert_eq!(done.images.len(), 2);

@@ -25,11 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::errors::{self, Detail};
-use super::openai::{json_headers, post};
-use super::replicate::{image_at, is_token, text_of};
 use super::site::same_site;
-use super::{mapping, Generated, Plan, Progress, Target};
-use crate::config::ModelConfig;
+use super::wire::{configured_headers, image_at, is_token, json_headers, post, text_of};
+use super::{mapping, Adapter, Generated, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat, Size};
 use crate::secret::Secret;
@@ -72,10 +70,46 @@ fn geometry(model: &str) -> Geometry {
     }
 }
 
+/// The `bfl` kind.
+pub struct Bfl;
+
+impl Adapter for Bfl {
+    fn name(&self) -> &'static str {
+        "bfl"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.bfl.ai/v1")
+    }
+    fn starts_jobs(&self) -> bool {
+        true
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
+        Some(&RATIOS)
+    }
+    fn output_formats(&self) -> &'static [&'static str] {
+        &["jpeg", "png"]
+    }
+    fn check_model(&self, upstream_model: &str) -> Result<(), String> {
+        check_model(upstream_model)
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
+}
+
 /// Refuses an `upstream_model` (or default name) that is not a BFL endpoint name such as
 /// `flux-pro-1.1`.
-pub fn check_model(model: &ModelConfig) -> Result<(), String> {
-    let name = model.upstream_name();
+pub fn check_model(upstream_model: &str) -> Result<(), String> {
+    let name = upstream_model;
     if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && name.bytes().any(|b| b.is_ascii_alphanumeric()) {
         Ok(())
     } else {
@@ -102,7 +136,7 @@ struct WireRequest<'a> {
 /// `output_format` when the value cannot be mapped.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let model = target.upstream_model();
-    check_model(target.model).map_err(|e| GatewayError::new(ErrorKind::Internal, format!("The BFL model is misconfigured: {e}.")))?;
+    check_model(target.upstream_model()).map_err(|e| GatewayError::new(ErrorKind::Internal, format!("The BFL model is misconfigured: {e}.")))?;
     let output_format = match request.output_format {
         None => None,
         Some(OutputFormat::Png) => Some("png"),
@@ -250,9 +284,9 @@ fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Re
     let url = match (polling_url.filter(|url| same_site(base, url, "bfl.ai")), id.filter(|id| is_token(id))) {
         (Some(url), _) => url,
         (None, Some(id)) => format!("{base}/get_result?id={id}"),
-        (None, None) => return Err(errors::unreadable(&target.provider.id, "a BFL task answer with an id or a polling URL")),
+        (None, None) => return Err(errors::unreadable(target.provider.id, "a BFL task answer with an id or a polling URL")),
     };
-    let mut headers: Vec<(String, HeaderValue)> = target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))).collect();
+    let mut headers = configured_headers(target);
     if let Some(key) = target.key {
         headers.push(("x-key".to_owned(), x_key(key)));
     }

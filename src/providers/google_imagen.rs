@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{self, Detail};
 use super::mapping;
-use super::openai::{json_headers, post};
-use super::{Generated, Image, ImageData, Plan, Progress, Target};
+use super::wire::{json_headers, post};
+use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::secret::Secret;
@@ -65,6 +65,33 @@ struct OutputOptions {
     mime_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     compression_quality: Option<u8>,
+}
+
+/// The `google_imagen` kind.
+pub struct GoogleImagen;
+
+impl Adapter for GoogleImagen {
+    fn name(&self) -> &'static str {
+        "google_imagen"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://generativelanguage.googleapis.com/v1beta")
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
+        Some(&RATIOS)
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
 }
 
 /// One predict call for all `n` images; a 400 naming `n`, `size`, `aspect_ratio`,

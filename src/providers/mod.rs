@@ -1,14 +1,19 @@
-//! Providers: one module per kind, each with its own wire types and pure functions that build
-//! the upstream requests and read the upstream answers and errors. Nothing here touches the
-//! network; the pipeline (`pipeline/attempt.rs`) sends what these functions build.
+//! Providers: one module per kind, each an [`Adapter`] with its own wire types and pure
+//! functions that build the upstream requests and read the upstream answers and errors. Nothing
+//! here touches the network (the pipeline sends what these build) or the configuration's types
+//! (the pipeline hands an adapter a [`Target`]).
 //!
-//! An adapter answers three questions:
-//! - [`plan`]: which calls to make for a request (one, or one per image for providers that make
-//!   one image per call), and whether a 2xx answer is an OpenAI Images answer the gateway may
-//!   relay unread;
-//! - [`read_answer`]: what a 2xx answer holds: images ([`Generated`]), or a job still running
-//!   and how to poll it ([`Progress::Pending`]);
-//! - [`read_error`]: which gateway error a non-2xx answer is, with the provider's own message.
+//! An adapter states its kind's facts (name, default base URL, whether it starts jobs, the
+//! parameters it honours) and answers three questions:
+//! - [`Adapter::plan`]: which calls to make for a request (one, or one per image for providers
+//!   that make one image per call), and whether a 2xx answer is an OpenAI Images answer the
+//!   gateway may relay unread; or the images themselves, for a kind that makes them in the worker;
+//! - [`Adapter::read_answer`]: what a 2xx answer holds: images ([`Generated`]), or a job still
+//!   running and how to poll it ([`Progress::Pending`]);
+//! - [`Adapter::error_detail`]: what a non-2xx answer says; [`read_error`] maps it onto the
+//!   gateway's errors, for every kind alike.
+//!
+//! Adding a kind is one new module and one line in [`ADAPTERS`].
 
 pub mod azure_openai;
 pub mod bfl;
@@ -24,17 +29,150 @@ pub mod stability;
 pub mod test_pattern;
 #[cfg(test)]
 mod testing;
+pub mod wire;
 
-use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
+use std::collections::BTreeMap;
+
 use crate::error::GatewayError;
 use crate::request::{unknown_parameter, ImageRequest, CORE_FIELDS, PARAMETERS};
 use crate::secret::Secret;
 use crate::upstream::UpstreamRequest;
 
-/// The model and provider an attempt goes to, and the provider's key.
+pub use errors::Detail;
+
+/// Every provider kind, found by the name configurations use.
+pub const ADAPTERS: [&dyn Adapter; 9] = [
+    &test_pattern::TestPattern,
+    &openai::OpenAi,
+    &azure_openai::AzureOpenAi,
+    &openai_compatible::OpenAiCompatible,
+    &openrouter::OpenRouter,
+    &stability::Stability,
+    &google_imagen::GoogleImagen,
+    &replicate::Replicate,
+    &bfl::Bfl,
+];
+
+/// A provider kind: its facts, and the pure functions that speak its wire format.
+pub trait Adapter: Sync {
+    /// The name configurations use (`azure_openai`).
+    fn name(&self) -> &'static str;
+
+    /// The base URL of the kind's public API, for providers configured without `base_url`.
+    fn default_base_url(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether it calls an upstream at all (with a base URL and a key); the test pattern does not.
+    fn calls_upstream(&self) -> bool {
+        true
+    }
+
+    /// Whether a provider of this kind may be configured without a key (a local server).
+    fn key_optional(&self) -> bool {
+        false
+    }
+
+    /// Whether an accepted call starts an asynchronous job (paid for from then on) that is polled.
+    fn starts_jobs(&self) -> bool {
+        false
+    }
+
+    /// The request parameters it honours (see [`ImageRequest::set_params`]), besides `model`,
+    /// `n` and `response_format`; a provider's `allowed_parameters` are honoured as well.
+    fn honoured(&self) -> &'static [&'static str];
+
+    /// Whether it sends the request's extension fields ([`ImageRequest::extra`]) upstream as they
+    /// came, which `allowed_parameters` relies on.
+    fn passes_extensions(&self) -> bool {
+        false
+    }
+
+    /// Whether its request is the OpenAI body, which carries every named parameter as it came
+    /// (so `allowed_parameters` may list any of them).
+    fn sends_openai_body(&self) -> bool {
+        false
+    }
+
+    /// The aspect ratios it takes, when it takes a fixed list (for the catalogue).
+    fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// The output formats it can produce (for the catalogue).
+    fn output_formats(&self) -> &'static [&'static str] {
+        &["png", "jpeg", "webp"]
+    }
+
+    /// Kind-specific checks of a provider's configuration; the error starts with the key's name.
+    fn check_provider(&self, _provider: &Settings) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Kind-specific checks of a model's `upstream_model` (or default name); the error starts
+    /// with the key's name.
+    fn check_model(&self, _upstream_model: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The calls for `request` (already checked by [`check_params`]), or the images made without
+    /// one; a 400 naming the parameter when a value cannot be mapped (a size with no matching
+    /// aspect ratio, too many images).
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError>;
+
+    /// Reads a 2xx answer (`content_type` is its `Content-Type`): images, or a job to poll. An
+    /// answer without images is a 502 (`empty_upstream_answer`); a refusal reported inside a 2xx
+    /// (a moderated job) is a 403 `content_policy_violation`.
+    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError>;
+
+    /// What a non-2xx answer's body says.
+    fn error_detail(&self, _body: &[u8]) -> Detail {
+        Detail::default()
+    }
+}
+
+/// The adapter for the kind named `name` in a configuration.
+pub fn adapter(name: &str) -> Option<&'static dyn Adapter> {
+    ADAPTERS.iter().copied().find(|adapter| adapter.name() == name)
+}
+
+/// The names of every kind, for messages.
+pub fn kind_names() -> String {
+    ADAPTERS.iter().map(|adapter| adapter.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What an adapter knows of a configured provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub id: &'a str,
+    /// The base URL without a trailing `/`: the configured one, or the kind's default (empty for
+    /// a kind with neither).
+    pub base_url: &'a str,
+    /// Extra headers sent with every upstream request.
+    pub headers: &'a BTreeMap<String, String>,
+    /// `azure_openai`: the `api-version` query parameter.
+    pub api_version: Option<&'a str>,
+    /// `openai_compatible`: the header carrying the key.
+    pub key_header: Option<&'a str>,
+    /// Request fields passed through as sent.
+    pub allowed_parameters: &'a [String],
+}
+
+impl Settings<'_> {
+    /// The base URL, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        self.base_url
+    }
+}
+
+/// The provider, model and key an attempt goes to.
 pub struct Target<'a> {
-    pub provider: &'a ProviderConfig,
-    pub model: &'a ModelConfig,
+    pub adapter: &'a dyn Adapter,
+    pub provider: Settings<'a>,
+    /// The public model id (for messages).
+    pub model_id: &'a str,
+    /// The model name the upstream expects.
+    pub upstream_model: &'a str,
     /// The provider key; `None` only for providers configured without one.
     pub key: Option<&'a Secret>,
     /// How long the attempt may take, in milliseconds (a provider that holds the request open
@@ -45,13 +183,13 @@ pub struct Target<'a> {
 impl Target<'_> {
     /// The model name the upstream expects.
     pub fn upstream_model(&self) -> &str {
-        self.model.upstream_name()
+        self.upstream_model
     }
 }
 
 /// The calls an attempt makes.
 pub struct Plan {
-    /// Sent concurrently; each answer is read by [`read_answer`] unless `relay` is set.
+    /// Sent concurrently; each answer is read by [`Adapter::read_answer`] unless `relay` is set.
     pub calls: Vec<UpstreamRequest>,
     /// The one call's 2xx answer is an OpenAI Images answer: it may be relayed to an OpenAI
     /// client without being parsed.
@@ -63,6 +201,12 @@ impl Plan {
     pub fn one(call: UpstreamRequest) -> Plan {
         Plan { calls: vec![call], relay: false }
     }
+}
+
+/// What an attempt does for a request: call upstream, or deliver images made in the worker.
+pub enum Planned {
+    Calls(Plan),
+    Made(Generated),
 }
 
 /// One generated image, as the provider gave it.
@@ -97,102 +241,40 @@ pub struct Generated {
 pub enum Progress {
     Done(Generated),
     /// An asynchronous job is still running: `poll` fetches its state (answered again through
-    /// [`read_answer`]); `cancel`, when the provider has one, stops it once the gateway gives up.
+    /// [`Adapter::read_answer`]); `cancel`, when the provider has one, stops it once the gateway gives up.
     Pending {
         poll: UpstreamRequest,
         cancel: Option<UpstreamRequest>,
     },
 }
 
-/// The base URL of a kind's public API, for providers configured without `base_url`.
-pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
-    match kind {
-        ProviderKind::Openai => Some("https://api.openai.com/v1"),
-        ProviderKind::Openrouter => Some("https://openrouter.ai/api/v1"),
-        ProviderKind::Stability => Some("https://api.stability.ai"),
-        ProviderKind::GoogleImagen => Some("https://generativelanguage.googleapis.com/v1beta"),
-        ProviderKind::Replicate => Some("https://api.replicate.com/v1"),
-        ProviderKind::Bfl => Some("https://api.bfl.ai/v1"),
-        ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::TestPattern => None,
-    }
-}
-
-/// The request parameters a kind honours (see [`ImageRequest::set_params`]); for
-/// `openai_compatible` the provider's `allowed_parameters` are honoured as well.
-pub fn honoured_params(kind: ProviderKind) -> &'static [&'static str] {
-    match kind {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => openai::HONOURED,
-        ProviderKind::Openrouter => openrouter::HONOURED,
-        ProviderKind::Stability => stability::HONOURED,
-        ProviderKind::GoogleImagen => google_imagen::HONOURED,
-        ProviderKind::Replicate => replicate::HONOURED,
-        ProviderKind::Bfl => bfl::HONOURED,
-        ProviderKind::TestPattern => test_pattern::HONOURED,
-    }
-}
-
-/// The aspect ratios a kind takes, when it takes a fixed list (for the catalogue).
-pub fn aspect_ratios(kind: ProviderKind) -> Option<&'static [&'static str]> {
-    match kind {
-        ProviderKind::Replicate => Some(&replicate::RATIOS),
-        ProviderKind::Bfl => Some(&bfl::RATIOS),
-        ProviderKind::Stability => Some(&stability::RATIOS),
-        ProviderKind::GoogleImagen => Some(&google_imagen::RATIOS),
-        _ => None,
-    }
-}
-
-/// Whether a kind sends the request's extension fields ([`ImageRequest::extra`]) upstream as
-/// they came, which `allowed_parameters` relies on.
-fn passes_extensions(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible | ProviderKind::Openrouter)
-}
-
-/// Checks of a provider's configuration; the error starts with the key's name.
-/// `allowed_parameters` must name fields the kind can send as they came.
-pub fn check_provider(provider: &ProviderConfig) -> Result<(), String> {
+/// Checks of a provider's configuration, for every kind and then the kind's own; the error
+/// starts with the key's name. `allowed_parameters` must name fields the kind can send as they came.
+pub fn check_provider(adapter: &dyn Adapter, provider: &Settings) -> Result<(), String> {
     if let Some(first) = provider.allowed_parameters.first() {
-        if !passes_extensions(provider.kind) {
+        if !adapter.passes_extensions() {
             return Err(format!(
                 "allowed_parameters: a '{}' provider builds its own request and cannot pass '{first}' through; only openai, azure_openai, openai_compatible and openrouter providers can",
-                provider.kind.name()
+                adapter.name()
             ));
         }
     }
-    // The OpenAI-bodied kinds send every named parameter as it came; OpenRouter's request has
-    // fields for its own only.
-    let unsendable = |name: &str| {
-        CORE_FIELDS.contains(&name) || (provider.kind == ProviderKind::Openrouter && PARAMETERS.contains(&name) && !openrouter::HONOURED.contains(&name))
-    };
+    // The OpenAI body carries every named parameter as it came; a kind's own request has fields
+    // for the parameters it honours only.
+    let unsendable =
+        |name: &str| CORE_FIELDS.contains(&name) || (!adapter.sends_openai_body() && PARAMETERS.contains(&name) && !adapter.honoured().contains(&name));
     if let Some(name) = provider.allowed_parameters.iter().find(|name| unsendable(name)) {
         return Err(format!(
             "allowed_parameters: '{name}' cannot be passed through as it came (the gateway sets it, or this kind's request has no place for it)"
         ));
     }
-    match provider.kind {
-        ProviderKind::AzureOpenai => azure_openai::check_provider(provider),
-        _ => Ok(()),
-    }
-}
-
-/// Checks of a model's configuration; the error starts with the key's name. `drop_params`
-/// cannot drop the fields every request needs.
-pub fn check_model(provider: &ProviderConfig, model: &ModelConfig) -> Result<(), String> {
-    if let Some(core) = model.drop_params.iter().find(|name| CORE_FIELDS.contains(&name.as_str())) {
-        return Err(format!("drop_params: '{core}' cannot be dropped (only optional parameters and extension fields can)"));
-    }
-    match provider.kind {
-        ProviderKind::Stability => stability::check_model(model),
-        ProviderKind::Replicate => replicate::check_model(model),
-        ProviderKind::Bfl => bfl::check_model(model),
-        _ => Ok(()),
-    }
+    adapter.check_provider(provider)
 }
 
 /// The 400 for the first parameter `request` sets that the target cannot honour and its model
 /// does not drop. Callers pass the request through [`ImageRequest::without`] first.
 pub fn check_params(target: &Target, request: &ImageRequest) -> Result<(), GatewayError> {
-    let honoured = honoured_params(target.provider.kind);
+    let honoured = target.adapter.honoured();
     let allowed = |name: &str| honoured.contains(&name) || target.provider.allowed_parameters.iter().any(|a| a == name);
     match request.set_params().into_iter().find(|name| !allowed(name)) {
         None => Ok(()),
@@ -201,57 +283,17 @@ pub fn check_params(target: &Target, request: &ImageRequest) -> Result<(), Gatew
             name,
             format!(
                 "The model '{}' (a '{}' provider) does not support '{name}'. Leave it out, or list it in the model's drop_params to have the gateway drop it.",
-                target.model.id,
-                target.provider.kind.name()
+                target.model_id,
+                target.adapter.name()
             ),
         )
         .with_code("unsupported_parameter")),
     }
 }
 
-/// The calls for `request` (already checked by [`check_params`]); a 400 naming the parameter
-/// when a value cannot be mapped (a size with no matching aspect ratio, too many images).
-pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    match target.provider.kind {
-        ProviderKind::Openai => openai::plan(target, request),
-        ProviderKind::AzureOpenai => azure_openai::plan(target, request),
-        ProviderKind::OpenaiCompatible => openai_compatible::plan(target, request),
-        ProviderKind::Openrouter => openrouter::plan(target, request),
-        ProviderKind::Stability => stability::plan(target, request),
-        ProviderKind::GoogleImagen => google_imagen::plan(target, request),
-        ProviderKind::Replicate => replicate::plan(target, request),
-        ProviderKind::Bfl => bfl::plan(target, request),
-        ProviderKind::TestPattern => unreachable!("the test pattern is rendered, not called"),
-    }
-}
-
-/// Reads a 2xx answer (`content_type` is its `Content-Type`): images, or a job to poll. An
-/// answer without images is a 502 (`empty_upstream_answer`); a refusal reported inside a 2xx
-/// (a moderated job) is a 403 `content_policy_violation`.
-pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
-    match target.provider.kind {
-        ProviderKind::Openai | ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible => openai::read_answer(target, body),
-        ProviderKind::Openrouter => openrouter::read_answer(target, body),
-        ProviderKind::Stability => stability::read_answer(target, content_type, body),
-        ProviderKind::GoogleImagen => google_imagen::read_answer(target, body),
-        ProviderKind::Replicate => replicate::read_answer(target, body),
-        ProviderKind::Bfl => bfl::read_answer(target, body),
-        ProviderKind::TestPattern => unreachable!("the test pattern is rendered, not called"),
-    }
-}
-
 /// Maps a non-2xx answer to a call at `path` onto the gateway's error set, keeping the
 /// provider's message (with the key redacted) and its `retry-after` hint.
 pub fn read_error(target: &Target, path: &str, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
-    let said = match target.provider.kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => openai::error_detail(body),
-        ProviderKind::AzureOpenai => azure_openai::error_detail(body),
-        ProviderKind::Openrouter => openrouter::error_detail(body),
-        ProviderKind::Stability => stability::error_detail(body),
-        ProviderKind::GoogleImagen => google_imagen::error_detail(body),
-        ProviderKind::Replicate => replicate::error_detail(body),
-        ProviderKind::Bfl => bfl::error_detail(body),
-        ProviderKind::TestPattern => errors::Detail::default(),
-    };
-    errors::upstream_error(&target.provider.id, path, status, retry_after, said, target.key)
+    let said = target.adapter.error_detail(body);
+    errors::upstream_error(target.provider.id, path, status, retry_after, said, target.key)
 }

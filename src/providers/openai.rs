@@ -6,14 +6,43 @@
 use serde::Deserialize;
 
 use super::errors::{self, Detail};
-use super::{Generated, Image, ImageData, Plan, Progress, Target};
+use super::wire::{bearer, json_headers, post};
+use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
-use crate::secret::Secret;
-use crate::upstream::{HeaderValue, Method, UpstreamRequest};
 
 /// The request parameters the OpenAI Images API takes (besides `model`, `n`, `response_format`).
 pub const HONOURED: &[&str] = &["size", "quality", "style", "background", "output_format", "output_compression", "moderation", "user"];
+
+/// The `openai` kind.
+pub struct OpenAi;
+
+impl Adapter for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.openai.com/v1")
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn passes_extensions(&self) -> bool {
+        true
+    }
+    fn sends_openai_body(&self) -> bool {
+        true
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
+}
 
 /// One call to `{base_url}/images/generations`, relayed.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
@@ -23,23 +52,6 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     }
     let url = format!("{}/images/generations", target.provider.base());
     Ok(Plan { calls: vec![post(url, headers, wire_body(request, Some(target.upstream_model())))], relay: true })
-}
-
-/// `Bearer <key>`, kept secret.
-pub fn bearer(key: &Secret) -> HeaderValue {
-    HeaderValue::Secret(Secret::new(format!("Bearer {}", key.expose())))
-}
-
-/// `content-type: application/json` and the provider's configured headers.
-pub fn json_headers(target: &Target) -> Vec<(String, HeaderValue)> {
-    let mut headers = vec![("content-type".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
-    headers.extend(target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))));
-    headers
-}
-
-/// A `POST` of `body`.
-pub fn post(url: String, headers: Vec<(String, HeaderValue)>, body: Vec<u8>) -> UpstreamRequest {
-    UpstreamRequest { method: Method::Post, url, headers, body }
 }
 
 /// The OpenAI wire body of `request`, addressed to `model` (or with no `model` field).
@@ -123,6 +135,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::request::parse_generation;
+    use crate::secret::Secret;
+    use crate::upstream::Method;
     use serde_json::{json, Value};
 
     fn config() -> Config {
@@ -139,7 +153,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openai/dall-e-3")).unwrap();
         let key = Secret::new("sk-provider");
-        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
+        let target = provider.target(model, Some(&key), 150_000);
         let request = parse_generation(Some("application/json"), br#"{"prompt":"p","model":"openai/dall-e-3","size":"1024x1024"}"#, 1 << 20).unwrap();
         let plan = plan(&target, &request).unwrap();
         assert!(plan.relay);
@@ -157,7 +171,7 @@ mod tests {
     fn answers_read_into_images_and_errors_into_details() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openai/dall-e-3")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let body = json!({"created": 1, "data": [{"b64_json": "aGk=", "revised_prompt": "r"}, {"url": "https://x/y.png"}]});
         let Progress::Done(done) = read_answer(&target, body.to_string().as_bytes()).unwrap() else { panic!("not done") };
         assert_eq!(done.images[0].data, ImageData::Base64("aGk=".into()));

@@ -9,19 +9,50 @@
 //! Together's OpenAPI spec (`togethercomputer/openapi`, `POST /images/generations`,
 //! `ImageResponse`, `ErrorData`) and its image generation guide.
 
-use super::openai::{bearer, json_headers, post, wire_body};
-use super::{Plan, Target};
-use crate::config::ProviderConfig;
+use super::errors::Detail;
+use super::openai::{self, wire_body};
+use super::wire::{bearer, json_headers, post};
+use super::{Adapter, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
 use crate::secret::Secret;
 use crate::upstream::HeaderValue;
 
+/// The `openai_compatible` kind.
+pub struct OpenAiCompatible;
+
+impl Adapter for OpenAiCompatible {
+    fn name(&self) -> &'static str {
+        "openai_compatible"
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        openai::HONOURED
+    }
+    fn key_optional(&self) -> bool {
+        true
+    }
+    fn passes_extensions(&self) -> bool {
+        true
+    }
+    fn sends_openai_body(&self) -> bool {
+        true
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        openai::read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        openai::error_detail(body)
+    }
+}
+
 /// One call to `{base_url}/images/generations`, relayed; no key header for a keyless provider.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
-        headers.push(key_header(target.provider, key));
+        headers.push(key_header(&target.provider, key));
     }
     let url = format!("{}/images/generations", target.provider.base());
     Ok(Plan { calls: vec![post(url, headers, wire_body(request, Some(target.upstream_model())))], relay: true })
@@ -29,8 +60,8 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
 
 /// The header carrying the key: `key_header` unset or `authorization` (any case) sends
 /// `Authorization: Bearer <key>`; any other name sends that header with the bare key.
-fn key_header(provider: &ProviderConfig, key: &Secret) -> (String, HeaderValue) {
-    match provider.key_header.as_deref() {
+fn key_header(provider: &Settings, key: &Secret) -> (String, HeaderValue) {
+    match provider.key_header {
         Some(name) if !name.eq_ignore_ascii_case("authorization") => (name.to_owned(), HeaderValue::Secret(key.clone())),
         _ => ("authorization".to_owned(), bearer(key)),
     }
@@ -41,7 +72,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::providers::testing::{as_golden, request};
-    use crate::providers::{check_params, errors, read_answer, read_error, ImageData, Progress};
+    use crate::providers::{check_params, errors, read_error, ImageData, Progress};
 
     use crate::upstream::UpstreamRequest;
     use serde_json::{json, Value};
@@ -74,7 +105,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
         let key = Secret::new("together-test-key");
-        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
+        let target = provider.target(model, Some(&key), 150_000);
         let golden: Value = serde_json::from_str(GOLDEN_REQUEST).unwrap();
         let mut client_body = golden["body"].clone();
         client_body["model"] = json!("together/flux-schnell");
@@ -91,7 +122,7 @@ mod tests {
     fn fields_not_in_allowed_parameters_are_refused_before_planning() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("custom/m")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let steps = check_params(&target, &request(r#"{"prompt":"p","steps":4}"#)).unwrap_err();
         assert_eq!((steps.status(), steps.param.as_deref(), steps.code), (400, Some("steps"), Some("unknown_parameter")));
         let seed = check_params(&target, &request(r#"{"prompt":"p","seed":7}"#)).unwrap_err();
@@ -103,7 +134,7 @@ mod tests {
     fn the_openai_fields_go_through_unchanged() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("custom/m")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let body = r#"{"prompt":"p","model":"custom/m","n":3,"size":"1792x1024","quality":"hd","style":"natural","response_format":"b64_json","user":"u"}"#;
         let sent: Value = serde_json::from_slice(&plan(&target, &request(body)).unwrap().calls[0].body).unwrap();
         assert_eq!(sent, json!({"prompt":"p","model":"m","n":3,"size":"1792x1024","quality":"hd","style":"natural","response_format":"b64_json","user":"u"}));
@@ -115,7 +146,7 @@ mod tests {
         let key = Secret::new("k-123456");
         let call = |id: &str, key: Option<&Secret>| {
             let (model, provider) = config.resolve_model(Some(id)).unwrap();
-            plan(&Target { provider, model, key, limit_ms: 150_000 }, &request(r#"{"prompt":"p"}"#)).unwrap().calls.remove(0)
+            plan(&provider.target(model, key, 150_000), &request(r#"{"prompt":"p"}"#)).unwrap().calls.remove(0)
         };
         let custom = call("custom/m", Some(&key));
         assert_eq!(custom.url, "https://img.example.com/v1/images/generations");
@@ -132,8 +163,8 @@ mod tests {
     fn togethers_documented_answers_read_into_images() {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
-        let read = |body: &[u8]| match read_answer(&target, Some("application/json"), body) {
+        let target = provider.target(model, None, 150_000);
+        let read = |body: &[u8]| match target.adapter.read_answer(&target, Some("application/json"), body) {
             Ok(Progress::Done(done)) => done,
             other => panic!("not done: {:?}", other.err()),
         };
@@ -142,7 +173,7 @@ mod tests {
         assert_eq!(done.images[0].data, ImageData::Url("https://api.together.ai/v1/images/...".into()));
         let b64 = json!({"id":"i","model":"m","object":"list","data":[{"index":0,"type":"b64_json","b64_json":"/9j/4AAQ"}]});
         assert_eq!(read(b64.to_string().as_bytes()).images[0].data, ImageData::Base64("/9j/4AAQ".into()));
-        let empty = read_answer(&target, None, br#"{"id":"i","model":"m","object":"list","data":[]}"#).unwrap_err();
+        let empty = target.adapter.read_answer(&target, None, br#"{"id":"i","model":"m","object":"list","data":[]}"#).unwrap_err();
         assert_eq!((empty.status(), empty.code), (502, Some("empty_upstream_answer")));
     }
 
@@ -151,7 +182,7 @@ mod tests {
         let config = config();
         let (model, provider) = config.resolve_model(Some("together/flux-schnell")).unwrap();
         let key = Secret::new("together-test-key");
-        let target = Target { provider, model, key: Some(&key), limit_ms: 150_000 };
+        let target = provider.target(model, Some(&key), 150_000);
         let golden: Vec<Value> = serde_json::from_str(GOLDEN_ERROR).unwrap();
         let expected = [400, 429];
         for (case, expected) in golden.iter().zip(expected) {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::errors::{self, Detail};
-use super::openai::{bearer, json_headers, post};
-use super::{Generated, Image, ImageData, Plan, Progress, Target};
+use super::wire::{bearer, json_headers, post};
+use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat, Size};
 
@@ -54,6 +54,33 @@ struct WireRequest<'a> {
     resolution: Option<&'a str>,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+}
+
+/// The `openrouter` kind.
+pub struct OpenRouter;
+
+impl Adapter for OpenRouter {
+    fn name(&self) -> &'static str {
+        "openrouter"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://openrouter.ai/api/v1")
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn passes_extensions(&self) -> bool {
+        true
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
 }
 
 /// One call to `{base_url}/images`, translated; a 400 naming `quality` for a value OpenRouter has
@@ -224,7 +251,7 @@ mod tests {
     fn sent(body: &str) -> Result<Value, GatewayError> {
         let config = config();
         let (model, provider) = config.resolve_model(Some("openrouter/seedream")).unwrap();
-        let plan = plan(&Target { provider, model, key: None, limit_ms: 150_000 }, &request(body))?;
+        let plan = plan(&provider.target(model, None, 150_000), &request(body))?;
         Ok(serde_json::from_slice(&plan.calls[0].body).unwrap())
     }
 
@@ -287,7 +314,7 @@ mod tests {
         });
         let config = config();
         let (model, provider) = config.resolve_model(Some("routed/gpt-image")).unwrap();
-        let target = Target { provider, model, key: None, limit_ms: 150_000 };
+        let target = provider.target(model, None, 150_000);
         let req = request(r#"{"prompt":"p","provider":{"only":["openai"]}}"#);
         check_params(&target, &req).unwrap();
         let call = &plan(&target, &req).unwrap().calls[0];

@@ -32,10 +32,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::errors::{self, Detail};
-use super::openai::{bearer, json_headers, post};
 use super::site::same_site;
-use super::{mapping, Generated, Image, ImageData, Plan, Progress, Target};
-use crate::config::ModelConfig;
+use super::wire::{bearer, configured_headers, image_at, is_token, json_headers, post, text_of};
+use super::{mapping, Adapter, Generated, Image, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::{HeaderValue, Method, UpstreamRequest};
@@ -66,9 +65,42 @@ fn split_model(model: &str) -> Option<(&str, Option<&str>)> {
     (part(owner) && part(short) && version_ok).then_some((name, version))
 }
 
+/// The `replicate` kind.
+pub struct Replicate;
+
+impl Adapter for Replicate {
+    fn name(&self) -> &'static str {
+        "replicate"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.replicate.com/v1")
+    }
+    fn starts_jobs(&self) -> bool {
+        true
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
+        Some(&RATIOS)
+    }
+    fn check_model(&self, upstream_model: &str) -> Result<(), String> {
+        check_model(upstream_model)
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
+}
+
 /// Refuses an `upstream_model` (or default name) that is not `owner/name[:version]`.
-pub fn check_model(model: &ModelConfig) -> Result<(), String> {
-    let name = model.upstream_name();
+pub fn check_model(upstream_model: &str) -> Result<(), String> {
+    let name = upstream_model;
     match split_model(name) {
         Some(_) => Ok(()),
         None => {
@@ -208,7 +240,7 @@ fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayE
     let base = target.provider.base();
     let fallback = |suffix: &str| match prediction.id.as_deref().filter(|id| is_token(id)) {
         Some(id) => Ok(format!("{base}/predictions/{id}{suffix}")),
-        None => Err(errors::unreadable(&target.provider.id, "a Replicate prediction with an id or URLs")),
+        None => Err(errors::unreadable(target.provider.id, "a Replicate prediction with an id or URLs")),
     };
     let on_site = |url: Option<String>| url.filter(|url| same_site(base, url, SITE));
     let get = match on_site(prediction.urls.get) {
@@ -224,7 +256,7 @@ fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayE
 
 /// A bodiless request to `url` with the provider's headers and the key.
 fn keyed(target: &Target, method: Method, url: String) -> UpstreamRequest {
-    let mut headers: Vec<(String, HeaderValue)> = target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))).collect();
+    let mut headers = configured_headers(target);
     if let Some(key) = target.key {
         headers.push(("authorization".to_owned(), bearer(key)));
     }
@@ -245,70 +277,6 @@ fn output_images(output: Option<Value>) -> Vec<Image> {
 fn is_refusal(why: &str) -> bool {
     let why = why.to_ascii_lowercase();
     why.contains("nsfw") || why.contains("flagged as sensitive")
-}
-
-/// An id safe to put in a URL path.
-pub(super) fn is_token(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-}
-
-/// An image at `url`: a `data:…;base64,` URI becomes base64 with its media type (the prefix cut
-/// in place, not copied); any other URL stays a URL, with the media type its extension names.
-pub(super) fn image_at(mut url: String) -> Image {
-    let data_uri = url.strip_prefix("data:").and_then(|rest| rest.split_once(',')).and_then(|(meta, _)| {
-        let media_type = meta.strip_suffix(";base64")?;
-        Some(("data:".len() + meta.len() + 1, (!media_type.is_empty()).then(|| media_type.to_owned())))
-    });
-    if let Some((prefix, media_type)) = data_uri {
-        url.drain(..prefix);
-        return Image { data: ImageData::Base64(url), media_type, revised_prompt: None };
-    }
-    let media_type = media_type_of(&url).map(str::to_owned);
-    Image { data: ImageData::Url(url), media_type, revised_prompt: None }
-}
-
-/// The media type a URL's file extension names (`…/out-0.webp?sig=…` → `image/webp`).
-pub(super) fn media_type_of(url: &str) -> Option<&'static str> {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let (_, extension) = file.rsplit_once('.')?;
-    match extension.to_ascii_lowercase().as_str() {
-        "png" => Some("image/png"),
-        "jpg" | "jpeg" => Some("image/jpeg"),
-        "webp" => Some("image/webp"),
-        "gif" => Some("image/gif"),
-        _ => None,
-    }
-}
-
-/// A JSON value as text: a string as is, anything else compact JSON; a validation list
-/// (`[{"loc": [...], "msg": "..."}]`, FastAPI's shape) as `field: message; …`.
-pub(super) fn text_of(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                let msg = item.get("msg").and_then(Value::as_str);
-                let loc: Vec<String> = item
-                    .get("loc")
-                    .and_then(Value::as_array)
-                    .map(|loc| loc.iter().filter(|p| p.as_str() != Some("body")).map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect())
-                    .unwrap_or_default();
-                match msg {
-                    Some(msg) if loc.is_empty() => msg.to_owned(),
-                    Some(msg) => format!("{}: {msg}", loc.join(".")),
-                    None => text_of(item),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Value::Object(fields) => match ["message", "msg", "detail"].iter().find_map(|k| fields.get(*k).and_then(Value::as_str)) {
-            Some(text) => text.to_owned(),
-            None => value.to_string(),
-        },
-        other => other.to_string(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -346,7 +314,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::providers::testing::{as_golden, request, with_target_in};
-    use crate::providers::{check_model as check_any_model, check_params, read_error};
+    use crate::providers::wire::media_type_of;
+    use crate::providers::{check_params, read_error, ImageData};
 
     use serde_json::json;
 
@@ -460,15 +429,14 @@ mod tests {
         };
         for good in ["black-forest-labs/flux-schnell", "google/imagen-4", "stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"]
         {
-            assert_eq!(check_model(&model(Some(good))), Ok(()), "{good}");
+            assert_eq!(check_model(model(Some(good)).upstream_name()), Ok(()), "{good}");
         }
         for bad in ["flux-schnell", "a/b/c", "owner/", "/name", "../..", "owner/name:", "owner/na me", "owner/name:v/1"] {
-            let err = check_model(&model(Some(bad))).unwrap_err();
+            let err = check_model(model(Some(bad)).upstream_name()).unwrap_err();
             assert!(err.starts_with("upstream_model ") && err.contains(bad), "{bad}: {err}");
         }
-        assert!(check_model(&model(None)).unwrap_err().contains("'flux-schnell'"), "the default name is the id's last part");
-        let config = config();
-        assert!(check_any_model(&config.providers[0], &model(Some("x"))).is_err(), "dispatched for the kind");
+        assert!(check_model(model(None).upstream_name()).unwrap_err().contains("'flux-schnell'"), "the default name is the id's last part");
+        assert!(Replicate.check_model("x").is_err(), "the adapter checks it");
         let refused = Config::from_json(r#"{"providers":[{"id":"r","kind":"replicate","api_key_secret":"K"}],"models":[{"id":"r/flux","provider":"r"}]}"#);
         assert!(refused.unwrap_err().contains("upstream_model"));
     }

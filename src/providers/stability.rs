@@ -22,9 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::errors::{self, Detail};
 use super::mapping;
-use super::openai::{bearer, post};
-use super::{Generated, Image, ImageData, Plan, Progress, Target};
-use crate::config::ModelConfig;
+use super::wire::{bearer, configured_headers, post};
+use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::HeaderValue;
@@ -48,15 +47,43 @@ fn endpoint(upstream_model: &str) -> Option<(&'static str, Option<&str>)> {
     }
 }
 
+/// The `stability` kind.
+pub struct Stability;
+
+impl Adapter for Stability {
+    fn name(&self) -> &'static str {
+        "stability"
+    }
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.stability.ai")
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
+        Some(&RATIOS)
+    }
+    fn check_model(&self, upstream_model: &str) -> Result<(), String> {
+        check_model(upstream_model)
+    }
+    fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        plan(target, request).map(Planned::Calls)
+    }
+    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+        read_answer(target, content_type, body)
+    }
+    fn error_detail(&self, body: &[u8]) -> Detail {
+        error_detail(body)
+    }
+}
+
 /// The model must name an endpoint: `ultra`, `core` or an SD3 model.
-pub fn check_model(model: &ModelConfig) -> Result<(), String> {
-    match endpoint(model.upstream_name()) {
+pub fn check_model(upstream_model: &str) -> Result<(), String> {
+    match endpoint(upstream_model) {
         Some(_) => Ok(()),
-        None => Err(format!(
-            "upstream_model must be 'ultra', 'core' or one of '{}' for a 'stability' provider, not '{}'",
-            SD3_MODELS.join("', '"),
-            model.upstream_name()
-        )),
+        None => {
+            Err(format!("upstream_model must be 'ultra', 'core' or one of '{}' for a 'stability' provider, not '{}'", SD3_MODELS.join("', '"), upstream_model))
+        }
     }
 }
 
@@ -87,7 +114,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
             let (content_type, body) = multipart(fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
             let mut headers =
                 vec![("content-type".to_owned(), HeaderValue::Plain(content_type)), ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
-            headers.extend(target.provider.headers.iter().map(|(k, v)| (k.clone(), HeaderValue::Plain(v.clone()))));
+            headers.extend(configured_headers(target));
             if let Some(key) = target.key {
                 headers.push(("authorization".to_owned(), bearer(key)));
             }

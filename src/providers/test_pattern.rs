@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::{Generated, Image, ImageData};
+use super::{Adapter, Generated, Image, ImageData, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::png::{encode_palette4, Row};
 use crate::request::{ImageRequest, OutputFormat, Size};
@@ -29,6 +29,30 @@ pub const MAX_PIXELS: u64 = 8 << 20;
 
 const BARS: u32 = 8;
 const CHECKS: u32 = 16;
+
+/// The `test_pattern` kind.
+pub struct TestPattern;
+
+impl Adapter for TestPattern {
+    fn name(&self) -> &'static str {
+        "test_pattern"
+    }
+    fn calls_upstream(&self) -> bool {
+        false
+    }
+    fn honoured(&self) -> &'static [&'static str] {
+        HONOURED
+    }
+    fn output_formats(&self) -> &'static [&'static str] {
+        &["png"]
+    }
+    fn plan(&self, _target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
+        generate(request).map(Planned::Made)
+    }
+    fn read_answer(&self, _target: &Target, _content_type: Option<&str>, _body: &[u8]) -> Result<Progress, GatewayError> {
+        unreachable!("the test pattern makes its images without a call")
+    }
+}
 
 /// Renders `n` PNGs for `request` as base64. 400 naming `size` or `output_format` when they
 /// can't be honoured.

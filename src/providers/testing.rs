@@ -17,7 +17,7 @@ pub fn request(body: &str) -> ImageRequest {
 pub fn with_target_in<T>(config: &Config, model: &str, key: &str, f: impl FnOnce(&Target) -> T) -> T {
     let (model, provider) = config.resolve_model(Some(model)).unwrap();
     let key = Secret::new(key);
-    f(&Target { provider, model, key: Some(&key), limit_ms: 150_000 })
+    f(&provider.target(model, Some(&key), 150_000))
 }
 
 /// An upstream request as the golden files write it: `{method, url, headers, body}` with the
