@@ -36,11 +36,20 @@ pub(super) struct Attempt<B> {
     /// images, the would-be status for a target that cannot serve the request.
     pub status: u16,
     pub result: Result<Reply<B>, GatewayError>,
+    /// What a successful answer cost, when known.
+    pub cost_usd: Option<f64>,
+    /// `(delivered, asked)` when a successful answer has fewer images than asked.
+    pub short_of_images: Option<(usize, u8)>,
 }
 
 impl<B> Attempt<B> {
     pub(super) fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
-        Attempt { outcome, status, result: Err(error) }
+        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None }
+    }
+
+    /// A successful attempt: `reply`, what it cost, and how many images it has of those asked.
+    pub(super) fn answered(status: u16, reply: Reply<B>, cost_usd: Option<f64>, short_of_images: Option<(usize, u8)>) -> Self {
+        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images }
     }
 
     fn unusable(error: GatewayError) -> Self {
@@ -133,9 +142,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return failure.into();
         }
         reply.body.relay_within(request_deadline.remaining_ms(self.clock));
-        let mut headers = vec![("content-type", "application/json".to_owned())];
-        headers.extend(cost_header(pricing::cost(model, request, request.n as usize)));
-        Attempt { outcome: Outcome::Success, status: reply.status, result: Ok(Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }) }
+        let headers = vec![("content-type", "application/json".to_owned())];
+        let cost = pricing::cost(model, request, request.n as usize);
+        Attempt::answered(reply.status, Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }, cost, None)
     }
 
     /// Runs `calls` concurrently and gathers their images. Images already generated are kept
@@ -285,9 +294,4 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         // A 200 without images counts as a 502; the call may have been paid for.
         Err(Failure::paid(502, error))
     }
-}
-
-/// `x-imagegate-cost-usd` when the cost is known.
-pub(super) fn cost_header(cost: Option<f64>) -> Option<(&'static str, String)> {
-    cost.map(|cost| ("x-imagegate-cost-usd", pricing::header_value(cost)))
 }

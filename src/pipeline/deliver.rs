@@ -24,7 +24,7 @@ use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
 use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
-use super::attempt::{cost_header, Attempt};
+use super::attempt::Attempt;
 use super::failure::{transport_text, Spent};
 use super::Gateway;
 
@@ -69,12 +69,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let count = generated.images.len();
         let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count));
         let body = answer::render(shape, self.clock.now_ms() / 1000, &generated.images, cost);
-        let mut reply = Reply::json(200, body);
-        reply.headers.extend(cost_header(cost));
-        if count < usize::from(request.n) {
-            reply.headers.push(("x-imagegate-images", format!("{count}/{}", request.n)));
-        }
-        Attempt { outcome: Outcome::Success, status: 200, result: Ok(reply) }
+        let short = (count < usize::from(request.n)).then_some((count, request.n));
+        Attempt::answered(200, Reply::json(200, body), cost, short)
     }
 
     /// Replaces every image given as a URL with its bytes in base64, downloading them all at

@@ -7,20 +7,19 @@
 //! provider makes one per call).
 
 use crate::answer::Shape;
-use crate::clock::Deadline;
 use crate::error::GatewayError;
 use crate::http::Reply;
-use crate::log::RequestLog;
 use crate::policy::{Next, Outcome, Policy};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
+use super::context::{AttemptRecord, RequestContext};
 use super::Gateway;
 
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Serves `request` under `policy`, starting from the `requested` model. Every attempt is
-    /// recorded in `log.trail` as `model;status;ms`; the model that answered in `log.model`.
+    /// recorded in `cx.attempts`; a successful answer's cost and image count in `cx` too.
     ///
     /// When nothing succeeds, the last attempt's error is the answer (the gateway already
     /// retried, so it tells the client not to), with the attempts named in its message.
@@ -30,9 +29,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         policy: &Policy,
         requested: &str,
         shape: Shape,
-        deadline: Deadline,
-        log: &mut RequestLog,
+        cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
+        let deadline = cx.deadline;
         let first = policy.first_target(requested, self.random.unit());
         let targets = std::iter::once(first).chain(policy.fallbacks.iter().map(String::as_str));
         let mut tried: Vec<&str> = Vec::new();
@@ -59,11 +58,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
                 let started = self.clock.now_ms();
                 let attempt = self.attempt(provider, model, request, shape, limit_ms, deadline).await;
-                log.trail.push(format!("{};{};{}", model.id, attempt.status, self.clock.now_ms().saturating_sub(started)));
-                log.model = Some(model.id.clone());
-                log.provider = Some(provider.id.clone());
+                let ms = self.clock.now_ms().saturating_sub(started);
+                cx.attempts.push(AttemptRecord { model: model.id.clone(), provider: provider.id.clone(), status: attempt.status, ms });
                 let error = match attempt.result {
-                    Ok(reply) => return Ok(reply),
+                    Ok(reply) => {
+                        cx.cost_usd = attempt.cost_usd;
+                        cx.short_of_images = attempt.short_of_images;
+                        return Ok(reply);
+                    }
                     Err(error) => error,
                 };
                 // A target that merely cannot serve the request made no call: it costs nothing,
@@ -85,10 +87,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             }
         }
         let error = last_error.unwrap_or_else(|| super::deadline_error(self.config.deadline_ms));
-        let attempts = log.trail.len();
+        let attempts = cx.attempts.len();
         let cap =
             if capped { format!("; the gateway makes at most {} paid attempts per request (max_attempts)", self.config.max_attempts) } else { String::new() };
-        let message = format!("{} (after {attempts} attempt{}: {}{cap})", error.message, if attempts == 1 { "" } else { "s" }, log.trail.join(", "));
+        let message = format!("{} (after {attempts} attempt{}: {}{cap})", error.message, if attempts == 1 { "" } else { "s" }, cx.trail().join(", "));
         Err(GatewayError { message, ..error }.final_answer())
     }
 }

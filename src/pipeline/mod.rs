@@ -13,17 +13,20 @@
 //! tests.
 
 mod attempt;
+mod context;
 mod deliver;
 mod failure;
 mod fallback;
 mod poll;
+
+pub use context::{AttemptRecord, CacheStatus, RequestContext};
 
 use std::cell::Cell;
 
 use crate::answer::Shape;
 use crate::auth::{authenticate, KeySet};
 use crate::catalogue;
-use crate::clock::{Clock, Deadline, Random};
+use crate::clock::{Clock, Random};
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
@@ -122,17 +125,15 @@ fn error_shape(path: &str) -> Shape {
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Serves one request from start to finish. Never fails: every error becomes its reply.
     pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
-        let started_ms = self.clock.now_ms();
-        let mut log = RequestLog { request_id: request_id.clone(), method: head.method.clone(), path: head.path.clone(), ..RequestLog::default() };
-        let deadline = Deadline::after(started_ms, self.config.deadline_ms);
+        let mut cx = RequestContext::new(request_id, head, self.clock.now_ms(), self.config.deadline_ms);
         let outcome = match route(&head.method, &head.path) {
             Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
                 .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
-            Route::Models => self.catalogue(head, &mut log, |config| Ok(catalogue::openai_models(config))),
-            Route::ImageModels => self.catalogue(head, &mut log, |config| Ok(catalogue::image_models(config))),
-            Route::Endpoints { author, slug } => self.catalogue(head, &mut log, |config| catalogue::endpoints(config, author, slug)),
-            Route::Generations(shape) => self.generate(head, body, shape, deadline, &mut log).await,
+            Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))),
+            Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))),
+            Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
+            Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
@@ -143,29 +144,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             )
             .with_code("unknown_route")),
         };
-        let mut reply = outcome.unwrap_or_else(|error| {
-            log.error_type = Some(error.kind.error_type());
-            log.error = Some(error.message.clone());
-            log.error_detail = error.log_detail.as_deref().map(str::to_owned);
-            Reply::error_in(&error, error_shape(&head.path))
-        });
-        let now_ms = self.clock.now_ms();
-        if !log.trail.is_empty() {
-            reply.headers.push(("x-imagegate-attempts", log.trail.join(", ")));
-        }
-        if let Some(model) = &log.model {
-            reply.headers.push(("x-imagegate-model", model.clone()));
-        }
-        log.attempts = log.trail.len() as u32;
-        log.cost_usd = reply.header("x-imagegate-cost-usd").map(str::to_owned);
-        log.images = reply.header("x-imagegate-images").map(str::to_owned);
-        reply.headers.push(("x-request-id", request_id));
-        reply.headers.push(("openai-processing-ms", now_ms.saturating_sub(started_ms).to_string()));
+        let (mut reply, error) = match outcome {
+            Ok(reply) => (reply, None),
+            Err(error) => (Reply::error_in(&error, error_shape(&head.path)), Some(error)),
+        };
         if head.method != "OPTIONS" {
             reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
         }
-        log.status = reply.status;
-        log.latency_ms = now_ms.saturating_sub(started_ms);
+        let log = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
         Handled { reply, log }
     }
 
@@ -173,25 +159,18 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     fn catalogue(
         &self,
         head: &RequestHead,
-        log: &mut RequestLog,
+        cx: &mut RequestContext,
         list: impl FnOnce(&Config) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Reply<U::Body>, GatewayError> {
-        log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+        cx.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
         Ok(Reply::json(200, list(self.config)?))
     }
 
     /// `POST /v1/images/generations` (and orq's `/v2/router/images/generations`), or
     /// OpenRouter's `POST /api/v1/images`: authenticate, read, parse, plan the policy, then run
     /// the attempt loop; the answer comes in `shape`.
-    async fn generate<I: IncomingBody>(
-        &self,
-        head: &RequestHead,
-        body: I,
-        shape: Shape,
-        deadline: Deadline,
-        log: &mut RequestLog,
-    ) -> Result<Reply<U::Body>, GatewayError> {
-        log.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+    async fn generate<I: IncomingBody>(&self, head: &RequestHead, body: I, shape: Shape, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        cx.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
         if shape == Shape::OpenRouter {
@@ -202,21 +181,21 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             let max = self.config.max_retry_count;
             return Err(GatewayError::invalid_param("retry.count", format!("'retry.count' is {count}; this gateway allows at most {max}.")));
         }
-        log.name = router_fields.name.clone();
-        log.identity = router_fields.identity.as_ref().map(|i| i.id.clone());
-        log.metadata = router_fields.metadata.clone();
+        cx.name = router_fields.name.clone();
+        cx.identity = router_fields.identity.as_ref().map(|i| i.id.clone());
+        cx.metadata = router_fields.metadata.clone();
         // OpenRouter's answers carry base64 only; the request keeps the provider's default
         // format (some models take no `response_format`) and delivery downloads any URLs.
         let request = image_request(fields)?;
         if self.config.log_prompts {
-            log.prompt = Some(request.prompt.clone());
+            cx.prompt = Some(request.prompt.clone());
         }
         // A load-balanced request may leave `model` out: its first weighted model stands in.
         let balanced = router_fields.load_balancer.as_ref().and_then(|models| models.first()).map(|(m, _)| m.as_str());
         let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
         let policy = self.config.policy_for(model).with_request(&router_fields);
         self.config.check_targets(&policy)?;
-        self.try_targets(&request, &policy, &model.id, shape, deadline, log).await
+        self.try_targets(&request, &policy, &model.id, shape, cx).await
     }
 }
 
@@ -245,19 +224,8 @@ fn deadline_error(deadline_ms: u64) -> GatewayError {
 pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &str, keys: Option<&KeySet>) -> Handled<B> {
     let trusted = keys.is_some_and(|keys| authenticate(head.authorization.as_deref(), keys).is_ok());
     let message = if trusted { problem } else { "This gateway's configuration is invalid; its operator will find why in the gateway's log." };
-    let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration");
+    let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
-    reply.headers.push(("x-request-id", request_id.clone()));
-    reply.headers.push(("openai-processing-ms", "0".to_owned()));
-    let log = RequestLog {
-        request_id,
-        method: head.method.clone(),
-        path: head.path.clone(),
-        status: reply.status,
-        error_type: Some(error.kind.error_type()),
-        error: Some(error.message),
-        error_detail: Some(problem.to_owned()),
-        ..RequestLog::default()
-    };
+    let log = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
     Handled { reply, log }
 }

@@ -1,0 +1,163 @@
+//! One typed record per request, filled by the stages as they learn things (who called, which
+//! attempts were made, what the answer cost), and rendered once at the end: into the response's
+//! `x-imagegate-*` headers and into the log line. Nothing is read back from a header, and the
+//! cost is a number until it is rendered.
+
+use std::collections::BTreeMap;
+
+use crate::clock::Deadline;
+use crate::error::GatewayError;
+use crate::http::{Reply, RequestHead};
+use crate::log::RequestLog;
+use crate::pricing;
+
+/// One attempt on one target, as `x-imagegate-attempts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The model's public id.
+    pub model: String,
+    /// The provider's id.
+    pub provider: String,
+    /// The upstream's status; 524 for a timeout, 502 for a failed connection or an unusable 200.
+    pub status: u16,
+    /// How long the attempt took.
+    pub ms: u64,
+}
+
+/// Whether the answer came from the response cache (set by the cache stage, once there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    /// The request asked not to be cached, or could not be.
+    Bypass,
+}
+
+/// What the stages know about one request.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub started_ms: u64,
+    /// When the whole request must be answered.
+    pub deadline: Deadline,
+    /// The label of the gateway key that authenticated the request.
+    pub key: Option<String>,
+    /// The request's `name`, `orq.identity.id` and `metadata`, as sent.
+    pub name: Option<String>,
+    pub identity: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The prompt, only when the deployment logs prompts.
+    pub prompt: Option<String>,
+    /// Every attempt, in order; the last is the one that answered (or failed last).
+    pub attempts: Vec<AttemptRecord>,
+    /// What the answer cost, in US dollars, when known.
+    pub cost_usd: Option<f64>,
+    /// `(delivered, asked)` when an answer has fewer images than the request asked for.
+    pub short_of_images: Option<(usize, u8)>,
+    pub cache: Option<CacheStatus>,
+}
+
+impl RequestContext {
+    /// The context of a request that started at `started_ms` with `deadline_ms` to run.
+    pub fn new(request_id: String, head: &RequestHead, started_ms: u64, deadline_ms: u64) -> Self {
+        RequestContext {
+            request_id,
+            method: head.method.clone(),
+            path: head.path.clone(),
+            started_ms,
+            deadline: Deadline::after(started_ms, deadline_ms),
+            key: None,
+            name: None,
+            identity: None,
+            metadata: None,
+            prompt: None,
+            attempts: Vec::new(),
+            cost_usd: None,
+            short_of_images: None,
+            cache: None,
+        }
+    }
+
+    /// The attempts as `x-imagegate-attempts` writes them: `model;status;ms, …`.
+    pub fn trail(&self) -> Vec<String> {
+        self.attempts.iter().map(|a| format!("{};{};{}", a.model, a.status, a.ms)).collect()
+    }
+
+    /// Renders what was learnt into `reply`'s headers, and returns the log line's record for a
+    /// reply that failed with `error` (if it did), at `now_ms`.
+    pub fn finish<B>(self, reply: &mut Reply<B>, error: Option<&GatewayError>, now_ms: u64) -> RequestLog {
+        let trail = self.trail();
+        let last = self.attempts.last();
+        let cost = self.cost_usd.map(pricing::header_value);
+        let images = self.short_of_images.map(|(got, asked)| format!("{got}/{asked}"));
+        if !trail.is_empty() {
+            reply.headers.push(("x-imagegate-attempts", trail.join(", ")));
+        }
+        if let Some(last) = last {
+            reply.headers.push(("x-imagegate-model", last.model.clone()));
+        }
+        if let Some(cost) = &cost {
+            reply.headers.push(("x-imagegate-cost-usd", cost.clone()));
+        }
+        if let Some(images) = &images {
+            reply.headers.push(("x-imagegate-images", images.clone()));
+        }
+        let latency_ms = now_ms.saturating_sub(self.started_ms);
+        reply.headers.push(("x-request-id", self.request_id.clone()));
+        reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
+        RequestLog {
+            request_id: self.request_id,
+            method: self.method,
+            path: self.path,
+            status: reply.status,
+            latency_ms,
+            key: self.key,
+            model: last.map(|a| a.model.clone()),
+            provider: last.map(|a| a.provider.clone()),
+            attempts: trail.len() as u32,
+            trail,
+            cost_usd: cost,
+            images,
+            error_type: error.map(|e| e.kind.error_type()),
+            error: error.map(|e| e.message.clone()),
+            error_detail: error.and_then(|e| e.log_detail.as_deref().map(str::to_owned)),
+            prompt: self.prompt,
+            name: self.name,
+            identity: self.identity,
+            metadata: self.metadata,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn headers_and_the_log_line_are_rendered_from_the_same_record() {
+        let head = RequestHead { method: "POST".into(), path: "/v1/images/generations".into(), ..RequestHead::default() };
+        let mut cx = RequestContext::new("req_1".into(), &head, 1_000, 150_000);
+        cx.key = Some("prod".into());
+        cx.attempts.push(AttemptRecord { model: "a/m".into(), provider: "a".into(), status: 429, ms: 12 });
+        cx.attempts.push(AttemptRecord { model: "b/m".into(), provider: "b".into(), status: 200, ms: 900 });
+        cx.cost_usd = Some(0.08);
+        cx.short_of_images = Some((1, 2));
+        let mut reply: Reply<()> = Reply::json(200, b"{}".to_vec());
+        let log = cx.finish(&mut reply, None, 1_950);
+        assert_eq!(reply.header("x-imagegate-attempts"), Some("a/m;429;12, b/m;200;900"));
+        assert_eq!(reply.header("x-imagegate-model"), Some("b/m"));
+        assert_eq!(reply.header("x-imagegate-cost-usd"), Some("0.08"));
+        assert_eq!(reply.header("x-imagegate-images"), Some("1/2"));
+        assert_eq!(reply.header("openai-processing-ms"), Some("950"));
+        assert_eq!((log.attempts, log.model.as_deref(), log.provider.as_deref()), (2, Some("b/m"), Some("b")));
+        assert_eq!((log.cost_usd.as_deref(), log.images.as_deref(), log.latency_ms), (Some("0.08"), Some("1/2"), 950));
+        let error = GatewayError::new(ErrorKind::Internal, "no key").with_log_detail("the secret 'K' is not set");
+        let mut failed: Reply<()> = Reply::error(&error);
+        let log = RequestContext::new("req_2".into(), &head, 0, 1).finish(&mut failed, Some(&error), 5);
+        assert_eq!((log.error.as_deref(), log.error_detail.as_deref()), (Some("no key"), Some("the secret 'K' is not set")));
+        assert!(failed.header("x-imagegate-attempts").is_none());
+    }
+}
