@@ -7,7 +7,7 @@
 use crate::clock::Deadline;
 use crate::error::{ErrorKind, GatewayError};
 use crate::policy::Outcome;
-use crate::providers::errors;
+use crate::providers::AnswerError;
 use crate::upstream::TransportError;
 
 /// Why one upstream call gave no images.
@@ -144,14 +144,13 @@ pub(super) fn lost(why: GatewayError) -> Failure {
     Failure::paid(502, GatewayError::new(ErrorKind::BadUpstream, message).with_code("upstream_job_lost"))
 }
 
-/// The failure for a 2xx answer that the adapter turned into an error. A generation the provider
-/// says failed or refused is judged by its status (another attempt may succeed, and the policy
-/// decides); anything else (an answer without readable images, or that is not a job status) is
-/// final: the upstream answered 2xx, so the work may be paid for.
-pub(super) fn answer_failure(error: GatewayError) -> Failure {
-    if matches!(error.code, Some(errors::JOB_FAILED | errors::REFUSED)) {
-        Failure::status(error.status(), None, error)
-    } else {
-        Failure::paid(error.status(), error)
+/// The failure for a 2xx answer without images. A generation the provider says failed or refused
+/// is judged by its status (another attempt may succeed, and the policy decides); an answer that
+/// is unreadable or empty is final: the upstream answered 2xx, so the work may be paid for.
+pub(super) fn answer_failure(cause: AnswerError) -> Failure {
+    let error = cause.to_error();
+    match cause {
+        AnswerError::Refused { .. } | AnswerError::Failed { .. } => Failure::status(error.status(), None, error),
+        AnswerError::Unreadable { .. } | AnswerError::Empty { .. } => Failure::paid(error.status(), error),
     }
 }

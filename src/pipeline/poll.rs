@@ -12,7 +12,7 @@
 use crate::clock::Deadline;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::path_of;
-use crate::providers::{errors, Generated, Progress, Target};
+use crate::providers::{AnswerError, Generated, Progress, Target};
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
@@ -39,7 +39,7 @@ fn poll_wait_ms(polls: u32) -> u64 {
 
 /// What one poll gave.
 enum Polled {
-    Answer(Result<Progress, GatewayError>),
+    Answer(Result<Progress, AnswerError>),
     /// A passing failure: ask again after the next wait.
     Again,
     /// The attempt's time ran out.
@@ -113,7 +113,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
             Ok(Some(body)) => match target.adapter.read_answer(target, reply.content_type.as_deref(), &body) {
                 // Not a status the adapter knows: where the job stands is unknown.
-                Err(error) if error.code == Some(errors::UNREADABLE) => Polled::Lost(lost(error)),
+                Err(error @ AnswerError::Unreadable { .. }) => Polled::Lost(lost(error.to_error())),
                 read => Polled::Answer(read),
             },
             Ok(None) => Polled::Lost(over_budget(provider_id, self.config.max_upstream_bytes)),

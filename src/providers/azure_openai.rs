@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::errors::Detail;
 use super::openai::{self, wire_body};
 use super::wire::{json_headers, post};
-use super::{Adapter, Plan, Planned, Progress, Settings, Target};
+use super::{Adapter, AnswerError, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
 use crate::upstream::HeaderValue;
@@ -44,7 +44,7 @@ impl Adapter for AzureOpenAi {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         openai::read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::errors::{self, Detail};
 use super::site::same_site;
 use super::wire::{configured_headers, image_at, is_token, json_headers, post, text_of};
-use super::{mapping, Adapter, Generated, Plan, Planned, Progress, Target};
+use super::{mapping, Adapter, AnswerError, Generated, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat, Size};
 use crate::secret::Secret;
@@ -98,7 +98,7 @@ impl Adapter for Bfl {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -243,7 +243,7 @@ struct Answer {
 /// `Pending` (or a status BFL adds later) → poll again. A poll answer does not repeat the polling
 /// URL, so it names `{base_url}/get_result?id=…`; the pipeline keeps polling the URL the create
 /// answer gave (which may be on a regional host the global endpoint does not answer for).
-pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let provider_id = &target.provider.id;
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(provider_id, "a BFL task answer"))?;
     let said = |answer: &Answer| answer.error.as_ref().or(answer.details.as_ref()).filter(|v| !v.is_null()).map(text_of);
@@ -279,7 +279,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayErro
 
 /// The poll for a running task: its polling URL (kept only on the provider's site, since it
 /// carries the key), else `{base_url}/get_result?id={id}`.
-fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Result<Progress, GatewayError> {
+fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Result<Progress, AnswerError> {
     let base = target.provider.base();
     let url = match (polling_url.filter(|url| same_site(base, url, "bfl.ai")), id.filter(|id| is_token(id))) {
         (Some(url), _) => url,
@@ -483,7 +483,7 @@ mod tests {
             let evil = read_answer(target, br#"{"id":"abc-1","polling_url":"https://bfl.ai.evil.example/v1/get_result?id=abc-1"}"#).unwrap();
             let Progress::Pending { poll, .. } = evil else { panic!("not pending") };
             assert_eq!(poll.url, "https://api.bfl.ai/v1/get_result?id=abc-1", "the key stays on BFL's hosts");
-            assert_eq!(read_answer(target, br#"{"polling_url":"https://evil.example/x"}"#).unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, br#"{"polling_url":"https://evil.example/x"}"#).unwrap_err().to_error().status(), 502);
         });
     }
 
@@ -506,9 +506,9 @@ mod tests {
             let ImageData::Url(url) = &done.images[0].data else { panic!("not a URL") };
             assert!(url.starts_with("https://delivery-us1.bfl.ai/results/") && url.contains("sig="), "{url}");
             assert_eq!(done.images[0].media_type.as_deref(), Some("image/jpeg"));
-            let empty = read_answer(target, br#"{"id":"x","status":"Ready","result":{}}"#).unwrap_err();
+            let empty = read_answer(target, br#"{"id":"x","status":"Ready","result":{}}"#).unwrap_err().to_error();
             assert_eq!(empty.code, Some("empty_upstream_answer"));
-            assert_eq!(read_answer(target, b"not json").unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, b"not json").unwrap_err().to_error().status(), 502);
         });
     }
 
@@ -516,16 +516,16 @@ mod tests {
     fn moderated_failed_and_lost_tasks_are_errors() {
         with_target("bfl/flux-pro", |target| {
             for name in ["request_moderated", "content_moderated"] {
-                let err = read_answer(target, &golden_answer(name)).unwrap_err();
+                let err = read_answer(target, &golden_answer(name)).unwrap_err().to_error();
                 assert_eq!((err.status(), err.code), (403, Some("content_policy_violation")), "{name}");
                 assert!(err.message.contains("Moderated"), "{}", err.message);
             }
-            let reasons = read_answer(target, &golden_answer("request_moderated")).unwrap_err();
+            let reasons = read_answer(target, &golden_answer("request_moderated")).unwrap_err().to_error();
             assert!(reasons.message.contains("Derivative Works Filter"), "{}", reasons.message);
-            let failed = read_answer(target, &golden_answer("error")).unwrap_err();
+            let failed = read_answer(target, &golden_answer("error")).unwrap_err().to_error();
             assert_eq!((failed.status(), failed.code), (502, Some("upstream_generation_failed")));
             assert!(failed.message.contains("Error: Generation failed"), "{}", failed.message);
-            let lost = read_answer(target, br#"{"id":"x","status":"Task not found"}"#).unwrap_err();
+            let lost = read_answer(target, br#"{"id":"x","status":"Task not found"}"#).unwrap_err().to_error();
             assert_eq!(lost.code, Some("upstream_generation_failed"));
             assert!(lost.message.contains("Task not found"));
         });

@@ -67,42 +67,81 @@ pub fn upstream_error(provider_id: &str, path: &str, status: u16, retry_after: O
     }
 }
 
-/// The 403 for a generation the provider refused inside a 2xx answer (a moderated job), with
-/// the provider's reason (the key redacted, at most 500 characters).
-pub fn refused(provider_id: &str, why: &str, key: Option<&Secret>) -> GatewayError {
-    let why = provider_words(why, key);
-    GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {why}")).with_code(REFUSED)
+/// Why a 2xx answer gave no images, as its adapter read it: the pipeline decides on the variant
+/// (a refused or failed generation is judged by its status; an unreadable or empty answer is
+/// final, since the upstream answered), and [`AnswerError::to_error`] renders the client's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The body is not `expected` (a JSON shape the adapter knows).
+    Unreadable { provider: String, expected: &'static str },
+    /// A well-formed answer without any image.
+    Empty { provider: String },
+    /// The provider refused the content; `why` is its reason, safe to show.
+    Refused { provider: String, why: String },
+    /// The generation failed upstream; `why` is the provider's reason, safe to show.
+    Failed { provider: String, why: Option<String> },
 }
 
-/// The code of [`refused`].
+/// The code of [`AnswerError::Refused`] (and of refusals in error answers).
 pub const REFUSED: &str = "content_policy_violation";
-/// The code of [`job_failed`].
+/// The code of [`AnswerError::Failed`].
 pub const JOB_FAILED: &str = "upstream_generation_failed";
-
-/// The 502 for a 2xx answer that carries no image.
-pub fn no_images(provider_id: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered without any image.")).with_code("empty_upstream_answer")
-}
-
-/// The code of [`unreadable`].
+/// The code of [`AnswerError::Unreadable`].
 pub const UNREADABLE: &str = "unreadable_upstream_answer";
+/// The code of [`AnswerError::Empty`].
+pub const EMPTY: &str = "empty_upstream_answer";
 
-/// The 502 for a 2xx answer the adapter cannot read; `what` names the expected shape.
-pub fn unreadable(provider_id: &str, what: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' answered with a body that is not {what}.")).with_code(UNREADABLE)
+impl AnswerError {
+    /// The client's error: a 403 for a refusal, else a 502, with a code per variant.
+    pub fn to_error(&self) -> GatewayError {
+        match self {
+            AnswerError::Unreadable { provider, expected } => {
+                GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider}' answered with a body that is not {expected}."))
+                    .with_code(UNREADABLE)
+            }
+            AnswerError::Empty { provider } => {
+                GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider}' answered without any image.")).with_code(EMPTY)
+            }
+            AnswerError::Refused { provider, why } => {
+                GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider}' refused the request: {why}")).with_code(REFUSED)
+            }
+            AnswerError::Failed { provider, why } => GatewayError::new(
+                ErrorKind::BadUpstream,
+                match why {
+                    Some(why) => format!("The upstream provider '{provider}' could not generate the image: {why}"),
+                    None => format!("The upstream provider '{provider}' could not generate the image."),
+                },
+            )
+            .with_code(JOB_FAILED),
+        }
+    }
 }
 
-/// The 502 for an asynchronous job that failed upstream, with the provider's reason.
-pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) -> GatewayError {
-    let why = why.map(|why| provider_words(why, key));
-    GatewayError::new(
-        ErrorKind::BadUpstream,
-        match why {
-            Some(why) => format!("The upstream provider '{provider_id}' could not generate the image: {why}"),
-            None => format!("The upstream provider '{provider_id}' could not generate the image."),
-        },
-    )
-    .with_code(JOB_FAILED)
+impl From<AnswerError> for GatewayError {
+    fn from(error: AnswerError) -> GatewayError {
+        error.to_error()
+    }
+}
+
+/// A generation the provider refused inside a 2xx answer (a moderated job), with the provider's
+/// reason (the key redacted, at most 500 characters).
+pub fn refused(provider_id: &str, why: &str, key: Option<&Secret>) -> AnswerError {
+    AnswerError::Refused { provider: provider_id.to_owned(), why: provider_words(why, key) }
+}
+
+/// A 2xx answer that carries no image.
+pub fn no_images(provider_id: &str) -> AnswerError {
+    AnswerError::Empty { provider: provider_id.to_owned() }
+}
+
+/// A 2xx answer the adapter cannot read; `expected` names the shape it expected.
+pub fn unreadable(provider_id: &str, expected: &'static str) -> AnswerError {
+    AnswerError::Unreadable { provider: provider_id.to_owned(), expected }
+}
+
+/// An asynchronous job (or a generation) that failed upstream, with the provider's reason.
+pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) -> AnswerError {
+    AnswerError::Failed { provider: provider_id.to_owned(), why: why.map(|why| provider_words(why, key)) }
 }
 
 /// A provider's own words, safe to show: the key redacted, at most 500 characters.
@@ -174,11 +213,11 @@ mod tests {
     #[test]
     fn refusals_and_failed_jobs_keep_the_providers_words_but_never_our_key() {
         let key = Secret::new("sk-provider-key");
-        let refused = refused("p", &format!("NSFW content detected for request signed {}{}", key.expose(), "x".repeat(900)), Some(&key));
+        let refused = refused("p", &format!("NSFW content detected for request signed {}{}", key.expose(), "x".repeat(900)), Some(&key)).to_error();
         assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")));
         assert!(refused.message.contains("NSFW content detected") && !refused.message.contains("sk-provider-key"), "{}", refused.message);
         assert!(refused.message.len() < 600, "cut to 500 characters");
-        let failed = job_failed("p", Some("CUDA out of memory (key sk-provider-key)"), Some(&key));
+        let failed = job_failed("p", Some("CUDA out of memory (key sk-provider-key)"), Some(&key)).to_error();
         assert!(failed.message.contains("CUDA") && !failed.message.contains("sk-provider-key"), "{}", failed.message);
     }
 }

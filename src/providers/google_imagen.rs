@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::{self, Detail};
 use super::mapping;
 use super::wire::{json_headers, post};
-use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
+use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::secret::Secret;
@@ -86,7 +86,7 @@ impl Adapter for GoogleImagen {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -151,7 +151,7 @@ struct Prediction {
 
 /// Reads `{"predictions":[{"bytesBase64Encoded","mimeType"}]}`. Filtered predictions are left
 /// out; when every one was filtered, a 403 with Google's reason; none at all is a 502.
-pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an Imagen predict answer"))?;
     let mut filtered = None;
@@ -283,11 +283,11 @@ mod tests {
             assert_eq!(done.images[0].data, ImageData::Base64(golden["predictions"][0]["bytesBase64Encoded"].as_str().unwrap().into()));
             assert_eq!(done.images[1].media_type.as_deref(), Some("image/png"));
             let all_filtered = json!({"predictions": [{"raiFilteredReason": "Your current safety filter threshold filtered out the generated image."}]});
-            let err = read_answer(target, all_filtered.to_string().as_bytes()).unwrap_err();
+            let err = read_answer(target, all_filtered.to_string().as_bytes()).unwrap_err().to_error();
             assert_eq!((err.status(), err.code), (403, Some("content_policy_violation")));
             assert!(err.message.contains("safety filter"));
-            assert_eq!(read_answer(target, b"{}").unwrap_err().code, Some("empty_upstream_answer"));
-            assert_eq!(read_answer(target, b"[1]").unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, b"{}").unwrap_err().to_error().code, Some("empty_upstream_answer"));
+            assert_eq!(read_answer(target, b"[1]").unwrap_err().to_error().status(), 502);
         });
     }
 

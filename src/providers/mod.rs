@@ -38,7 +38,7 @@ use crate::request::{unknown_parameter, ImageRequest, CORE_FIELDS, PARAMETERS};
 use crate::secret::Secret;
 use crate::upstream::UpstreamRequest;
 
-pub use errors::Detail;
+pub use errors::{AnswerError, Detail};
 
 /// Every provider kind, found by the name configurations use.
 pub const ADAPTERS: [&dyn Adapter; 9] = [
@@ -120,10 +120,9 @@ pub trait Adapter: Sync {
     /// aspect ratio, too many images).
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError>;
 
-    /// Reads a 2xx answer (`content_type` is its `Content-Type`): images, or a job to poll. An
-    /// answer without images is a 502 (`empty_upstream_answer`); a refusal reported inside a 2xx
-    /// (a moderated job) is a 403 `content_policy_violation`.
-    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError>;
+    /// Reads a 2xx answer (`content_type` is its `Content-Type`): images, or a job to poll; or
+    /// why it holds neither (an [`AnswerError`]: unreadable, empty, refused, failed).
+    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError>;
 
     /// What a non-2xx answer's body says.
     fn error_detail(&self, _body: &[u8]) -> Detail {

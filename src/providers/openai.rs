@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::errors::{self, Detail};
 use super::wire::{bearer, json_headers, post};
-use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
+use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
 
@@ -36,7 +36,7 @@ impl Adapter for OpenAi {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -80,7 +80,7 @@ struct AnswerImage {
 }
 
 /// Reads an OpenAI Images answer (for clients that need it translated rather than relayed).
-pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an OpenAI Images answer"))?;
     let images: Vec<Image> = answer
@@ -177,8 +177,8 @@ mod tests {
         assert_eq!(done.images[0].data, ImageData::Base64("aGk=".into()));
         assert_eq!(done.images[0].revised_prompt.as_deref(), Some("r"));
         assert_eq!(done.images[1].data, ImageData::Url("https://x/y.png".into()));
-        assert_eq!(read_answer(&target, br#"{"data":[]}"#).unwrap_err().code, Some("empty_upstream_answer"));
-        assert_eq!(read_answer(&target, b"<html>").unwrap_err().status(), 502);
+        assert_eq!(read_answer(&target, br#"{"data":[]}"#).unwrap_err().to_error().code, Some("empty_upstream_answer"));
+        assert_eq!(read_answer(&target, b"<html>").unwrap_err().to_error().status(), 502);
         let detail = error_detail(br#"{"error":{"message":"quota","type":"insufficient_quota","code":null}}"#);
         assert_eq!((detail.message.as_deref(), detail.code.as_deref()), (Some("quota"), Some("insufficient_quota")));
         assert_eq!(error_detail(b"<html>"), Detail::default());

@@ -12,7 +12,7 @@
 use super::errors::Detail;
 use super::openai::{self, wire_body};
 use super::wire::{bearer, json_headers, post};
-use super::{Adapter, Plan, Planned, Progress, Settings, Target};
+use super::{Adapter, AnswerError, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
 use crate::secret::Secret;
@@ -40,7 +40,7 @@ impl Adapter for OpenAiCompatible {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         openai::read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(done.images[0].data, ImageData::Url("https://api.together.ai/v1/images/...".into()));
         let b64 = json!({"id":"i","model":"m","object":"list","data":[{"index":0,"type":"b64_json","b64_json":"/9j/4AAQ"}]});
         assert_eq!(read(b64.to_string().as_bytes()).images[0].data, ImageData::Base64("/9j/4AAQ".into()));
-        let empty = target.adapter.read_answer(&target, None, br#"{"id":"i","model":"m","object":"list","data":[]}"#).unwrap_err();
+        let empty = target.adapter.read_answer(&target, None, br#"{"id":"i","model":"m","object":"list","data":[]}"#).unwrap_err().to_error();
         assert_eq!((empty.status(), empty.code), (502, Some("empty_upstream_answer")));
     }
 

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::errors::{self, Detail};
 use super::wire::{bearer, json_headers, post};
-use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
+use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat, Size};
 
@@ -75,7 +75,7 @@ impl Adapter for OpenRouter {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -156,7 +156,7 @@ struct Usage {
 /// [`Generated::cost_usd`]. A 200 answer carrying an `error` and no image is a 403
 /// `content_policy_violation` when it is a moderation refusal, else a 502; one with neither is a
 /// 502 `empty_upstream_answer`.
-pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
     let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an OpenRouter image answer"))?;
     let images: Vec<Image> = answer
@@ -343,14 +343,14 @@ mod tests {
     #[test]
     fn answers_without_images_are_errors() {
         with_target(|target| {
-            let empty = read_answer(target, br#"{"created":1,"data":[]}"#).unwrap_err();
+            let empty = read_answer(target, br#"{"created":1,"data":[]}"#).unwrap_err().to_error();
             assert_eq!((empty.status(), empty.code), (502, Some("empty_upstream_answer")));
-            assert_eq!(read_answer(target, b"<html>").unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, b"<html>").unwrap_err().to_error().status(), 502);
             let flagged = br#"{"error":{"code":403,"message":"Input flagged","metadata":{"reasons":["violence"],"flagged_input":"..."}}}"#;
-            let refused = read_answer(target, flagged).unwrap_err();
+            let refused = read_answer(target, flagged).unwrap_err().to_error();
             assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")));
             assert!(refused.message.contains("Input flagged (reasons: violence)"), "{}", refused.message);
-            let failed = read_answer(target, br#"{"error":{"code":502,"message":"Provider returned error"}}"#).unwrap_err();
+            let failed = read_answer(target, br#"{"error":{"code":502,"message":"Provider returned error"}}"#).unwrap_err().to_error();
             assert_eq!((failed.status(), failed.code), (502, Some("upstream_generation_failed")));
             assert!(failed.message.contains("Provider returned error"));
         });

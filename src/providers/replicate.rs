@@ -34,7 +34,7 @@ use serde_json::Value;
 use super::errors::{self, Detail};
 use super::site::same_site;
 use super::wire::{bearer, configured_headers, image_at, is_token, json_headers, post, text_of};
-use super::{mapping, Adapter, Generated, Image, Plan, Planned, Progress, Target};
+use super::{mapping, Adapter, AnswerError, Generated, Image, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::{HeaderValue, Method, UpstreamRequest};
@@ -90,7 +90,7 @@ impl Adapter for Replicate {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, _content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -202,7 +202,7 @@ struct Urls {
 /// Replicate's error, or a 403 `content_policy_violation` when the error says the safety checker
 /// refused; `canceled` / `aborted` → a 502; any other status (`starting`, `processing`) → poll
 /// again, with a cancel.
-pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
     let prediction: Prediction = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Replicate prediction"))?;
     match prediction.status.as_deref() {
@@ -236,7 +236,7 @@ fn prefer_wait(limit_ms: u64) -> Option<u64> {
 }
 
 /// The poll and cancel for a running prediction.
-fn pending(target: &Target, prediction: Prediction) -> Result<Progress, GatewayError> {
+fn pending(target: &Target, prediction: Prediction) -> Result<Progress, AnswerError> {
     let base = target.provider.base();
     let fallback = |suffix: &str| match prediction.id.as_deref().filter(|id| is_token(id)) {
         Some(id) => Ok(format!("{base}/predictions/{id}{suffix}")),
@@ -487,7 +487,7 @@ mod tests {
             let Progress::Pending { poll, cancel } = read_answer(target, answer).unwrap() else { panic!("not pending") };
             assert_eq!(poll.url, "https://api.replicate.com/v1/predictions/abc123");
             assert_eq!(cancel.unwrap().url, "https://api.replicate.com/v1/predictions/abc123/cancel");
-            let no_id = read_answer(target, br#"{"id":"../x","status":"processing","urls":{}}"#).unwrap_err();
+            let no_id = read_answer(target, br#"{"id":"../x","status":"processing","urls":{}}"#).unwrap_err().to_error();
             assert_eq!(no_id.status(), 502);
         });
     }
@@ -526,7 +526,7 @@ mod tests {
     #[test]
     fn failed_canceled_and_empty_predictions_are_errors() {
         with_target("replicate/flux-schnell", |target| {
-            let failed = read_answer(target, &golden_answer("failed")).unwrap_err();
+            let failed = read_answer(target, &golden_answer("failed")).unwrap_err().to_error();
             assert_eq!((failed.status(), failed.code), (502, Some("upstream_generation_failed")));
             assert!(failed.message.contains("CUDA out of memory"), "{}", failed.message);
             for why in [
@@ -534,23 +534,23 @@ mod tests {
                 "The input or output was flagged as sensitive. Please try again with different inputs. (E005)",
             ] {
                 let answer = json!({"id":"x","status":"failed","error":why}).to_string();
-                let refused = read_answer(target, answer.as_bytes()).unwrap_err();
+                let refused = read_answer(target, answer.as_bytes()).unwrap_err().to_error();
                 assert_eq!((refused.status(), refused.code), (403, Some("content_policy_violation")), "{why}");
                 assert!(refused.message.contains(why));
             }
-            let leaky = read_answer(target, br#"{"id":"x","status":"failed","error":"bad token r8-test"}"#).unwrap_err();
+            let leaky = read_answer(target, br#"{"id":"x","status":"failed","error":"bad token r8-test"}"#).unwrap_err().to_error();
             assert!(!leaky.message.contains(KEY), "{}", leaky.message);
-            let silent = read_answer(target, br#"{"id":"x","status":"failed","error":null}"#).unwrap_err();
+            let silent = read_answer(target, br#"{"id":"x","status":"failed","error":null}"#).unwrap_err().to_error();
             assert_eq!(silent.code, Some("upstream_generation_failed"));
             for status in ["canceled", "aborted"] {
-                let err = read_answer(target, json!({"id":"x","status":status}).to_string().as_bytes()).unwrap_err();
+                let err = read_answer(target, json!({"id":"x","status":status}).to_string().as_bytes()).unwrap_err().to_error();
                 assert_eq!((err.status(), err.code), (502, Some("upstream_generation_failed")), "{status}");
                 assert!(err.message.contains(status), "{}", err.message);
             }
-            let removed = read_answer(target, br#"{"id":"x","status":"succeeded","output":null,"data_removed":true}"#).unwrap_err();
+            let removed = read_answer(target, br#"{"id":"x","status":"succeeded","output":null,"data_removed":true}"#).unwrap_err().to_error();
             assert_eq!(removed.code, Some("empty_upstream_answer"));
-            assert_eq!(read_answer(target, b"<html>").unwrap_err().status(), 502);
-            assert_eq!(read_answer(target, br#"{"id":"x"}"#).unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, b"<html>").unwrap_err().to_error().status(), 502);
+            assert_eq!(read_answer(target, br#"{"id":"x"}"#).unwrap_err().to_error().status(), 502);
         });
     }
 

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::errors::{self, Detail};
 use super::mapping;
 use super::wire::{bearer, configured_headers, post};
-use super::{Adapter, Generated, Image, ImageData, Plan, Planned, Progress, Target};
+use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::HeaderValue;
@@ -69,7 +69,7 @@ impl Adapter for Stability {
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
-    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
         read_answer(target, content_type, body)
     }
     fn error_detail(&self, body: &[u8]) -> Detail {
@@ -149,7 +149,7 @@ struct Answer {
 
 /// Reads an answer: JSON `{"image", "finish_reason"}`, or the image bytes themselves when the
 /// answer's content type is `image/*`. `CONTENT_FILTERED` is a 403 (Stability blurs the image).
-pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, GatewayError> {
+pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
     let essence = content_type.and_then(|ct| ct.split(';').next()).map(str::trim).unwrap_or("");
     if let Some(subtype) = essence.strip_prefix("image/") {
@@ -319,10 +319,10 @@ mod tests {
             assert_eq!(raw.images[0].data, ImageData::Base64("UklGRndlYnA=".into()));
             assert_eq!(raw.images[0].media_type.as_deref(), Some("image/webp"));
             let filtered = json!({"image": "iVBOR", "finish_reason": "CONTENT_FILTERED", "seed": 1});
-            let err = read_answer(target, Some("application/json"), filtered.to_string().as_bytes()).unwrap_err();
+            let err = read_answer(target, Some("application/json"), filtered.to_string().as_bytes()).unwrap_err().to_error();
             assert_eq!((err.status(), err.code), (403, Some("content_policy_violation")));
-            assert_eq!(read_answer(target, Some("application/json"), br#"{"finish_reason":"SUCCESS"}"#).unwrap_err().status(), 502);
-            assert_eq!(read_answer(target, Some("application/json"), b"<html>").unwrap_err().status(), 502);
+            assert_eq!(read_answer(target, Some("application/json"), br#"{"finish_reason":"SUCCESS"}"#).unwrap_err().to_error().status(), 502);
+            assert_eq!(read_answer(target, Some("application/json"), b"<html>").unwrap_err().to_error().status(), 502);
         });
     }
 

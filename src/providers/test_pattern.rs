@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::{Adapter, Generated, Image, ImageData, Planned, Progress, Target};
+use super::{Adapter, AnswerError, Generated, Image, ImageData, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::png::{encode_palette4, Row};
 use crate::request::{ImageRequest, OutputFormat, Size};
@@ -49,7 +49,7 @@ impl Adapter for TestPattern {
     fn plan(&self, _target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         generate(request).map(Planned::Made)
     }
-    fn read_answer(&self, _target: &Target, _content_type: Option<&str>, _body: &[u8]) -> Result<Progress, GatewayError> {
+    fn read_answer(&self, _target: &Target, _content_type: Option<&str>, _body: &[u8]) -> Result<Progress, AnswerError> {
         unreachable!("the test pattern makes its images without a call")
     }
 }
