@@ -5,6 +5,7 @@
 //! `AbortController` and a timer; tests implement them with scripted fakes.
 
 use std::future::Future;
+use std::rc::Rc;
 
 use crate::secret::Secret;
 
@@ -35,7 +36,15 @@ pub struct UpstreamRequest {
     pub url: String,
     /// Header name and value; values may hold secrets (see [`HeaderValue`]).
     pub headers: Vec<(String, HeaderValue)>,
-    pub body: Vec<u8>,
+    /// Shared, not copied: a poll sent again, or a call kept for a cancel, points at the same bytes.
+    pub body: Rc<[u8]>,
+}
+
+impl UpstreamRequest {
+    /// A `GET` of `url` with `headers` and no body.
+    pub fn get(url: String, headers: Vec<(String, HeaderValue)>) -> UpstreamRequest {
+        UpstreamRequest { method: Method::Get, url, headers, body: Rc::from([]) }
+    }
 }
 
 /// A header value that is either plain text or a secret.

@@ -73,7 +73,7 @@ impl Upstream for WorkerUpstream {
         init.set_method(request.method.as_str());
         init.set_headers(&headers);
         if request.method == Method::Post {
-            init.set_body(&Uint8Array::from(request.body.as_slice()));
+            init.set_body(&Uint8Array::from(&request.body[..]));
         }
         // Never followed here: the core follows an image download's redirects itself, checking
         // each hop, and no other request follows one.

@@ -22,7 +22,7 @@ use crate::pricing;
 use crate::providers::{site, Generated, ImageData};
 use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
-use crate::upstream::{Method, TransportError, Upstream, UpstreamBody, UpstreamRequest};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
 use super::attempt::Attempt;
 use super::failure::{transport_text, Spent};
@@ -108,7 +108,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             if remaining == 0 {
                 return Err(transport_text(&TransportError::Timeout));
             }
-            let get = UpstreamRequest { method: Method::Get, url: at.as_str().to_owned(), headers: Vec::new(), body: Vec::new() };
+            let get = UpstreamRequest::get(at.as_str().to_owned(), Vec::new());
             let mut reply = match self.send(get, remaining, 0).await {
                 Ok(reply) => reply,
                 Err(Spent::Transport(error)) => return Err(transport_text(&error)),

@@ -31,7 +31,7 @@ use super::{mapping, Adapter, AnswerError, Generated, Plan, Planned, Progress, T
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat, Size};
 use crate::secret::Secret;
-use crate::upstream::{HeaderValue, Method, UpstreamRequest};
+use crate::upstream::{HeaderValue, UpstreamRequest};
 
 /// The request parameters this kind honours.
 pub const HONOURED: &[&str] = &["size", "aspect_ratio", "seed", "output_format"];
@@ -290,7 +290,7 @@ fn pending(target: &Target, polling_url: Option<String>, id: Option<&str>) -> Re
     if let Some(key) = target.key {
         headers.push(("x-key".to_owned(), x_key(key)));
     }
-    Ok(Progress::Pending { poll: UpstreamRequest { method: Method::Get, url, headers, body: Vec::new() }, cancel: None })
+    Ok(Progress::Pending { poll: UpstreamRequest::get(url, headers), cancel: None })
 }
 
 #[derive(Deserialize)]
@@ -333,6 +333,7 @@ mod tests {
     use crate::config::Config;
     use crate::providers::testing::{as_golden, request, with_target_in};
     use crate::providers::{check_params, read_error, ImageData};
+    use crate::upstream::Method;
 
     use serde_json::json;
 

@@ -260,7 +260,7 @@ fn keyed(target: &Target, method: Method, url: String) -> UpstreamRequest {
     if let Some(key) = target.key {
         headers.push(("authorization".to_owned(), bearer(key)));
     }
-    UpstreamRequest { method, url, headers, body: Vec::new() }
+    UpstreamRequest { method, url, headers, body: std::rc::Rc::from([]) }
 }
 
 /// The images of a prediction's `output`: one URL, or a list of them.

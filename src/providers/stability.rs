@@ -238,7 +238,7 @@ mod tests {
     fn form(call: &crate::upstream::UpstreamRequest) -> Vec<(String, String)> {
         let content_type = call.headers.iter().find(|(n, _)| n == "content-type").unwrap().1.expose().to_owned();
         let boundary = content_type.split("boundary=").nth(1).unwrap();
-        let text = String::from_utf8(call.body.clone()).unwrap();
+        let text = String::from_utf8(call.body.to_vec()).unwrap();
         assert!(text.ends_with(&format!("--{boundary}--\r\n")));
         text.split(&format!("--{boundary}"))
             .filter_map(|part| {

@@ -26,7 +26,7 @@ pub fn json_headers(target: &Target) -> Vec<(String, HeaderValue)> {
 
 /// A `POST` of `body`.
 pub fn post(url: String, headers: Vec<(String, HeaderValue)>, body: Vec<u8>) -> UpstreamRequest {
-    UpstreamRequest { method: Method::Post, url, headers, body }
+    UpstreamRequest { method: Method::Post, url, headers, body: body.into() }
 }
 
 /// An id safe to put in a URL path.
