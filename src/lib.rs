@@ -22,6 +22,7 @@ pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod secret;
+pub mod state;
 pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]

@@ -265,3 +265,20 @@ fn the_openrouter_catalogue_lists_models_and_their_endpoints_even_with_long_ids(
     assert_eq!((missing.status, missing.json()["error"]["code"].as_u64()), (404, Some(404)));
     assert_eq!(h.serve("GET", "/api/v1/images/models", None, "", vec![]).status, 401);
 }
+
+#[test]
+fn a_generation_is_recorded_as_an_action_and_a_limited_key_is_refused_before_any_call() {
+    let mut h = Harness::long();
+    h.limiter.allowed = 1;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    let refused = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![]);
+    assert_eq!((refused.status, refused.calls.len(), refused.json()["error"]["code"].as_str()), (429, 0, Some("key_limit_reached")));
+    let actions = h.history.actions.borrow();
+    assert_eq!(actions.len(), 2, "the refusal is a generation too");
+    assert_eq!((actions[0].model.as_deref(), actions[0].status, actions[0].attempts, actions[0].cost_usd), (Some("mock/gpt-image-1"), 200, 1, Some(0.04)));
+    assert_eq!((actions[1].status, actions[1].attempts), (429, 0));
+    drop(actions);
+    let models = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
+    assert_eq!((models.status, h.history.actions.borrow().len()), (200, 2), "a catalogue read is no action");
+}

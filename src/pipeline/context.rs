@@ -10,6 +10,7 @@ use crate::error::GatewayError;
 use crate::http::{Reply, RequestHead};
 use crate::log::RequestLog;
 use crate::pricing;
+use crate::state::Action;
 
 /// One attempt on one target, as `x-imagegate-attempts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct RequestContext {
     /// `(delivered, asked)` when an answer has fewer images than the request asked for.
     pub short_of_images: Option<(usize, u8)>,
     pub cache: Option<CacheStatus>,
+    /// Whether the request is a generation (recorded in the history).
+    pub generation: bool,
 }
 
 impl RequestContext {
@@ -77,6 +80,7 @@ impl RequestContext {
             cost_usd: None,
             short_of_images: None,
             cache: None,
+            generation: false,
         }
     }
 
@@ -86,8 +90,8 @@ impl RequestContext {
     }
 
     /// Renders what was learnt into `reply`'s headers, and returns the log line's record for a
-    /// reply that failed with `error` (if it did), at `now_ms`.
-    pub fn finish<B>(self, reply: &mut Reply<B>, error: Option<&GatewayError>, now_ms: u64) -> RequestLog {
+    /// reply that failed with `error` (if it did), at `now_ms`, and for a generation its action.
+    pub fn finish<B>(self, reply: &mut Reply<B>, error: Option<&GatewayError>, now_ms: u64) -> (RequestLog, Option<Action>) {
         let trail = self.trail();
         let last = self.attempts.last();
         let cost = self.cost_usd.map(pricing::header_value);
@@ -107,7 +111,19 @@ impl RequestContext {
         let latency_ms = now_ms.saturating_sub(self.started_ms);
         reply.headers.push(("x-request-id", self.request_id.clone()));
         reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
-        RequestLog {
+        let action = self.generation.then(|| Action {
+            request_id: self.request_id.clone(),
+            key: self.key.clone(),
+            model: last.map(|a| a.model.clone()),
+            status: reply.status,
+            attempts: trail.len() as u32,
+            cost_usd: self.cost_usd,
+            started_ms: self.started_ms,
+            latency_ms,
+            name: self.name.clone(),
+            metadata: self.metadata.clone(),
+        });
+        let log = RequestLog {
             request_id: self.request_id,
             method: self.method,
             path: self.path,
@@ -127,7 +143,8 @@ impl RequestContext {
             name: self.name,
             identity: self.identity,
             metadata: self.metadata,
-        }
+        };
+        (log, action)
     }
 }
 
@@ -146,7 +163,10 @@ mod tests {
         cx.cost_usd = Some(0.08);
         cx.short_of_images = Some((1, 2));
         let mut reply: Reply<()> = Reply::json(200, b"{}".to_vec());
-        let log = cx.finish(&mut reply, None, 1_950);
+        cx.generation = true;
+        let (log, action) = cx.finish(&mut reply, None, 1_950);
+        let action = action.expect("a generation is recorded");
+        assert_eq!((action.model.as_deref(), action.attempts, action.cost_usd, action.latency_ms), (Some("b/m"), 2, Some(0.08), 950));
         assert_eq!(reply.header("x-imagegate-attempts"), Some("a/m;429;12, b/m;200;900"));
         assert_eq!(reply.header("x-imagegate-model"), Some("b/m"));
         assert_eq!(reply.header("x-imagegate-cost-usd"), Some("0.08"));
@@ -156,7 +176,8 @@ mod tests {
         assert_eq!((log.cost_usd.as_deref(), log.images.as_deref(), log.latency_ms), (Some("0.08"), Some("1/2"), 950));
         let error = GatewayError::new(ErrorKind::Internal, "no key").with_log_detail("the secret 'K' is not set");
         let mut failed: Reply<()> = Reply::error(&error);
-        let log = RequestContext::new("req_2".into(), &head, 0, 1).finish(&mut failed, Some(&error), 5);
+        let (log, action) = RequestContext::new("req_2".into(), &head, 0, 1).finish(&mut failed, Some(&error), 5);
+        assert!(action.is_none(), "not a generation");
         assert_eq!((log.error.as_deref(), log.error_detail.as_deref()), (Some("no key"), Some("the secret 'K' is not set")));
         assert!(failed.header("x-imagegate-attempts").is_none());
     }

@@ -35,6 +35,7 @@ use crate::log::RequestLog;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
+use crate::state::{Action, Cache, History, Limiter, Off};
 use crate::upstream::{ByteBudget, Upstream};
 
 /// Everything one request is served with. Built per request by the edge; borrowed, never cloned.
@@ -50,19 +51,45 @@ pub struct Gateway<'a, U, S> {
     pub subrequests: Cell<u32>,
     /// What is left of the configuration's `max_upstream_bytes` for this request.
     pub upstream_bytes: ByteBudget,
+    /// The response cache, the history and the limits ([`crate::state`]); [`Off`] by default.
+    pub cache: &'a dyn Cache,
+    pub history: &'a dyn History,
+    pub limiter: &'a dyn Limiter,
 }
+
+/// The state a gateway keeps when it is given none.
+static OFF: Off = Off;
 
 impl<'a, U, S> Gateway<'a, U, S> {
     /// The gateway for one request, with the request's budgets full.
     pub fn new(config: &'a Config, keys: &'a KeySet, upstream: &'a U, secrets: &'a S, clock: &'a dyn Clock, random: &'a dyn Random) -> Self {
-        Gateway { config, keys, upstream, secrets, clock, random, subrequests: Cell::new(0), upstream_bytes: ByteBudget::new(config.max_upstream_bytes) }
+        Gateway {
+            config,
+            keys,
+            upstream,
+            secrets,
+            clock,
+            random,
+            subrequests: Cell::new(0),
+            upstream_bytes: ByteBudget::new(config.max_upstream_bytes),
+            cache: &OFF,
+            history: &OFF,
+            limiter: &OFF,
+        }
+    }
+
+    /// This gateway with state: a response cache, a history and limits.
+    pub fn with_state(self, cache: &'a dyn Cache, history: &'a dyn History, limiter: &'a dyn Limiter) -> Self {
+        Gateway { cache, history, limiter, ..self }
     }
 }
 
-/// A served request: the reply to send and the line to log.
+/// A served request: the reply to send, the line to log, and for a generation the action for
+/// the history, which the edge records after the answer has gone.
 pub struct Handled<B> {
     pub reply: Reply<B>,
     pub log: RequestLog,
+    pub action: Option<Action>,
 }
 
 /// Where a request goes.
@@ -151,8 +178,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if head.method != "OPTIONS" {
             reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
         }
-        let log = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
-        Handled { reply, log }
+        let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
+        Handled { reply, log, action }
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
@@ -170,7 +197,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// OpenRouter's `POST /api/v1/images`: authenticate, read, parse, plan the policy, then run
     /// the attempt loop; the answer comes in `shape`.
     async fn generate<I: IncomingBody>(&self, head: &RequestHead, body: I, shape: Shape, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        cx.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+        let key = authenticate(head.authorization.as_deref(), self.keys)?;
+        cx.key = Some(key.to_owned());
+        cx.generation = true;
+        self.limiter.admit(key, self.clock.now_ms()).await?;
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
         if shape == Shape::OpenRouter {
@@ -226,6 +256,6 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
     let message = if trusted { problem } else { "This gateway's configuration is invalid; its operator will find why in the gateway's log." };
     let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
-    let log = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
-    Handled { reply, log }
+    let (log, action) = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
+    Handled { reply, log, action }
 }

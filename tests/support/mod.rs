@@ -16,6 +16,7 @@ use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
+use imagegate::state::{History, MemoryHistory, MemoryLimiter, Off};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
@@ -209,6 +210,10 @@ pub struct Harness {
     pub keys: KeySet,
     pub clock: FakeClock,
     pub draw: FixedDraw,
+    /// Every generation's action, recorded after its answer as the edge does.
+    pub history: MemoryHistory,
+    /// Admits every key unless a test lowers `allowed`.
+    pub limiter: MemoryLimiter,
 }
 
 impl Harness {
@@ -227,6 +232,8 @@ impl Harness {
             keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
             clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
             draw: FixedDraw(0.5),
+            history: MemoryHistory::default(),
+            limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
         }
     }
 
@@ -237,7 +244,7 @@ impl Harness {
 
     pub fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
         let upstream = FakeUpstream::new(&self.clock, script);
-        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw);
+        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw).with_state(&Off, &self.history, &self.limiter);
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
@@ -247,7 +254,10 @@ impl Harness {
             access_control_request_headers: None,
             imagegate_config: config_header.map(str::to_owned),
         };
-        let Handled { reply, log } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        let Handled { reply, log, action } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        if let Some(action) = action {
+            block_on(self.history.record(action));
+        }
         let body = match reply.body {
             ReplyBody::Empty => Vec::new(),
             ReplyBody::Bytes(bytes) => bytes,

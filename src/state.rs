@@ -1,0 +1,201 @@
+//! The seams for state: what the pipeline will ask of the platform's storage, as small traits
+//! beside [`Upstream`](crate::upstream::Upstream). Each has an implementation that keeps nothing
+//! ([`Off`], what a deployment runs until the feature's binding exists) and one in memory for
+//! native tests; the Workers implementations (KV, D1 and R2, Durable Objects) arrive in `edge/`
+//! with their bindings.
+//!
+//! - [`Cache`]: stored answers by key, each for a time (the exact-match response cache).
+//! - [`History`]: every generation recorded as an [`Action`], and read back.
+//! - [`Limiter`]: whether a key may spend now, and what it spent.
+//!
+//! Their futures are boxed so that the gateway holds them as trait objects: a deployment without
+//! a feature pays one allocation per call, and only where the feature is asked for.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// A boxed future of the state's traits.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A response cache.
+pub trait Cache {
+    /// The value stored under `key`, unless there is none or it has expired.
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>>;
+
+    /// Stores `value` under `key` until `ttl_secs` after `now_ms`.
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()>;
+}
+
+/// One generation, as the history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub request_id: String,
+    /// The label of the gateway key that asked.
+    pub key: Option<String>,
+    /// The model that answered, or was tried last.
+    pub model: Option<String>,
+    pub status: u16,
+    pub attempts: u32,
+    pub cost_usd: Option<f64>,
+    pub started_ms: u64,
+    pub latency_ms: u64,
+    pub name: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Where generations are recorded.
+pub trait History {
+    /// Whether recording keeps anything (the edge skips scheduling it when not).
+    fn keeps(&self) -> bool;
+
+    /// Records `action`.
+    fn record(&self, action: Action) -> Pending<'_, ()>;
+
+    /// The action recorded for `request_id`.
+    fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>>;
+}
+
+/// Per-key limits on rate and spend.
+pub trait Limiter {
+    /// Whether `key` may start a generation now; a refusal is the client's error (a 429).
+    fn admit<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<(), GatewayError>>;
+
+    /// Charges `key` what a generation cost.
+    fn charge<'a>(&'a self, key: &'a str, cost_usd: f64) -> Pending<'a, ()>;
+}
+
+/// The state that keeps nothing: no cache hits, no history, no limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Off;
+
+impl Cache for Off {
+    fn get<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
+        Box::pin(async { None })
+    }
+
+    fn put<'a>(&'a self, _key: &'a str, _value: Vec<u8>, _now_ms: u64, _ttl_secs: u64) -> Pending<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+impl History for Off {
+    fn keeps(&self) -> bool {
+        false
+    }
+
+    fn record(&self, _action: Action) -> Pending<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn read<'a>(&'a self, _request_id: &'a str) -> Pending<'a, Option<Action>> {
+        Box::pin(async { None })
+    }
+}
+
+impl Limiter for Off {
+    fn admit<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn charge<'a>(&'a self, _key: &'a str, _cost_usd: f64) -> Pending<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// A cache in memory, with expiry by the given clock (for tests).
+#[derive(Debug, Default)]
+pub struct MemoryCache {
+    entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
+}
+
+impl Cache for MemoryCache {
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
+        let hit = self.entries.borrow().get(key).filter(|(_, until)| now_ms < *until).map(|(value, _)| value.clone());
+        Box::pin(async move { hit })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()> {
+        self.entries.borrow_mut().insert(key.to_owned(), (value, now_ms.saturating_add(ttl_secs.saturating_mul(1000))));
+        Box::pin(async {})
+    }
+}
+
+/// A history in memory (for tests).
+#[derive(Debug, Default)]
+pub struct MemoryHistory {
+    pub actions: RefCell<Vec<Action>>,
+}
+
+impl History for MemoryHistory {
+    fn keeps(&self) -> bool {
+        true
+    }
+
+    fn record(&self, action: Action) -> Pending<'_, ()> {
+        self.actions.borrow_mut().push(action);
+        Box::pin(async {})
+    }
+
+    fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>> {
+        let found = self.actions.borrow().iter().find(|a| a.request_id == request_id).cloned();
+        Box::pin(async move { found })
+    }
+}
+
+/// A limiter in memory: each key may start `allowed` generations; spend is summed (for tests).
+#[derive(Debug, Default)]
+pub struct MemoryLimiter {
+    pub allowed: u32,
+    pub started: RefCell<BTreeMap<String, u32>>,
+    pub spent_usd: RefCell<BTreeMap<String, f64>>,
+}
+
+impl Limiter for MemoryLimiter {
+    fn admit<'a>(&'a self, key: &'a str, _now_ms: u64) -> Pending<'a, Result<(), GatewayError>> {
+        let mut started = self.started.borrow_mut();
+        let count = started.entry(key.to_owned()).or_default();
+        let result = if *count < self.allowed {
+            *count += 1;
+            Ok(())
+        } else {
+            Err(GatewayError::new(ErrorKind::RateLimited, format!("The gateway key '{key}' has used its {} generations.", self.allowed))
+                .with_code("key_limit_reached"))
+        };
+        Box::pin(async move { result })
+    }
+
+    fn charge<'a>(&'a self, key: &'a str, cost_usd: f64) -> Pending<'a, ()> {
+        *self.spent_usd.borrow_mut().entry(key.to_owned()).or_default() += cost_usd;
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+
+    #[test]
+    fn the_memory_cache_keeps_a_value_for_its_time() {
+        let cache = MemoryCache::default();
+        block_on(cache.put("k", b"answer".to_vec(), 1_000, 60));
+        assert_eq!(block_on(cache.get("k", 60_999)), Some(b"answer".to_vec()));
+        assert_eq!(block_on(cache.get("k", 61_000)), None, "expired");
+        assert_eq!(block_on(Off.get("k", 0)), None, "Off keeps nothing");
+    }
+
+    #[test]
+    fn the_memory_limiter_admits_up_to_its_allowance_and_sums_spend() {
+        let limiter = MemoryLimiter { allowed: 1, ..MemoryLimiter::default() };
+        assert!(block_on(limiter.admit("prod", 0)).is_ok());
+        assert_eq!(block_on(limiter.admit("prod", 0)).unwrap_err().status(), 429);
+        block_on(limiter.charge("prod", 0.04));
+        block_on(limiter.charge("prod", 0.04));
+        assert_eq!(limiter.spent_usd.borrow()["prod"], 0.08);
+        assert!(block_on(Off.admit("prod", 0)).is_ok());
+    }
+}
