@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::errors::{self, Detail};
 use super::site::same_site;
-use super::wire::{configured_headers, image_at, is_token, json_headers, post, text_of};
+use super::wire::{self, configured_headers, image_at, is_token, json_headers, post, text_of};
 use super::{mapping, Adapter, AnswerError, Generated, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat, Size};
@@ -245,7 +245,7 @@ struct Answer {
 /// answer gave (which may be on a regional host the global endpoint does not answer for).
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let provider_id = &target.provider.id;
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(provider_id, "a BFL task answer"))?;
+    let answer: Answer = wire::parse(target, body, "a BFL task answer")?;
     let said = |answer: &Answer| answer.error.as_ref().or(answer.details.as_ref()).filter(|v| !v.is_null()).map(text_of);
     match answer.status.as_deref() {
         None => pending(target, answer.polling_url, answer.id.as_deref()),

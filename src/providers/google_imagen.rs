@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{self, Detail};
 use super::mapping;
-use super::wire::{json_headers, post};
+use super::wire::{self, json_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
@@ -153,7 +153,7 @@ struct Prediction {
 /// out; when every one was filtered, a 403 with Google's reason; none at all is a 502.
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an Imagen predict answer"))?;
+    let answer: Answer = wire::parse(target, body, "an Imagen predict answer")?;
     let mut filtered = None;
     let images: Vec<Image> = answer
         .predictions

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::errors::{self, Detail};
-use super::wire::{bearer, json_headers, post};
+use super::wire::{self, bearer, json_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::ImageRequest;
@@ -82,7 +82,7 @@ struct AnswerImage {
 /// Reads an OpenAI Images answer (for clients that need it translated rather than relayed).
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an OpenAI Images answer"))?;
+    let answer: Answer = wire::parse(target, body, "an OpenAI Images answer")?;
     let images: Vec<Image> = answer
         .data
         .into_iter()

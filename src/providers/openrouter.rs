@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::errors::{self, Detail};
-use super::wire::{bearer, json_headers, post};
+use super::wire::{self, bearer, json_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat, Size};
@@ -158,7 +158,7 @@ struct Usage {
 /// 502 `empty_upstream_answer`.
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "an OpenRouter image answer"))?;
+    let answer: Answer = wire::parse(target, body, "an OpenRouter image answer")?;
     let images: Vec<Image> = answer
         .data
         .into_iter()

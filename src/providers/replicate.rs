@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use super::errors::{self, Detail};
 use super::site::same_site;
-use super::wire::{bearer, configured_headers, image_at, is_token, json_headers, post, text_of};
+use super::wire::{self, bearer, configured_headers, image_at, is_token, json_headers, post, text_of};
 use super::{mapping, Adapter, AnswerError, Generated, Image, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{ImageRequest, OutputFormat};
@@ -204,7 +204,7 @@ struct Urls {
 /// again, with a cancel.
 pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError> {
     let id = &target.provider.id;
-    let prediction: Prediction = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Replicate prediction"))?;
+    let prediction: Prediction = wire::parse(target, body, "a Replicate prediction")?;
     match prediction.status.as_deref() {
         None => Err(errors::unreadable(id, "a Replicate prediction")),
         Some("succeeded") => {

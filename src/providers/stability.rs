@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::errors::{self, Detail};
 use super::mapping;
-use super::wire::{bearer, configured_headers, post};
+use super::wire::{self, bearer, configured_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
 use crate::request::{ImageRequest, OutputFormat};
@@ -163,7 +163,7 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
         };
         return Ok(Progress::Done(Generated { images: vec![image], cost_usd: None }));
     }
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| errors::unreadable(id, "a Stability image answer"))?;
+    let answer: Answer = wire::parse(target, body, "a Stability image answer")?;
     if answer.finish_reason.as_deref() == Some("CONTENT_FILTERED") {
         return Err(errors::refused(id, "the image was filtered by Stability's content moderation.", None));
     }

@@ -1,8 +1,10 @@
 //! Wire helpers every adapter shares: the headers a call carries, a `POST`, and how a provider's
 //! image URLs, ids and messages are read.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::errors::{self, AnswerError};
 use super::{Image, ImageData, Target};
 use crate::secret::Secret;
 use crate::upstream::{HeaderValue, Method, UpstreamRequest};
@@ -91,4 +93,10 @@ pub fn text_of(value: &Value) -> String {
         },
         other => other.to_string(),
     }
+}
+
+/// A 2xx answer read as `T` (the adapter's answer type), or [`AnswerError::Unreadable`] naming
+/// the `expected` shape.
+pub fn parse<T: DeserializeOwned>(target: &Target, body: &[u8], expected: &'static str) -> Result<T, AnswerError> {
+    serde_json::from_slice(body).map_err(|_| errors::unreadable(target.provider.id, expected))
 }
