@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod answer_scan;
 pub mod auth;
+pub mod cache;
 pub mod catalogue;
 pub mod clock;
 pub mod config;

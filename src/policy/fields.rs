@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::cache::{DEFAULT_TTL_SECS, MAX_TTL_SECS, MIN_TTL_SECS};
 use crate::error::GatewayError;
 use crate::fields::{as_int, as_short_string, as_string, take, wrong_type};
 
@@ -205,8 +206,9 @@ fn read(mut given: Map<String, Value>) -> Result<RouterFields, GatewayError> {
         if kind.as_deref() != Some("exact_match") {
             return Err(GatewayError::invalid_param("cache.type", "'cache.type' must be 'exact_match'."));
         }
-        let ttl = take(&mut cache, "ttl").map(|t| as_int(&t, "cache.ttl", 1, 31 * 24 * 3600)).transpose()?;
-        fields.cache_ttl_secs = Some(ttl.unwrap_or(1800) as u64);
+        let (min, max) = (MIN_TTL_SECS as i64, MAX_TTL_SECS as i64);
+        let ttl = take(&mut cache, "ttl").map(|t| as_int(&t, "cache.ttl", min, max)).transpose()?;
+        fields.cache_ttl_secs = Some(ttl.map_or(DEFAULT_TTL_SECS, |ttl| ttl as u64));
     }
     if let Some(identity) = take(&mut given, "identity") {
         fields.identity = Some(read_identity(identity)?);
@@ -350,6 +352,9 @@ mod tests {
             (json!({"orq": {"identity": {"id": "u", "metadata": {"a": "v".repeat(MAX_METADATA_VALUE_CHARS + 1)}}}}), "orq.identity.metadata.a"),
             (json!({"metadata": {"a": 1}}), "metadata.a"),
             (json!({"cache": {"type": "semantic"}}), "cache.type"),
+            (json!({"cache": {"type": "exact_match", "ttl": 59}}), "cache.ttl"),
+            (json!({"cache": {"type": "exact_match", "ttl": 259_201}}), "cache.ttl"),
+            (json!({"cache": {"type": "exact_match", "ttl": 60.5}}), "cache.ttl"),
             (json!({"orq": {"identity": {"email": "x"}}}), "orq.identity.id"),
             (json!({"orq": {"colour": 1}}), "orq.colour"),
             (json!({"orq": []}), "orq"),
