@@ -97,12 +97,15 @@ fn a_data_url_image_is_read_in_place() {
 fn download_hosts_narrow_where_a_providers_images_may_come_from() {
     let config = CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#).replace(
         r#"{"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY"}"#,
-        r#"{"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY", "download_hosts": ["*.replicate.delivery", "http://127.0.0.1:9000"]}"#,
+        r#"{"id": "replicate", "kind": "replicate", "api_key_secret": "MOCK_KEY", "download_hosts": ["*.Replicate.Delivery", "http://127.0.0.1:9000"]}"#,
     );
     let h = Harness::with_config(&config);
     let refused = h.openrouter(r#"{"model":"replicate/flux","prompt":"p"}"#, vec![output_at("https://replicate.delivery/a.png")]);
     assert_eq!((refused.status, refused.calls.len()), (502, 1));
     assert!(refused.json()["error"]["message"].as_str().unwrap().contains("download_hosts"));
+    let under =
+        h.openrouter(r#"{"model":"replicate/flux","prompt":"p"}"#, vec![output_at("https://eu.replicate.delivery/a.png"), image_bytes(b"png", "image/png")]);
+    assert_eq!(under.status, 200, "entries match whatever their case: {}", under.everything_sent());
     let local = h.openrouter(r#"{"model":"replicate/flux","prompt":"p"}"#, vec![output_at("http://127.0.0.1:9000/a.png"), image_bytes(b"png", "image/png")]);
     assert_eq!(local.status, 200, "an origin the operator listed is allowed as is");
 }

@@ -116,11 +116,13 @@ impl Config {
             format!("IMAGEGATE_CONFIG is not valid: {}", listed.join("; "))
         };
         let mut config: Config = serde_json::from_str(text).map_err(|e| invalid(&[Problem::at("", e.to_string())]))?;
-        // Resolved once: nothing asks the adapters for defaults after loading.
+        // Resolved once: nothing asks the adapters for defaults after loading, and host names
+        // are compared in lower case.
         for provider in &mut config.providers {
             if provider.base_url.is_none() {
                 provider.base_url = provider.kind.adapter().default_base_url().map(str::to_owned);
             }
+            provider.download_hosts.iter_mut().for_each(|entry| entry.make_ascii_lowercase());
         }
         let mut problems = Vec::new();
         match policy::read_policy(config.default_policy_json.take(), "default_policy") {
