@@ -4,8 +4,9 @@
 //! it is checked whole ([`check_whole`]): complete JSON with at least one image object that has a
 //! non-empty `b64_json` or `url`. An OpenAI Images answer can also be megabytes of base64:
 //! [`AnswerScan`] reads such a body's first bytes as they arrive and decides as soon as the first
-//! element of the top-level `"data"` array shows a non-empty `b64_json` or `url` string, or
-//! closes without one. Everything after that point is streamed to the client untouched; an
+//! element of the top-level `"data"` array shows a non-empty `b64_json` or `url` string, or the
+//! array closes without one; elements without one (`{}`, `null`) are skipped, as the whole check
+//! skips them. Everything after that point is streamed to the client untouched; an
 //! answer cut short on the wire after that point ends the client's stream as an error (the
 //! status has gone by then, and re-sending would pay for a second generation).
 
@@ -19,10 +20,10 @@ pub const SMALL_ANSWER_BYTES: usize = 64 * 1024;
 pub enum Verdict {
     /// Not decided yet: feed more bytes.
     NeedMore,
-    /// A top-level `data` array whose first element has an image: relay it.
+    /// A top-level `data` array with an element that has an image: relay it.
     HasImages,
-    /// A JSON object whose `data` is missing, not an array, empty, or whose first element has no
-    /// non-empty `b64_json` or `url`.
+    /// A JSON object whose `data` is missing, not an array, or has no element with a non-empty
+    /// `b64_json` or `url`.
     NoImages,
     /// Not a JSON object, or it ended before a decision.
     Malformed,
@@ -45,10 +46,10 @@ enum Phase {
     /// In the top-level object, looking for `data`.
     #[default]
     Top,
-    /// The `data` array has opened; its first element comes next.
-    AwaitingFirst,
-    /// Inside the first element, looking for `b64_json` or `url`.
-    InFirst,
+    /// In the `data` array, between elements (or inside one that is not an object).
+    InData,
+    /// Inside an element object, looking for `b64_json` or `url`.
+    InImage,
 }
 
 /// The key just read, as far as the scan cares.
@@ -113,9 +114,9 @@ impl AnswerScan {
         self.verdict.unwrap_or(Verdict::Malformed)
     }
 
-    /// The depth at which keys are read: the top-level object's, or the first image's.
+    /// The depth at which keys are read: the top-level object's, or an image's.
     fn key_depth(&self) -> u32 {
-        if self.phase == Phase::InFirst {
+        if self.phase == Phase::InImage {
             3
         } else {
             1
@@ -129,12 +130,9 @@ impl AnswerScan {
         if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
             return None;
         }
-        if self.phase == Phase::AwaitingFirst {
-            // Images are objects (`{"b64_json": …}`); `[]`, `[null]` or `["x"]` carry none.
-            if byte != b'{' {
-                return Some(Verdict::NoImages);
-            }
-            self.phase = Phase::InFirst;
+        if self.phase == Phase::InData && self.depth == 2 && byte == b'{' {
+            // An element object: it holds an image if it has a non-empty `b64_json` or `url`.
+            self.phase = Phase::InImage;
             self.depth += 1;
             self.expect_key = true;
             return None;
@@ -153,11 +151,11 @@ impl AnswerScan {
             match (self.phase, self.last_key) {
                 (Phase::Top, Key::Data) if byte == b'[' => {
                     self.depth += 1;
-                    self.phase = Phase::AwaitingFirst;
+                    self.phase = Phase::InData;
                     return None;
                 }
                 (Phase::Top, Key::Data) => return Some(Verdict::NoImages),
-                (Phase::InFirst, Key::Image) if byte == b'"' => {
+                (Phase::InImage, Key::Image) if byte == b'"' => {
                     self.in_string = true;
                     self.in_image_value = true;
                     return None;
@@ -178,9 +176,12 @@ impl AnswerScan {
             b'{' | b'[' => self.depth += 1,
             b'}' | b']' => {
                 self.depth -= 1;
-                // The top-level object, or the first image, closed without an image.
-                if self.depth == 0 || (self.phase == Phase::InFirst && self.depth == 2) {
-                    return Some(Verdict::NoImages);
+                match (self.phase, self.depth) {
+                    // An element closed without an image: the next one may have one.
+                    (Phase::InImage, 2) => self.phase = Phase::InData,
+                    // The `data` array, or the whole answer, closed without an image.
+                    (Phase::InData, 1) | (_, 0) => return Some(Verdict::NoImages),
+                    _ => {}
                 }
             }
             b':' if self.depth == self.key_depth() => self.value_pending = true,
@@ -232,7 +233,7 @@ impl AnswerScan {
         let key = if self.key_escaped || self.key_len > KEY_BYTES { &[][..] } else { &self.key[..self.key_len] };
         match (self.phase, key) {
             (Phase::Top, b"data") => Key::Data,
-            (Phase::InFirst, b"b64_json" | b"url") => Key::Image,
+            (Phase::InImage, b"b64_json" | b"url") => Key::Image,
             _ => Key::Other,
         }
     }
@@ -273,10 +274,11 @@ mod tests {
         assert_eq!(verdict(r#"{"usage":{"data":[]},"note":"\"data\":[]","data":[{"url":"u"}]}"#), Verdict::HasImages);
         assert_eq!(verdict(r#"{"data":[{"revised_prompt":"a \"url\": x","meta":{"url":""},"b64_json":"AA"}]}"#), Verdict::HasImages);
         assert_eq!(verdict(r#"{"data":[{"url":"","b64_json":"AA"}]}"#), Verdict::HasImages, "an empty key does not end the search");
+        assert_eq!(verdict(r#"{"data":[{},null,{"x":[1,{"url":"u"}]},{"url":"https://x/a.png"}]}"#), Verdict::HasImages, "a later element");
     }
 
     #[test]
-    fn a_first_image_without_b64_json_or_url_is_no_image() {
+    fn elements_without_b64_json_or_url_are_no_image() {
         for body in [
             r#"{"data":[{}]}"#,
             r#"{"data":[{"revised_prompt":"p"}]}"#,

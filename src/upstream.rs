@@ -134,8 +134,11 @@ impl ByteBudget {
 pub enum TransportError {
     /// The time limit passed; the request was aborted.
     Timeout,
-    /// The connection failed; the text is the runtime's description, safe to show.
+    /// The connection failed; the text is the runtime's description, safe to show. The request
+    /// may have reached the upstream.
     Failed(String),
+    /// The request could not be made (a header the runtime refuses): it never left the gateway.
+    NotSent(String),
 }
 
 /// Sends requests upstream. One instance serves one incoming request.

@@ -68,6 +68,14 @@ fn a_job_create_whose_connection_broke_is_final() {
 }
 
 #[test]
+fn a_job_create_that_never_left_the_gateway_is_not_final() {
+    let h = Harness::long();
+    let done = answer(201, r#"{"id":"p1","status":"succeeded","output":["https://replicate.delivery/p1/out-0.png"]}"#);
+    let served = h.generate(r#"{"prompt":"p","model":"replicate/flux","retry":{"count":1}}"#, vec![not_sent(), done]);
+    assert_eq!((served.status, served.calls.len()), (200, 2), "{}", served.everything_sent());
+}
+
+#[test]
 fn a_synchronous_connection_failure_before_any_answer_is_still_retried() {
     let h = Harness::long();
     let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":1}}"#, vec![connection_refused(), answer(200, OK)]);
@@ -131,4 +139,15 @@ fn a_call_timeout_under_a_second_is_refused_before_any_call() {
     let h = Harness::long();
     let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","timeout":{"call_timeout":10}}"#, vec![]);
     assert_eq!((served.status, served.json()["error"]["param"].as_str()), (400, Some("timeout.call_timeout")));
+}
+
+#[test]
+fn what_the_gateway_reads_to_check_an_answer_counts_against_the_byte_budget() {
+    let mut h = Harness::long();
+    h.config.max_upstream_bytes = 1 << 20;
+    let padding = format!(r#"{{"created":1,"padding":"{}"#, "A".repeat((1 << 20) + 10));
+    let large = Script { chunks: vec![padding.into_bytes()], declared_length: Some(4 << 20), ..answer(200, "") };
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","retry":{"count":2}}"#, vec![large]);
+    assert_eq!((served.status, served.calls.len()), (502, 1));
+    assert_eq!(served.json()["error"]["code"], "upstream_answer_too_large");
 }

@@ -68,8 +68,9 @@ pub struct Config {
     #[serde(default = "limits::default_max_attempts")]
     pub max_attempts: u32,
     /// The most bytes of upstream answers one request reads into the gateway: answers read
-    /// whole to be translated, and image downloads (default 32 MiB). Relayed answers stream
-    /// past the gateway and do not count.
+    /// whole to be translated, image downloads, error bodies and the checked start of relayed
+    /// answers (default 32 MiB). The rest of a relayed answer streams past the gateway and
+    /// does not count.
     #[serde(default = "limits::default_max_upstream_bytes")]
     pub max_upstream_bytes: usize,
     /// Whether the request log line includes the prompt (default false).

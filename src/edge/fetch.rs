@@ -67,7 +67,7 @@ impl Upstream for WorkerUpstream {
         let deadline_ms = Date::now().as_millis() + limit_ms;
         let headers = Headers::new().map_err(failure)?;
         for (name, value) in &request.headers {
-            headers.set(name, value.expose()).map_err(|_| TransportError::Failed(format!("the header '{name}' is not valid")))?;
+            headers.set(name, value.expose()).map_err(|_| TransportError::NotSent(format!("the header '{name}' is not valid")))?;
         }
         let init = RequestInit::new();
         init.set_method(request.method.as_str());

@@ -234,14 +234,15 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         Failure::status(reply.status, hint, providers::read_error(target, path, reply.status, reply.retry_after.take(), &text))
     }
 
-    /// Reads an upstream error body (capped); a body that fails to arrive counts as empty.
+    /// Reads an upstream error body (capped, and taken from the request's byte budget); what
+    /// fails to arrive, or does not fit the budget, is left out.
     async fn read_error_body(&self, body: &mut U::Body, deadline: Deadline) -> Vec<u8> {
         let mut out = Vec::new();
         while out.len() < MAX_ERROR_BODY_BYTES {
             let remaining = deadline.remaining_ms(self.clock);
             match body.next_chunk(remaining.max(1)).await {
-                Ok(Some(chunk)) => out.extend_from_slice(&chunk),
-                Ok(None) | Err(_) => break,
+                Ok(Some(chunk)) if self.upstream_bytes.take(chunk.len()) => out.extend_from_slice(&chunk),
+                Ok(_) | Err(_) => break,
             }
         }
         out.truncate(MAX_ERROR_BODY_BYTES);
@@ -250,7 +251,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
 
     /// Checks a 2xx answer before it is relayed: a small one (of a declared `length` up to
     /// [`SMALL_ANSWER_BYTES`]) is read to its end and checked whole, a larger one from its first
-    /// bytes until [`AnswerScan`] decides. A 200 has been paid for, so every failure here is final.
+    /// bytes until [`AnswerScan`] decides; what is read is taken from the request's byte budget.
+    /// A 200 has been paid for, so every failure here is final.
     async fn check_answer(&self, body: &mut U::Body, length: Option<u64>, deadline: Deadline, provider_id: &str) -> Result<(), Failure> {
         let small = length.is_some_and(|length| length <= SMALL_ANSWER_BYTES as u64);
         let mut scan = AnswerScan::new();
@@ -261,7 +263,13 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             if remaining == 0 {
                 return Err(cut_off(TransportError::Timeout, provider_id));
             }
-            match body.next_chunk(remaining).await {
+            let next = body.next_chunk(remaining).await;
+            if let Ok(Some(chunk)) = &next {
+                if !self.upstream_bytes.take(chunk.len()) {
+                    return Err(over_budget(provider_id, self.config.max_upstream_bytes));
+                }
+            }
+            match next {
                 Ok(Some(chunk)) if small => whole.extend_from_slice(&chunk),
                 Ok(Some(chunk)) => {
                     let verdict = scan.feed(&chunk);

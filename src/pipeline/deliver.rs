@@ -137,17 +137,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         Err(format!("the image URL redirected more than {MAX_REDIRECTS} times"))
     }
 
-    /// An image given as a base64 `data:` URL (Replicate may answer so), taken from the request's
-    /// byte budget like a download.
+    /// An image given as a base64 `data:` URL, read in place (its bytes came with the answer, and
+    /// were counted against the request's byte budget then).
     fn data_url_image(&self, url: &str) -> Result<(String, Option<String>), String> {
         let (head, payload) = url["data:".len()..].split_once(',').ok_or("the image is a data: URL without data")?;
         let params = head.strip_suffix(";base64").ok_or("the image is a data: URL that is not base64")?;
         let media_type = params.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if !media_type.starts_with("image/") {
             return Err(format!("the image is a data: URL of '{media_type}', not an image"));
-        }
-        if !self.upstream_bytes.take(payload.len()) {
-            return Err(format!("the images are larger than the {} bytes (max_upstream_bytes) one request may read", self.config.max_upstream_bytes));
         }
         base64::engine::general_purpose::STANDARD.decode(payload).map_err(|_| "the image is a data: URL whose base64 does not decode")?;
         Ok((payload.to_owned(), Some(media_type)))

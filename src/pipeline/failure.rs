@@ -86,7 +86,7 @@ pub(super) fn transport_failure(error: TransportError, provider_id: &str, limit_
                 format!("The upstream provider '{provider_id}' did not answer within {limit_ms} ms; the call was cancelled."),
             ),
         },
-        TransportError::Failed(why) => Failure {
+        TransportError::Failed(why) | TransportError::NotSent(why) => Failure {
             outcome: Outcome::ConnectionFailed,
             status: 502,
             error: GatewayError::new(ErrorKind::BadUpstream, format!("The gateway could not reach the upstream provider '{provider_id}': {why}"))
@@ -100,16 +100,18 @@ pub(super) fn transport_failure(error: TransportError, provider_id: &str, limit_
 pub(super) fn cut_off(error: TransportError, provider_id: &str) -> Failure {
     let (status, kind) = match error {
         TransportError::Timeout => (524, ErrorKind::UpstreamTimeout),
-        TransportError::Failed(_) => (502, ErrorKind::BadUpstream),
+        TransportError::Failed(_) | TransportError::NotSent(_) => (502, ErrorKind::BadUpstream),
     };
     let message = format!("The upstream provider '{provider_id}' answered, but its answer did not arrive whole ({}).", transport_text(&error));
     Failure::paid(status, GatewayError::new(kind, message).with_code("upstream_answer_cut_off"))
 }
 
 /// The failure for a job create that got no answer (a lost connection, or no answer within
-/// `limit_ms`): the job may exist, and be billed, so it is final.
+/// `limit_ms`): the job may exist, and be billed, so it is final. A create that never left the
+/// gateway is an ordinary connection failure.
 pub(super) fn create_lost(error: TransportError, provider_id: &str, limit_ms: u64) -> Failure {
     match error {
+        TransportError::NotSent(_) => transport_failure(error, provider_id, limit_ms),
         TransportError::Timeout => Failure::paid(
             524,
             GatewayError::new(
@@ -133,7 +135,7 @@ pub(super) fn over_budget(provider_id: &str, max_bytes: usize) -> Failure {
 pub(super) fn transport_text(error: &TransportError) -> String {
     match error {
         TransportError::Timeout => "the deadline passed".to_owned(),
-        TransportError::Failed(why) => why.clone(),
+        TransportError::Failed(why) | TransportError::NotSent(why) => why.clone(),
     }
 }
 

@@ -101,6 +101,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Ok(reply) => reply,
             Err(Spent::Transport(TransportError::Failed(_))) => return Polled::Again,
             Err(Spent::Transport(TransportError::Timeout)) => return Polled::OutOfTime,
+            // The poll itself cannot be made: asking again cannot help.
+            Err(Spent::Transport(TransportError::NotSent(why))) => {
+                return Polled::Lost(lost(GatewayError::new(ErrorKind::BadUpstream, format!("its status could not be asked for ({why})"))))
+            }
             Err(spent @ Spent::Budget) => return Polled::Lost(spent.failure(provider_id, 0, self.config.max_subrequests)),
         };
         if reply.status == 429 || reply.status >= 500 {
@@ -117,7 +121,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 read => Polled::Answer(read),
             },
             Ok(None) => Polled::Lost(over_budget(provider_id, self.config.max_upstream_bytes)),
-            Err(TransportError::Failed(_)) => Polled::Again,
+            Err(TransportError::Failed(_) | TransportError::NotSent(_)) => Polled::Again,
             Err(TransportError::Timeout) => Polled::OutOfTime,
         }
     }

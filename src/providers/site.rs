@@ -32,10 +32,10 @@ fn parse_web(url: &str) -> Option<Url> {
     plain.then_some(url)
 }
 
-/// The host name of `url` when it is a domain name (not an IP literal), without a trailing dot.
+/// The host name of `url` when it is a domain name (not an IP literal), without trailing dots.
 fn domain_of(url: &Url) -> Option<&str> {
     match url.host()? {
-        Host::Domain(name) => Some(name.strip_suffix('.').unwrap_or(name)),
+        Host::Domain(name) => Some(name.trim_end_matches('.')),
         Host::Ipv4(_) | Host::Ipv6(_) => None,
     }
 }
@@ -51,10 +51,21 @@ pub fn same_site(base: &str, url: &str, domain: &str) -> bool {
     on_domain(&base) && on_domain(&url)
 }
 
-/// Whether `host` is a public DNS name: it has a dot and is not `localhost` or under a private
-/// namespace.
+/// Whether `host` is a public DNS name: labels that are not empty, at least two, a last one that
+/// is not a number (`127.0.0.1..` is an address in disguise), and not `localhost` or under a
+/// private namespace.
 fn public_name(host: &str) -> bool {
-    host.contains('.') && host != "localhost" && !PRIVATE_SUFFIXES.iter().any(|suffix| host.ends_with(suffix))
+    let labels: Vec<&str> = host.split('.').collect();
+    let numeric = |label: &str| {
+        label.bytes().all(|b| b.is_ascii_digit())
+            || label.strip_prefix("0x").or(label.strip_prefix("0X")).is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let numeric_top = labels.last().is_some_and(|top| numeric(top));
+    labels.len() > 1
+        && labels.iter().all(|label| !label.is_empty())
+        && !numeric_top
+        && host != "localhost"
+        && !PRIVATE_SUFFIXES.iter().any(|suffix| host.ends_with(suffix))
 }
 
 /// One entry of a provider's `download_hosts`.
@@ -176,6 +187,7 @@ mod tests {
         let ok = |url: &str| download_url(url, &[]).is_ok();
         assert!(ok("https://delivery-us1.bfl.ai/results/a.jpeg?sig=x"));
         assert!(ok("https://replicate.delivery/xezq/out-0.webp"));
+        assert!(ok("https://images.example.xxx/a.png"), "a letters-only top-level domain is a name");
         for url in [
             "http://replicate.delivery/out.png",
             "https://127.0.0.1/a.png",
@@ -188,6 +200,11 @@ mod tests {
             "https://printer.local/a.png",
             "https://metadata.google.internal/computeMetadata/v1",
             "https://intranet/a.png",
+            "https://127.0.0.1../a.png",
+            "https://localhost../a.png",
+            "https://metadata.google.internal../computeMetadata/v1",
+            "https://printer.local../a.png",
+            "https://cdn..example.com/a.png",
             "https://user:pw@cdn.example.com/a.png",
             "file:///etc/passwd",
             "data:image/png;base64,AAAA",

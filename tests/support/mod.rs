@@ -80,6 +80,11 @@ pub fn redirect(status: u16, location: &'static str) -> Script {
     Script { location: Some(location), ..answer(status, "") }
 }
 
+/// A request the runtime refuses to make: it never leaves the gateway.
+pub fn not_sent() -> Script {
+    answer(1, "")
+}
+
 /// A connection that fails before any answer.
 pub fn connection_refused() -> Script {
     answer(0, "")
@@ -136,6 +141,9 @@ impl<'c> Upstream for FakeUpstream<'c> {
         self.clock.0.set(self.clock.0.get() + script.latency_ms);
         if script.status == 0 {
             return Err(TransportError::Failed("connection refused".to_owned()));
+        }
+        if script.status == 1 {
+            return Err(TransportError::NotSent("the header 'x-key' is not valid".to_owned()));
         }
         let length = script.declared_length.or_else(|| (script.chunks.len() == 1).then(|| script.chunks[0].len() as u64));
         Ok(UpstreamReply {
