@@ -20,6 +20,10 @@ pub struct RequestHead {
     pub access_control_request_headers: Option<String>,
     /// The `x-imagegate-config` header: routing fields for clients that cannot add body fields.
     pub imagegate_config: Option<String>,
+    /// The `x-imagegate-cache` header (`refresh`).
+    pub imagegate_cache: Option<String>,
+    /// The `Cache-Control` header (`no-cache`, `no-store`).
+    pub cache_control: Option<String>,
 }
 
 /// The path of a serialised absolute URL (as the runtime gives it), without query or fragment.

@@ -46,6 +46,12 @@ pub struct RequestLog {
     pub identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// What the response cache did (`HIT`, `MISS`, `REFRESH`, `BYPASS`), for cache-enabled requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
+    /// Why the cache was bypassed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_bypass: Option<&'static str>,
 }
 
 impl RequestLog {

@@ -23,6 +23,9 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// A response cache.
 pub trait Cache {
+    /// Whether a store is there to look in (a deployment without its binding has none).
+    fn available(&self) -> bool;
+
     /// The value stored under `key`, unless there is none or it has expired.
     fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>>;
 
@@ -73,6 +76,10 @@ pub trait Limiter {
 pub struct Off;
 
 impl Cache for Off {
+    fn available(&self) -> bool {
+        false
+    }
+
     fn get<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
         Box::pin(async { None })
     }
@@ -109,10 +116,15 @@ impl Limiter for Off {
 /// A cache in memory, with expiry by the given clock (for tests).
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
+    /// Key to value and the instant it expires.
+    pub entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
 }
 
 impl Cache for MemoryCache {
+    fn available(&self) -> bool {
+        true
+    }
+
     fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
         let hit = self.entries.borrow().get(key).filter(|(_, until)| now_ms < *until).map(|(value, _)| value.clone());
         Box::pin(async move { hit })

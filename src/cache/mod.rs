@@ -1,10 +1,10 @@
 //! The exact-match response cache: which requests may be answered from it, under which key, and
 //! what the client asked of it. Pure decisions; the store itself is a [`crate::state::Cache`].
 //!
-//! Built so far: the key ([`key`]), the request's cache directive ([`Directive`]) and the TTL
-//! bounds. The lookup and store stages, the KV binding and the coalescing Durable Object come
-//! next (issue 13).
+//! Here: the key ([`key`]), what is stored ([`entry`]), the request's cache directive
+//! ([`Directive`]) and the TTL bounds. The lookup and store stages are `pipeline/caching.rs`.
 
+pub mod entry;
 pub mod key;
 
 /// The shortest TTL a stored answer may have, in seconds (Workers KV's minimum).

@@ -61,6 +61,8 @@ pub fn head(req: &Request) -> RequestHead {
         origin: header("origin"),
         access_control_request_headers: header("access-control-request-headers"),
         imagegate_config: header("x-imagegate-config"),
+        imagegate_cache: header("x-imagegate-cache"),
+        cache_control: header("cache-control"),
     }
 }
 

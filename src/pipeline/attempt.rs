@@ -40,21 +40,31 @@ pub(super) struct Attempt<B> {
     pub cost_usd: Option<f64>,
     /// `(delivered, asked)` when a successful answer has fewer images than asked.
     pub short_of_images: Option<(usize, u8)>,
+    /// For a cache-enabled request, the entry a success made for the cache, or why it made none.
+    pub cache_entry: Option<Result<Vec<u8>, &'static str>>,
 }
 
 impl<B> Attempt<B> {
     pub(super) fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
-        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None }
+        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None, cache_entry: None }
     }
 
     /// A successful attempt: `reply`, what it cost, and how many images it has of those asked.
     pub(super) fn answered(status: u16, reply: Reply<B>, cost_usd: Option<f64>, short_of_images: Option<(usize, u8)>) -> Self {
-        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images }
+        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images, cache_entry: None }
     }
 
     fn unusable(error: GatewayError) -> Self {
         Attempt::failed(Outcome::Unusable, error.status(), error)
     }
+}
+
+/// How an attempt's answer is delivered: in the caller's `shape`, and, for a cache-enabled
+/// request, read whole and kept for the cache rather than relayed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Answering {
+    pub shape: Shape,
+    pub for_cache: bool,
 }
 
 impl<B> From<Failure> for Attempt<B> {
@@ -71,7 +81,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         provider: &ProviderConfig,
         model: &ModelConfig,
         request: &ImageRequest,
-        shape: Shape,
+        answering: Answering,
         limit_ms: u64,
         request_deadline: Deadline,
     ) -> Attempt<U::Body> {
@@ -110,17 +120,17 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let plan = match adapter.plan(&target, request) {
             Ok(Planned::Calls(plan)) => plan,
-            Ok(Planned::Made(generated)) => return self.deliver(provider, model, request, shape, generated, request_deadline).await,
+            Ok(Planned::Made(generated)) => return self.deliver(provider, model, request, answering, generated, request_deadline).await,
             // It cannot map this request (a size, a format): another target may.
             Err(error) => return Attempt::unusable(error),
         };
         let window = Window { deadline, limit_ms, request_deadline };
-        if plan.relay && shape == Shape::OpenAi && plan.calls.len() == 1 {
+        if plan.relay && answering.shape == Shape::OpenAi && !answering.for_cache && plan.calls.len() == 1 {
             let call = plan.calls.into_iter().next().expect("one call");
             return self.relay(&target, model, call, request, window).await;
         }
         match self.collect(&target, plan.calls, request.n, window).await {
-            Ok(generated) => self.deliver(provider, model, request, shape, generated, request_deadline).await,
+            Ok(generated) => self.deliver(provider, model, request, answering, generated, request_deadline).await,
             Err(failure) => failure.into(),
         }
     }

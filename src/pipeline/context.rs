@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cache::entry::Store;
 use crate::clock::Deadline;
 use crate::error::GatewayError;
 use crate::http::{Reply, RequestHead};
@@ -25,13 +26,29 @@ pub struct AttemptRecord {
     pub ms: u64,
 }
 
-/// Whether the answer came from the response cache (set by the cache stage, once there is one).
+/// What the response cache did for a cache-enabled request (`x-imagegate-cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    Hit,
+    /// Answered from the cache, stored `age_secs` ago.
+    Hit { age_secs: u64 },
+    /// Not found: generated, and stored.
     Miss,
-    /// The request asked not to be cached, or could not be.
-    Bypass,
+    /// The request skipped the lookup: generated, and stored.
+    Refresh,
+    /// Neither read nor stored, for the reason given (in the log).
+    Bypass(&'static str),
+}
+
+impl CacheStatus {
+    /// The `x-imagegate-cache` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheStatus::Hit { .. } => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Refresh => "REFRESH",
+            CacheStatus::Bypass(_) => "BYPASS",
+        }
+    }
 }
 
 /// What the stages know about one request.
@@ -58,6 +75,10 @@ pub struct RequestContext {
     /// `(delivered, asked)` when an answer has fewer images than the request asked for.
     pub short_of_images: Option<(usize, u8)>,
     pub cache: Option<CacheStatus>,
+    /// The entry a cache-enabled success made for the cache, or why it made none.
+    pub cache_entry: Option<Result<Vec<u8>, &'static str>>,
+    /// What the edge stores in the cache after the answer.
+    pub store: Option<Store>,
     /// Whether the request is a generation (recorded in the history).
     pub generation: bool,
 }
@@ -80,6 +101,8 @@ impl RequestContext {
             cost_usd: None,
             short_of_images: None,
             cache: None,
+            cache_entry: None,
+            store: None,
             generation: false,
         }
     }
@@ -107,6 +130,12 @@ impl RequestContext {
         }
         if let Some(images) = &images {
             reply.headers.push(("x-imagegate-images", images.clone()));
+        }
+        if let Some(cache) = self.cache {
+            reply.headers.push(("x-imagegate-cache", cache.name().to_owned()));
+            if let CacheStatus::Hit { age_secs } = cache {
+                reply.headers.push(("age", age_secs.to_string()));
+            }
         }
         let latency_ms = now_ms.saturating_sub(self.started_ms);
         reply.headers.push(("x-request-id", self.request_id.clone()));
@@ -143,6 +172,11 @@ impl RequestContext {
             name: self.name,
             identity: self.identity,
             metadata: self.metadata,
+            cache: self.cache.map(CacheStatus::name),
+            cache_bypass: match self.cache {
+                Some(CacheStatus::Bypass(reason)) => Some(reason),
+                _ => None,
+            },
         };
         (log, action)
     }

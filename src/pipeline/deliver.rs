@@ -24,7 +24,7 @@ use crate::request::{ImageRequest, ResponseFormat};
 use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 
-use super::attempt::Attempt;
+use super::attempt::{Answering, Attempt};
 use super::failure::{transport_text, Spent};
 use super::Gateway;
 
@@ -39,10 +39,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         provider: &ProviderConfig,
         model: &ModelConfig,
         request: &ImageRequest,
-        shape: Shape,
+        answering: Answering,
         mut generated: Generated,
         deadline: Deadline,
     ) -> Attempt<U::Body> {
+        let shape = answering.shape;
         let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
         generated.images.truncate(usize::from(request.n));
         if wants == Some(ResponseFormat::B64Json) {
@@ -68,9 +69,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let count = generated.images.len();
         let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count));
-        let body = answer::render(shape, self.clock.now_ms() / 1000, &generated.images, cost);
+        let now_ms = self.clock.now_ms();
+        let cache_entry = answering.for_cache.then(|| crate::cache::entry::entry(&generated, request.n, now_ms / 1000, now_ms));
+        let body = answer::render(shape, now_ms / 1000, &generated.images, cost);
         let short = (count < usize::from(request.n)).then_some((count, request.n));
-        Attempt::answered(200, Reply::json(200, body), cost, short)
+        Attempt { cache_entry, ..Attempt::answered(200, Reply::json(200, body), cost, short) }
     }
 
     /// Replaces every image given as a URL with its bytes in base64, downloading them all at

@@ -6,7 +6,6 @@
 //! `min(max_attempts, (1 + retry.count) × distinct models)` attempts (each of `n` images where a
 //! provider makes one per call).
 
-use crate::answer::Shape;
 use crate::error::GatewayError;
 use crate::http::Reply;
 use crate::policy::{Next, Outcome, Policy};
@@ -14,6 +13,7 @@ use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
+use super::attempt::Answering;
 use super::context::{AttemptRecord, RequestContext};
 use super::Gateway;
 
@@ -28,7 +28,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         request: &ImageRequest,
         policy: &Policy,
         requested: &str,
-        shape: Shape,
+        answering: Answering,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
         let deadline = cx.deadline;
@@ -57,13 +57,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
                 let started = self.clock.now_ms();
-                let attempt = self.attempt(provider, model, request, shape, limit_ms, deadline).await;
+                let attempt = self.attempt(provider, model, request, answering, limit_ms, deadline).await;
                 let ms = self.clock.now_ms().saturating_sub(started);
                 cx.attempts.push(AttemptRecord { model: model.id.clone(), provider: provider.id.clone(), status: attempt.status, ms });
                 let error = match attempt.result {
                     Ok(reply) => {
                         cx.cost_usd = attempt.cost_usd;
                         cx.short_of_images = attempt.short_of_images;
+                        cx.cache_entry = attempt.cache_entry;
                         return Ok(reply);
                     }
                     Err(error) => error,

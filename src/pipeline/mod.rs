@@ -13,12 +13,14 @@
 //! tests.
 
 mod attempt;
+mod caching;
 mod context;
 mod deliver;
 mod failure;
 mod fallback;
 mod poll;
 
+pub use crate::cache::entry::Store;
 pub use context::{AttemptRecord, CacheStatus, RequestContext};
 
 use std::cell::Cell;
@@ -37,6 +39,8 @@ use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
 use crate::state::{Action, Cache, History, Limiter, Off};
 use crate::upstream::{ByteBudget, Upstream};
+
+use attempt::Answering;
 
 /// Everything one request is served with. Built per request by the edge; borrowed, never cloned.
 pub struct Gateway<'a, U, S> {
@@ -84,12 +88,13 @@ impl<'a, U, S> Gateway<'a, U, S> {
     }
 }
 
-/// A served request: the reply to send, the line to log, and for a generation the action for
-/// the history, which the edge records after the answer has gone.
+/// A served request: the reply to send, the line to log, and what the edge does after the answer
+/// has gone: record a generation's action in the history, store a cache-enabled success.
 pub struct Handled<B> {
     pub reply: Reply<B>,
     pub log: RequestLog,
     pub action: Option<Action>,
+    pub store: Option<Store>,
 }
 
 /// Where a request goes.
@@ -178,8 +183,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if head.method != "OPTIONS" {
             reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
         }
+        let store = cx.store.take();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
-        Handled { reply, log, action }
+        Handled { reply, log, action, store }
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
@@ -225,7 +231,18 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
         let policy = self.config.policy_for(model).with_request(&router_fields);
         self.config.check_targets(&policy)?;
-        self.try_targets(&request, &policy, &model.id, shape, cx).await
+        let caching = self.cache_plan(head, shape, &request, &policy, model, cx);
+        if let Some(plan) = &caching {
+            if let Some(hit) = self.lookup(plan, shape, cx).await {
+                return Ok(hit);
+            }
+        }
+        let answering = Answering { shape, for_cache: caching.is_some() };
+        let result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
+        if let Some(plan) = caching {
+            self.after_generation(plan, result.is_ok(), cx);
+        }
+        result
     }
 }
 
@@ -257,5 +274,5 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
     let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
     let (log, action) = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
-    Handled { reply, log, action }
+    Handled { reply, log, action, store: None }
 }

@@ -66,6 +66,8 @@ pub struct Policy {
     pub fallback_on: Vec<u16>,
     pub load_balancer: Vec<(String, f64)>,
     pub call_timeout_ms: Option<u64>,
+    /// How long a successful answer is kept in the response cache, when the cache is on.
+    pub cache_ttl_secs: Option<u64>,
 }
 
 impl Default for Policy {
@@ -77,6 +79,7 @@ impl Default for Policy {
             fallback_on: DEFAULT_FALLBACK_ON.to_vec(),
             load_balancer: Vec::new(),
             call_timeout_ms: None,
+            cache_ttl_secs: None,
         }
     }
 }
@@ -101,6 +104,9 @@ impl Policy {
         }
         if fields.call_timeout_ms.is_some() {
             self.call_timeout_ms = fields.call_timeout_ms;
+        }
+        if fields.cache_ttl_secs.is_some() {
+            self.cache_ttl_secs = fields.cache_ttl_secs;
         }
         self
     }

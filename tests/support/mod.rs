@@ -16,11 +16,13 @@ use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::state::{History, MemoryHistory, MemoryLimiter, Off};
+use imagegate::state::{Cache, History, MemoryCache, MemoryHistory, MemoryLimiter};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
 pub const GATEWAY_KEY: &str = "sk-gateway-test";
+/// A second tenant's key (labelled `other`).
+pub const OTHER_GATEWAY_KEY: &str = "sk-gateway-other-tenant";
 pub const PROVIDER_KEY: &str = "sk-provider-secret-value";
 
 /// A clock that only moves when the fakes say so; sleeps are recorded and pass instantly.
@@ -218,6 +220,8 @@ pub struct Harness {
     pub keys: KeySet,
     pub clock: FakeClock,
     pub draw: FixedDraw,
+    /// The response cache; answers are stored after they are served, as the edge does.
+    pub cache: MemoryCache,
     /// Every generation's action, recorded after its answer as the edge does.
     pub history: MemoryHistory,
     /// Admits every key unless a test lowers `allowed`.
@@ -237,9 +241,10 @@ impl Harness {
     pub fn with_config(config: &str) -> Self {
         Harness {
             config: Config::from_json(config).unwrap(),
-            keys: KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap(),
+            keys: KeySet::parse(&format!("{} other:{}", key_digest_hex(GATEWAY_KEY), key_digest_hex(OTHER_GATEWAY_KEY))).unwrap(),
             clock: FakeClock(Cell::new(1_700_000_000_000), RefCell::new(Vec::new())),
             draw: FixedDraw(0.5),
+            cache: MemoryCache::default(),
             history: MemoryHistory::default(),
             limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
         }
@@ -251,8 +256,6 @@ impl Harness {
     }
 
     pub fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
-        let upstream = FakeUpstream::new(&self.clock, script);
-        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw).with_state(&Off, &self.history, &self.limiter);
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
@@ -261,10 +264,37 @@ impl Harness {
             origin: Some("https://app.example".into()),
             access_control_request_headers: None,
             imagegate_config: config_header.map(str::to_owned),
+            ..RequestHead::default()
         };
-        let Handled { reply, log, action } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        self.serve_head(head, body, script)
+    }
+
+    /// A generation on `path` with gateway key `key` and the cache headers given.
+    pub fn generate_with(&self, path: &str, key: &str, cache: Option<&str>, cache_control: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        let head = RequestHead {
+            method: "POST".into(),
+            path: path.into(),
+            content_type: Some("application/json".into()),
+            authorization: Some(format!("Bearer {key}")),
+            imagegate_cache: cache.map(str::to_owned),
+            cache_control: cache_control.map(str::to_owned),
+            ..RequestHead::default()
+        };
+        self.serve_head(head, body, script)
+    }
+
+    /// Serves a request with `head`: the edge's part after the answer (history, cache store)
+    /// included.
+    pub fn serve_head(&self, head: RequestHead, body: &str, script: Vec<Script>) -> Served {
+        let upstream = FakeUpstream::new(&self.clock, script);
+        let gateway =
+            Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw).with_state(&self.cache, &self.history, &self.limiter);
+        let Handled { reply, log, action, store } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
         if let Some(action) = action {
             block_on(self.history.record(action));
+        }
+        if let Some(store) = store {
+            block_on(self.cache.put(&store.key, store.value, self.clock.now_ms(), store.ttl_secs));
         }
         let body = match reply.body {
             ReplyBody::Empty => Vec::new(),

@@ -1,0 +1,96 @@
+//! The cache stage: for a request whose policy turns the exact-match cache on, the answer is
+//! looked up before the fallback loop, and a complete success is handed to the edge to store
+//! after the answer has gone (see [`crate::cache`] for the key and the directives).
+//!
+//! A stored entry is shape-neutral (the images in base64, the original `created`), so a hit is
+//! rendered in the caller's shape with a cost of 0. Only complete successes are stored: never an
+//! error, an answer with fewer images than asked, or one whose images are URLs (they expire).
+
+use super::context::{CacheStatus, RequestContext};
+use super::Gateway;
+use crate::answer::{self, Shape};
+use crate::cache::entry::{Entry, Store};
+use crate::cache::key::{key, Targets};
+use crate::cache::Directive;
+use crate::config::ModelConfig;
+use crate::http::{Reply, RequestHead};
+use crate::policy::Policy;
+use crate::providers::{Image, ImageData};
+use crate::request::ImageRequest;
+use crate::secret::Secrets;
+use crate::upstream::Upstream;
+
+/// How a cache-enabled request uses the cache.
+pub(super) struct CachePlan {
+    pub key: String,
+    pub ttl_secs: u64,
+    pub directive: Directive,
+}
+
+impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
+    /// How `request` uses the cache: `None` when its policy leaves the cache off, when it asked
+    /// for `no-store`, or when the deployment has no store (the last two say BYPASS).
+    pub(super) fn cache_plan(
+        &self,
+        head: &RequestHead,
+        shape: Shape,
+        request: &ImageRequest,
+        policy: &Policy,
+        model: &ModelConfig,
+        cx: &mut RequestContext,
+    ) -> Option<CachePlan> {
+        let ttl_secs = policy.cache_ttl_secs?;
+        let directive = Directive::of(head.imagegate_cache.as_deref(), head.cache_control.as_deref());
+        if directive == Directive::NoStore {
+            cx.cache = Some(CacheStatus::Bypass("no-store"));
+            return None;
+        }
+        if !self.cache.available() {
+            cx.cache = Some(CacheStatus::Bypass("store unavailable"));
+            return None;
+        }
+        let resolved = |name: &str| self.config.resolve_model(Some(name)).map_or("", |(m, _)| m.id.as_str());
+        let targets = Targets {
+            model: &model.id,
+            balanced: policy.load_balancer.iter().map(|(name, weight)| (resolved(name), *weight)).collect(),
+            fallbacks: policy.fallbacks.iter().map(|name| resolved(name)).collect(),
+        };
+        let key = key(cx.key.as_deref().unwrap_or(""), &targets, shape, request);
+        Some(CachePlan { key, ttl_secs, directive })
+    }
+
+    /// The stored answer for `plan`, in `shape`, when there is one and the request did not ask
+    /// to refresh it: a hit costs nothing and makes no upstream call.
+    pub(super) async fn lookup(&self, plan: &CachePlan, shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
+        if plan.directive == Directive::Refresh {
+            cx.cache = Some(CacheStatus::Refresh);
+            return None;
+        }
+        let now_ms = self.clock.now_ms();
+        cx.cache = Some(CacheStatus::Miss);
+        let stored = self.cache.get(&plan.key, now_ms).await?;
+        // An entry that does not read (written by another version) is a miss.
+        let entry: Entry = serde_json::from_slice(&stored).ok()?;
+        drop(stored);
+        let images: Vec<Image> = entry
+            .images
+            .into_iter()
+            .map(|image| Image { data: ImageData::Base64(image.b64_json), media_type: image.media_type, revised_prompt: image.revised_prompt })
+            .collect();
+        let body = answer::render(shape, entry.created, &images, Some(0.0));
+        cx.cache = Some(CacheStatus::Hit { age_secs: now_ms.saturating_sub(entry.stored_ms) / 1000 });
+        cx.cost_usd = Some(0.0);
+        Some(Reply::json(200, body))
+    }
+
+    /// After the fallback loop: what to store for `plan`, given whether the request succeeded and
+    /// the entry its answer made (or why it made none).
+    pub(super) fn after_generation(&self, plan: CachePlan, succeeded: bool, cx: &mut RequestContext) {
+        let entry = cx.cache_entry.take();
+        match entry {
+            Some(Ok(value)) if succeeded => cx.store = Some(Store { key: plan.key, value, ttl_secs: plan.ttl_secs }),
+            Some(Err(reason)) if succeeded => cx.cache = Some(CacheStatus::Bypass(reason)),
+            _ => cx.cache = Some(CacheStatus::Bypass("not a success")),
+        }
+    }
+}
