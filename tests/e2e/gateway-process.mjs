@@ -31,6 +31,8 @@ export async function startGateway({ config, secrets }) {
     'name = "imagegate-e2e"',
     `main = ${JSON.stringify(path.join(ROOT, 'src/edge/entry.mjs'))}`,
     'compatibility_date = "2026-11-01"',
+    // The response cache's KV namespace, simulated under this run's own state directory.
+    '[[kv_namespaces]]', 'binding = "IMAGEGATE_CACHE"', 'id = "imagegate-cache-e2e"',
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');
   await writeFile(path.join(dir, 'wrangler.toml'), toml);
