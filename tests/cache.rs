@@ -116,3 +116,18 @@ fn without_a_store_every_cache_enabled_answer_is_bypass_and_requests_without_cac
     assert_eq!(plain.header("x-imagegate-cache"), None);
     assert!(h.cache.entries.borrow().is_empty());
 }
+
+#[test]
+fn a_models_policy_can_turn_the_cache_on_for_every_request() {
+    let config = CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000"#).replace(
+        r#"{"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}}"#,
+        r#"{"id": "backup/m", "provider": "backup", "supports": {"sizes": ["1024x1024", "auto"]}, "policy": {"cache": {"type": "exact_match", "ttl": 300}}}"#,
+    );
+    let h = Harness::with_config(&config);
+    let body = r#"{"prompt":"p","model":"backup/m"}"#;
+    assert_eq!(h.generate(body, vec![answer(200, OK)]).header("x-imagegate-cache"), Some("MISS"));
+    let hit = h.generate(body, vec![]);
+    assert_eq!((hit.calls.len(), hit.header("x-imagegate-cache")), (0, Some("HIT")));
+    let (_, until) = h.cache.entries.borrow().values().next().cloned().unwrap();
+    assert!(until > h.clock.now_ms() + 290_000, "the model's TTL");
+}
