@@ -31,6 +31,11 @@ impl Deadline {
         Deadline { at_ms: start_ms.saturating_add(budget_ms) }
     }
 
+    /// The instant, in milliseconds since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        self.at_ms
+    }
+
     /// Milliseconds left at `clock`'s current time; zero once passed.
     pub fn remaining_ms(&self, clock: &dyn Clock) -> u64 {
         self.at_ms.saturating_sub(clock.now_ms())

@@ -62,6 +62,26 @@ pub trait History {
     fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>>;
 }
 
+/// What a cache-enabled request that missed learns from the place that coalesces identical
+/// requests (one per cache key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No identical request is generating: this one does, and reports how it ended.
+    Lead,
+    /// An identical request generated while this one waited: its stored entry.
+    Answer(Vec<u8>),
+    /// The identical request it waited for failed: its status and error body.
+    Failed { status: u16, body: Vec<u8> },
+    /// There is no place to coalesce in (no binding), or it could not be reached: generate.
+    Unavailable,
+}
+
+/// Coalesces identical cache-enabled requests: one generation for all that arrive while it runs.
+pub trait Coalescer {
+    /// Claims the generation for `key` until `until_ms`: lead it, or wait for the one running.
+    fn claim<'a>(&'a self, key: &'a str, until_ms: u64) -> Pending<'a, Claim>;
+}
+
 /// Per-key limits on rate and spend.
 pub trait Limiter {
     /// Whether `key` may start a generation now; a refusal is the client's error (a 429).
@@ -100,6 +120,12 @@ impl History for Off {
 
     fn read<'a>(&'a self, _request_id: &'a str) -> Pending<'a, Option<Action>> {
         Box::pin(async { None })
+    }
+}
+
+impl Coalescer for Off {
+    fn claim<'a>(&'a self, _key: &'a str, _until_ms: u64) -> Pending<'a, Claim> {
+        Box::pin(async { Claim::Unavailable })
     }
 }
 
@@ -155,6 +181,23 @@ impl History for MemoryHistory {
     fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>> {
         let found = self.actions.borrow().iter().find(|a| a.request_id == request_id).cloned();
         Box::pin(async move { found })
+    }
+}
+
+/// A coalescer that answers every claim with the outcomes queued in it, then leads (for tests).
+#[derive(Debug, Default)]
+pub struct ScriptedCoalescer {
+    pub claims: RefCell<Vec<Claim>>,
+    /// The keys claimed, in order.
+    pub claimed: RefCell<Vec<String>>,
+}
+
+impl Coalescer for ScriptedCoalescer {
+    fn claim<'a>(&'a self, key: &'a str, _until_ms: u64) -> Pending<'a, Claim> {
+        self.claimed.borrow_mut().push(key.to_owned());
+        let mut claims = self.claims.borrow_mut();
+        let claim = if claims.is_empty() { Claim::Lead } else { claims.remove(0) };
+        Box::pin(async move { claim })
     }
 }
 

@@ -5,7 +5,8 @@
 mod support;
 
 use imagegate::clock::Clock;
-use imagegate::pipeline::Gateway;
+use imagegate::pipeline::{FlightEnd, Gateway};
+use imagegate::state::Claim;
 use serde_json::Value;
 use support::*;
 
@@ -130,4 +131,41 @@ fn a_models_policy_can_turn_the_cache_on_for_every_request() {
     assert_eq!((hit.calls.len(), hit.header("x-imagegate-cache")), (0, Some("HIT")));
     let (_, until) = h.cache.entries.borrow().values().next().cloned().unwrap();
     assert!(until > h.clock.now_ms() + 290_000, "the model's TTL");
+}
+
+#[test]
+fn a_miss_leads_the_generation_and_says_how_it_ended_for_the_waiting_requests() {
+    let h = Harness::long();
+    let led = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![answer(200, OK)]);
+    let key = h.coalescer.claimed.borrow()[0].clone();
+    assert_eq!(led.flight, Some(FlightEnd::Stored { key: key.clone() }));
+    let failing = CACHED.replace(r#""cache""#, r#""retry":{"count":0},"cache""#).replace("lighthouse", "storm");
+    let failed = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, &failing, vec![answer(500, r#"{"error":{"message":"boom"}}"#)]);
+    match failed.flight {
+        Some(FlightEnd::Failed { status, body, .. }) => assert_eq!((status, body), (502, failed.body.clone())),
+        other => panic!("{other:?}"),
+    }
+    let hit = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![]);
+    assert_eq!((hit.flight, h.coalescer.claimed.borrow().len()), (None, 2), "a hit claims nothing");
+}
+
+#[test]
+fn a_request_that_waited_gets_the_leaders_entry_or_error_without_a_paid_call() {
+    let h = Harness::long();
+    h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![answer(200, OK)]);
+    let entry = h.cache.entries.borrow().values().next().unwrap().0.clone();
+    h.cache.entries.borrow_mut().clear();
+    h.coalescer.claims.borrow_mut().push(Claim::Answer(entry));
+    let waited = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![]);
+    assert_eq!((waited.status, waited.calls.len()), (200, 0));
+    assert_eq!((waited.header("x-imagegate-cache"), waited.header("x-imagegate-coalesced")), (Some("HIT"), Some("true")));
+    assert_eq!((waited.json()["data"][0]["b64_json"].as_str(), waited.header("x-imagegate-cost-usd")), (Some("aW1hZ2U="), Some("0")));
+    let error = br#"{"error":{"message":"boom","type":"upstream_error","param":null,"code":"bad_upstream_response"}}"#.to_vec();
+    h.coalescer.claims.borrow_mut().push(Claim::Failed { status: 502, body: error.clone() });
+    let failed = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![]);
+    assert_eq!((failed.status, failed.calls.len(), failed.body.clone()), (502, 0, error));
+    assert_eq!((failed.header("x-should-retry"), failed.header("x-imagegate-coalesced")), (Some("false"), Some("true")));
+    h.coalescer.claims.borrow_mut().push(Claim::Unavailable);
+    let alone = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![answer(200, OK)]);
+    assert_eq!((alone.calls.len(), alone.flight), (1, None), "no place to coalesce: it generates, leading nobody");
 }

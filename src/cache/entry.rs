@@ -28,6 +28,17 @@ pub struct StoredImage {
     pub revised_prompt: Option<String>,
 }
 
+/// How a coalesced generation ended, for the requests that waited for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlightEnd {
+    /// Stored: the waiters are answered with the entry the edge stores.
+    Stored { key: String },
+    /// Failed: the waiters get the same error.
+    Failed { key: String, status: u16, body: Vec<u8> },
+    /// Succeeded without an entry to share (a partial answer, URL images): the waiters generate.
+    Released { key: String },
+}
+
 /// An answer for the edge to store once the client has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {

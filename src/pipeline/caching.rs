@@ -9,7 +9,7 @@
 use super::context::{CacheStatus, RequestContext};
 use super::Gateway;
 use crate::answer::{self, Shape};
-use crate::cache::entry::{Entry, Store};
+use crate::cache::entry::{Entry, FlightEnd, Store};
 use crate::cache::key::{key, Targets};
 use crate::cache::Directive;
 use crate::config::ModelConfig;
@@ -18,6 +18,7 @@ use crate::policy::Policy;
 use crate::providers::{Image, ImageData};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
+use crate::state::Claim;
 use crate::upstream::Upstream;
 
 /// How a cache-enabled request uses the cache.
@@ -68,10 +69,41 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let now_ms = self.clock.now_ms();
         cx.cache = Some(CacheStatus::Miss);
-        let stored = self.cache.get(&plan.key, now_ms).await?;
+        let stored = match self.cache.get(&plan.key, now_ms).await {
+            Some(stored) => stored,
+            None => return self.wait_or_lead(plan, shape, cx).await,
+        };
+        self.render_entry(&stored, shape, cx)
+    }
+
+    /// After a miss: lead the generation for identical requests, or wait for the one already
+    /// running and answer with its entry (or its error), without a second paid call.
+    async fn wait_or_lead(&self, plan: &CachePlan, shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
+        match self.coalescer.claim(&plan.key, cx.deadline.at_ms()).await {
+            Claim::Lead => {
+                cx.leading = Some(plan.key.clone());
+                None
+            }
+            Claim::Answer(entry) => {
+                cx.coalesced = true;
+                self.render_entry(&entry, shape, cx)
+            }
+            Claim::Failed { status, body } => {
+                cx.coalesced = true;
+                cx.cache = Some(CacheStatus::Bypass("not a success"));
+                let mut reply = Reply::json(status, body);
+                reply.headers.push(("x-should-retry", "false".to_owned()));
+                Some(reply)
+            }
+            Claim::Unavailable => None,
+        }
+    }
+
+    /// A hit: `stored` rendered in `shape`, at no cost.
+    fn render_entry(&self, stored: &[u8], shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
+        let now_ms = self.clock.now_ms();
         // An entry that does not read (written by another version) is a miss.
-        let entry: Entry = serde_json::from_slice(&stored).ok()?;
-        drop(stored);
+        let entry: Entry = serde_json::from_slice(stored).ok()?;
         let images: Vec<Image> = entry
             .images
             .into_iter()
@@ -92,5 +124,16 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Some(Err(reason)) if succeeded => cx.cache = Some(CacheStatus::Bypass(reason)),
             _ => cx.cache = Some(CacheStatus::Bypass("not a success")),
         }
+    }
+
+    /// How the generation this request led ended, for the requests that waited: stored, failed
+    /// with `reply`'s error, or released to generate for themselves.
+    pub(super) fn flight_end<B>(cx: &mut RequestContext, reply: &Reply<B>, body: Option<&[u8]>) -> Option<FlightEnd> {
+        let key = cx.leading.take()?;
+        Some(match (&cx.store, body) {
+            (Some(_), _) => FlightEnd::Stored { key },
+            (None, Some(body)) if reply.status >= 400 => FlightEnd::Failed { key, status: reply.status, body: body.to_vec() },
+            _ => FlightEnd::Released { key },
+        })
     }
 }

@@ -79,6 +79,10 @@ pub struct RequestContext {
     pub cache_entry: Option<Result<Vec<u8>, &'static str>>,
     /// What the edge stores in the cache after the answer.
     pub store: Option<Store>,
+    /// The cache key of the generation this request leads for identical waiting requests.
+    pub leading: Option<String>,
+    /// Whether the answer is another identical request's (`x-imagegate-coalesced`).
+    pub coalesced: bool,
     /// Whether the request is a generation (recorded in the history).
     pub generation: bool,
 }
@@ -103,6 +107,8 @@ impl RequestContext {
             cache: None,
             cache_entry: None,
             store: None,
+            leading: None,
+            coalesced: false,
             generation: false,
         }
     }
@@ -136,6 +142,9 @@ impl RequestContext {
             if let CacheStatus::Hit { age_secs } = cache {
                 reply.headers.push(("age", age_secs.to_string()));
             }
+        }
+        if self.coalesced {
+            reply.headers.push(("x-imagegate-coalesced", "true".to_owned()));
         }
         let latency_ms = now_ms.saturating_sub(self.started_ms);
         reply.headers.push(("x-request-id", self.request_id.clone()));

@@ -20,7 +20,7 @@ mod failure;
 mod fallback;
 mod poll;
 
-pub use crate::cache::entry::Store;
+pub use crate::cache::entry::{FlightEnd, Store};
 pub use context::{AttemptRecord, CacheStatus, RequestContext};
 
 use std::cell::Cell;
@@ -37,7 +37,7 @@ use crate::log::RequestLog;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
-use crate::state::{Action, Cache, History, Limiter, Off};
+use crate::state::{Action, Cache, Coalescer, History, Limiter, Off};
 use crate::upstream::{ByteBudget, Upstream};
 
 use attempt::Answering;
@@ -59,6 +59,8 @@ pub struct Gateway<'a, U, S> {
     pub cache: &'a dyn Cache,
     pub history: &'a dyn History,
     pub limiter: &'a dyn Limiter,
+    /// Where identical cache-enabled requests are coalesced; [`Off`] by default.
+    pub coalescer: &'a dyn Coalescer,
 }
 
 /// The state a gateway keeps when it is given none.
@@ -79,7 +81,13 @@ impl<'a, U, S> Gateway<'a, U, S> {
             cache: &OFF,
             history: &OFF,
             limiter: &OFF,
+            coalescer: &OFF,
         }
+    }
+
+    /// This gateway with a place to coalesce identical cache-enabled requests.
+    pub fn with_coalescer(self, coalescer: &'a dyn Coalescer) -> Self {
+        Gateway { coalescer, ..self }
     }
 
     /// This gateway with state: a response cache, a history and limits.
@@ -95,6 +103,8 @@ pub struct Handled<B> {
     pub log: RequestLog,
     pub action: Option<Action>,
     pub store: Option<Store>,
+    /// How a generation this request led for identical waiting requests ended.
+    pub flight: Option<FlightEnd>,
 }
 
 /// Where a request goes.
@@ -183,9 +193,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if head.method != "OPTIONS" {
             reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
         }
+        let body = match &reply.body {
+            ReplyBody::Bytes(bytes) => Some(bytes.as_slice()),
+            _ => None,
+        };
+        let flight = Self::flight_end(&mut cx, &reply, body);
         let store = cx.store.take();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
-        Handled { reply, log, action, store }
+        Handled { reply, log, action, store, flight }
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
@@ -274,5 +289,5 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
     let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
     let (log, action) = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
-    Handled { reply, log, action, store: None }
+    Handled { reply, log, action, store: None, flight: None }
 }

@@ -14,9 +14,10 @@ use imagegate::clock::{Clock, Random};
 use imagegate::config::Config;
 use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
+use imagegate::pipeline::FlightEnd;
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::state::{Cache, History, MemoryCache, MemoryHistory, MemoryLimiter};
+use imagegate::state::{Cache, History, MemoryCache, MemoryHistory, MemoryLimiter, ScriptedCoalescer};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
@@ -226,6 +227,8 @@ pub struct Harness {
     pub history: MemoryHistory,
     /// Admits every key unless a test lowers `allowed`.
     pub limiter: MemoryLimiter,
+    /// Leads every claim unless a test queues other outcomes.
+    pub coalescer: ScriptedCoalescer,
 }
 
 impl Harness {
@@ -247,6 +250,7 @@ impl Harness {
             cache: MemoryCache::default(),
             history: MemoryHistory::default(),
             limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
+            coalescer: ScriptedCoalescer::default(),
         }
     }
 
@@ -287,9 +291,10 @@ impl Harness {
     /// included.
     pub fn serve_head(&self, head: RequestHead, body: &str, script: Vec<Script>) -> Served {
         let upstream = FakeUpstream::new(&self.clock, script);
-        let gateway =
-            Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw).with_state(&self.cache, &self.history, &self.limiter);
-        let Handled { reply, log, action, store } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw)
+            .with_state(&self.cache, &self.history, &self.limiter)
+            .with_coalescer(&self.coalescer);
+        let Handled { reply, log, action, store, flight } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
         if let Some(action) = action {
             block_on(self.history.record(action));
         }
@@ -305,7 +310,7 @@ impl Harness {
         let limits = upstream.limits.into_inner();
         let leftover = upstream.script.into_inner().len();
         assert_eq!(leftover, 0, "every scripted upstream answer is used");
-        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts }
+        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts, flight }
     }
 
     /// Serves a generation by a caller with the gateway key, returning the reply as the edge
@@ -341,6 +346,8 @@ pub struct Served {
     pub limits: Vec<u64>,
     pub log_line: String,
     pub attempts: u32,
+    /// How a generation the request led for identical waiting ones ended.
+    pub flight: Option<FlightEnd>,
 }
 
 impl Served {
