@@ -4,7 +4,7 @@
 
 use std::cell::OnceCell;
 
-use worker::{Context, Env, KvStore};
+use worker::{Env, KvStore};
 
 use crate::cache::entry::Store;
 use crate::state::{Cache, Pending};
@@ -51,15 +51,15 @@ impl Cache for EdgeCache<'_> {
 }
 
 /// Writes `value` under `key` for `ttl_secs`; a failed write only costs a later miss.
-async fn put(kv: KvStore, key: String, value: Vec<u8>, ttl_secs: u64) {
+pub async fn put(kv: KvStore, key: String, value: Vec<u8>, ttl_secs: u64) {
     if let Ok(put) = kv.put_bytes(&key, &value) {
         let _ = put.expiration_ttl(ttl_secs).execute().await;
     }
 }
 
-/// Stores `store` after the answer has gone (`waitUntil`).
-pub fn store_after(env: &Env, ctx: &Context, store: Store) {
+/// Stores `store`, if the deployment has the binding.
+pub async fn store(env: &Env, store: Store) {
     if let Ok(kv) = env.kv(BINDING) {
-        ctx.wait_until(put(kv, store.key, store.value, store.ttl_secs));
+        put(kv, store.key, store.value, store.ttl_secs).await;
     }
 }

@@ -4,3 +4,5 @@ import Gateway from '../../build/index.js';
 import { guard } from './guard.mjs';
 
 export default guard(Gateway);
+// The Durable Object that coalesces identical cache-enabled requests (binding IMAGEGATE_COALESCER).
+export { CacheFlight } from '../../build/index.js';

@@ -2,6 +2,7 @@
 //! conversion of a [`Reply`](crate::http::Reply) into a runtime response. Decides nothing.
 
 mod cache;
+mod coalescer;
 mod fetch;
 mod respond;
 mod runtime;
@@ -26,16 +27,27 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         Ok(settings) => {
             let secrets = runtime::EnvSecrets(&env);
             let cache = cache::EdgeCache::new(&env);
-            let gateway =
-                Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom).with_state(&cache, &Off, &Off);
+            let coalescer = coalescer::EdgeCoalescer::new(&env);
+            let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom)
+                .with_state(&cache, &Off, &Off)
+                .with_coalescer(&coalescer);
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
     console_log!("{}", handled.log.to_line());
     let response = respond::into_response(handled.reply, &ctx)?;
-    if let Some(store) = handled.store {
-        cache::store_after(&env, &ctx, store);
+    // After the answer: the requests waiting for this one's generation first, then the store.
+    if handled.store.is_some() || handled.flight.is_some() {
+        let (store, flight) = (handled.store, handled.flight);
+        ctx.wait_until(async move {
+            if let Some(flight) = flight {
+                coalescer::end(&env, flight, store.as_ref().map(|s| s.value.as_slice())).await;
+            }
+            if let Some(store) = store {
+                cache::store(&env, store).await;
+            }
+        });
     }
     Ok(response)
 }

@@ -26,6 +26,7 @@ before(async () => {
         { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
         { id: 'mock/big', provider: 'mock', upstream_model: 'big' },
         { id: 'mock/fails', provider: 'mock', upstream_model: 'server-error' },
+        { id: 'mock/takes-a-second', provider: 'mock', upstream_model: 'ok-after-1s' },
       ],
     },
     secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)} b:${digest(OTHER_KEY)}`, MOCK_API_KEY: 'sk-mock' },
@@ -124,4 +125,15 @@ test("OpenRouter's shape hits too, with usage.cost 0", async () => {
   const hit = await post();
   assert.equal(hit.headers.get('x-imagegate-cache'), 'HIT');
   assert.equal((await hit.json()).usage.cost, 0);
+});
+
+test('eight identical requests at once make one paid generation, and all eight get the image', async () => {
+  const prompt = `eight lighthouses ${Date.now()}`;
+  const before = mock.callsFor('ok-after-1s').length;
+  const answers = await Promise.all(Array.from({ length: 8 }, () => client().images.generate({ model: 'mock/takes-a-second', prompt, cache }).withResponse()));
+  assert.equal(mock.callsFor('ok-after-1s').length - before, 1, 'one upstream call');
+  for (const { data } of answers) assert.equal(data.data[0].b64_json, answers[0].data.data[0].b64_json);
+  const coalesced = answers.filter(({ response }) => response.headers.get('x-imagegate-coalesced') === 'true');
+  assert.equal(coalesced.length, 7, 'seven waited for the first');
+  assert.ok(coalesced.every(({ response }) => response.headers.get('x-imagegate-cache') === 'HIT'));
 });

@@ -33,6 +33,9 @@ export async function startGateway({ config, secrets }) {
     'compatibility_date = "2026-11-01"',
     // The response cache's KV namespace, simulated under this run's own state directory.
     '[[kv_namespaces]]', 'binding = "IMAGEGATE_CACHE"', 'id = "imagegate-cache-e2e"',
+    // Coalescing identical cache-enabled requests, as in the project's wrangler.toml.
+    '[[durable_objects.bindings]]', 'name = "IMAGEGATE_COALESCER"', 'class_name = "CacheFlight"',
+    '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["CacheFlight"]',
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');
   await writeFile(path.join(dir, 'wrangler.toml'), toml);

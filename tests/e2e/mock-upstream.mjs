@@ -39,6 +39,8 @@ const behaviours = {
   'big-gzip': (res) => gzipped(res, BIG_ANSWER),
   'small-gzip': (res) => gzipped(res, SMALL_ANSWER),
   slow: (res) => { setTimeout(() => behaviours.ok(res), 10_000).unref(); },
+  // A generation that takes a second: identical requests arrive while it runs.
+  'ok-after-1s': (res) => { setTimeout(() => behaviours.ok(res), 1_000).unref(); },
   // Starts a large answer, then stops sending: the gateway must not hang past its deadline.
   stall: (res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': BIG_ANSWER.length });
