@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, GatewayError};
 
 /// Headers a browser app may read from responses.
 const EXPOSED: &str =
-    "x-request-id, openai-processing-ms, x-should-retry, retry-after, www-authenticate, allow, x-imagegate-attempts, x-imagegate-model, x-imagegate-cost-usd, x-imagegate-images, x-imagegate-cache, age";
+    "x-request-id, openai-processing-ms, x-should-retry, retry-after, www-authenticate, allow, x-imagegate-attempts, x-imagegate-model, x-imagegate-cost-usd, x-imagegate-images, x-imagegate-cache, x-imagegate-coalesced, age";
 /// Headers allowed when the preflight asks for none in particular.
 const DEFAULT_ALLOWED_HEADERS: &str = "authorization, content-type";
 
