@@ -33,11 +33,21 @@ export function buildBundle(outDir) {
   return { dir: outDir, entryFile, wasmFile, wasmSize: { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length } };
 }
 
-/** A workerd config serving `modules` (the first is the entry point) on `port`. */
-function workerdConfig({ runDir, port, modules, bindings }) {
+/**
+ * A workerd config serving `modules` (the first is the entry point) on `port`; `kv` names the
+ * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`.
+ */
+function workerdConfig({ runDir, port, modules, bindings, kv = [] }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes
   const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
-  const binds = Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`).join(',\n        ');
+  const binds = [
+    ...Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`),
+    ...kv.map((name) => `(name = ${quote(name)}, kvNamespace = "kv")`),
+  ].join(',\n        ');
+  const kvService = kv.length === 0 ? '' : `(name = "kv", worker = (
+      modules = [(name = "kv-memory.js", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, 'bench/fixtures/kv-memory.js')))})],
+      compatibilityDate = "2026-11-01",
+    )),`;
   return `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
@@ -51,6 +61,7 @@ const config :Workerd.Config = (
       ],
     )),
     (name = "internet", network = (allow = ["public", "private", "local"])),
+    ${kvService}
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
@@ -144,6 +155,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
       PRIMARY_API_KEY: PROVIDER_KEY,
       BACKUP_API_KEY: PROVIDER_KEY,
     },
+    kv: ['IMAGEGATE_CACHE'],
   }));
   const args = ['serve', path.join(runDir, 'imagegate.capnp')];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
@@ -152,7 +164,10 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
     name: 'imagegate', label: 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
     headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
-    body: (answer) => requestBody(`bench/${answer}`),
+    // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
+    body: (answer) => (answer === 'cached'
+      ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
+      : requestBody(`bench/${answer}`)),
   };
 }
 
