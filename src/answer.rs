@@ -68,6 +68,23 @@ pub fn render(shape: Shape, created: u64, images: &[Image], cost: Option<f64>) -
     serde_json::to_vec(&Answer { created, data, usage }).expect("the answer is always serialisable")
 }
 
+/// An OpenRouter-shaped answer from [`render`] with its `usage.cost` set to 0 (a cache hit costs
+/// nothing), rewritten in place: `usage` is the answer's last field, and nothing before it can
+/// contain its name (base64 and media types have no quotes).
+pub fn with_zero_cost(mut body: Vec<u8>) -> Vec<u8> {
+    const USAGE: &[u8] = b",\"usage\":";
+    match body.windows(USAGE.len()).rposition(|window| window == USAGE) {
+        Some(at) => body.truncate(at),
+        // Rendered without a cost: drop the closing brace.
+        None => body.truncate(body.len().saturating_sub(1)),
+    }
+    body.extend_from_slice(USAGE);
+    let usage = Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost: 0.0 };
+    body.extend_from_slice(&serde_json::to_vec(&usage).expect("usage always serialises"));
+    body.push(b'}');
+    body
+}
+
 /// `image` as a `data:` URL (for a client that asked for URLs from a provider that sent bytes).
 pub fn data_url(b64: &str, media_type: Option<&str>) -> String {
     format!("data:{};base64,{b64}", media_type.unwrap_or("image/png"))
@@ -101,5 +118,18 @@ mod tests {
         );
         let without: Value = serde_json::from_slice(&render(Shape::OpenRouter, 7, &images()[..1], None)).unwrap();
         assert!(without.get("usage").is_none());
+    }
+
+    #[test]
+    fn a_hit_rewrites_only_the_cost() {
+        for cost in [Some(0.04), None] {
+            let rendered = render(Shape::OpenRouter, 7, &images()[..1], cost);
+            let hit: Value = serde_json::from_slice(&with_zero_cost(rendered)).unwrap();
+            assert_eq!(
+                hit,
+                json!({"created": 7, "data": [{"b64_json": "aGk=", "media_type": "image/png"}],
+                       "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0}})
+            );
+        }
     }
 }

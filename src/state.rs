@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::cache::entry::Stored;
 use crate::error::{ErrorKind, GatewayError};
 
 /// A boxed future of the state's traits.
@@ -26,8 +27,8 @@ pub trait Cache {
     /// Whether a store is there to look in (a deployment without its binding has none).
     fn available(&self) -> bool;
 
-    /// The value stored under `key`, unless there is none or it has expired.
-    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>>;
+    /// The value stored under `key` and when, unless there is none or it has expired.
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Stored>>;
 
     /// Stores `value` under `key` until `ttl_secs` after `now_ms`.
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()>;
@@ -100,7 +101,7 @@ impl Cache for Off {
         false
     }
 
-    fn get<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
+    fn get<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Option<Stored>> {
         Box::pin(async { None })
     }
 
@@ -142,8 +143,15 @@ impl Limiter for Off {
 /// A cache in memory, with expiry by the given clock (for tests).
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    /// Key to value and the instant it expires.
-    pub entries: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
+    pub entries: RefCell<BTreeMap<String, MemoryEntry>>,
+}
+
+/// One value of a [`MemoryCache`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryEntry {
+    pub value: Vec<u8>,
+    pub until_ms: u64,
+    pub stored_ms: u64,
 }
 
 impl Cache for MemoryCache {
@@ -151,13 +159,19 @@ impl Cache for MemoryCache {
         true
     }
 
-    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
-        let hit = self.entries.borrow().get(key).filter(|(_, until)| now_ms < *until).map(|(value, _)| value.clone());
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Stored>> {
+        let hit = self
+            .entries
+            .borrow()
+            .get(key)
+            .filter(|entry| now_ms < entry.until_ms)
+            .map(|entry| Stored { value: entry.value.clone(), stored_ms: entry.stored_ms });
         Box::pin(async move { hit })
     }
 
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()> {
-        self.entries.borrow_mut().insert(key.to_owned(), (value, now_ms.saturating_add(ttl_secs.saturating_mul(1000))));
+        let until_ms = now_ms.saturating_add(ttl_secs.saturating_mul(1000));
+        self.entries.borrow_mut().insert(key.to_owned(), MemoryEntry { value, until_ms, stored_ms: now_ms });
         Box::pin(async {})
     }
 }
@@ -238,7 +252,7 @@ mod tests {
     fn the_memory_cache_keeps_a_value_for_its_time() {
         let cache = MemoryCache::default();
         block_on(cache.put("k", b"answer".to_vec(), 1_000, 60));
-        assert_eq!(block_on(cache.get("k", 60_999)), Some(b"answer".to_vec()));
+        assert_eq!(block_on(cache.get("k", 60_999)), Some(Stored { value: b"answer".to_vec(), stored_ms: 1_000 }));
         assert_eq!(block_on(cache.get("k", 61_000)), None, "expired");
         assert_eq!(block_on(Off.get("k", 0)), None, "Off keeps nothing");
     }

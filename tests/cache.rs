@@ -24,8 +24,9 @@ fn a_miss_is_generated_and_stored_then_the_same_request_hits_without_an_upstream
     assert_eq!((miss.status, miss.calls.len(), miss.header("x-imagegate-cache")), (200, 1, Some("MISS")));
     assert_eq!(miss.json()["data"][0]["b64_json"], "aW1hZ2U=");
     assert_eq!(miss.header("x-imagegate-cost-usd"), Some("0.04"));
-    let (_, (_, until)) = h.cache.entries.borrow().iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("stored");
-    assert_eq!(until, h.clock.now_ms() + 600_000, "the TTL reaches the store");
+    let stored = h.cache.entries.borrow().values().next().cloned().expect("stored");
+    assert_eq!(stored.until_ms, h.clock.now_ms() + 600_000, "the TTL reaches the store");
+    assert_eq!(stored.value, miss.body, "the answer is stored as the client got it");
     drop(h.clock.sleep(5_000));
     let hit = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![]);
     assert_eq!((hit.status, hit.calls.len(), hit.header("x-imagegate-cache")), (200, 0, Some("HIT")));
@@ -129,8 +130,8 @@ fn a_models_policy_can_turn_the_cache_on_for_every_request() {
     assert_eq!(h.generate(body, vec![answer(200, OK)]).header("x-imagegate-cache"), Some("MISS"));
     let hit = h.generate(body, vec![]);
     assert_eq!((hit.calls.len(), hit.header("x-imagegate-cache")), (0, Some("HIT")));
-    let (_, until) = h.cache.entries.borrow().values().next().cloned().unwrap();
-    assert!(until > h.clock.now_ms() + 290_000, "the model's TTL");
+    let stored = h.cache.entries.borrow().values().next().cloned().unwrap();
+    assert!(stored.until_ms > h.clock.now_ms() + 290_000, "the model's TTL");
 }
 
 #[test]
@@ -153,7 +154,7 @@ fn a_miss_leads_the_generation_and_says_how_it_ended_for_the_waiting_requests() 
 fn a_request_that_waited_gets_the_leaders_entry_or_error_without_a_paid_call() {
     let h = Harness::long();
     h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![answer(200, OK)]);
-    let entry = h.cache.entries.borrow().values().next().unwrap().0.clone();
+    let entry = h.cache.entries.borrow().values().next().unwrap().value.clone();
     h.cache.entries.borrow_mut().clear();
     h.coalescer.claims.borrow_mut().push(Claim::Answer(entry));
     let waited = h.generate_with(GENERATIONS, GATEWAY_KEY, None, None, CACHED, vec![]);

@@ -13,7 +13,7 @@ use crate::answer::Shape;
 use crate::request::{ImageRequest, OutputFormat, ResponseFormat, Size};
 
 /// Bumped when what the key covers changes, so old entries are never read as new ones.
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 
 /// What the request may be served by: its first model (or the load balancer's set) and its
 /// fallbacks, each by the id it resolved to.
@@ -56,7 +56,7 @@ struct Keyed<'a> {
 }
 
 /// The cache key of `request`, asked by `tenant`, served by `targets`, answered in `shape`:
-/// `v1:` and 64 hex digits.
+/// `v2:` and 64 hex digits.
 pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest) -> String {
     let ImageRequest {
         prompt,
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(key_of(r#"{"prompt":"p","steps":4,"cfg":{"b":1,"a":2}}"#), key_of(r#"{"cfg":{"a":2,"b":1.0},"steps":4.0,"prompt":"p"}"#));
         assert_eq!(key_of(r#"{"prompt":"p","user":null}"#), key_of(r#"{"prompt":"p"}"#), "null is absent");
         assert_ne!(key_of(r#"{"prompt":"p","steps":4}"#), key_of(r#"{"prompt":"p","steps":4.5}"#));
-        assert!(key_of(r#"{"prompt":"p"}"#).starts_with("v1:") && key_of(r#"{"prompt":"p"}"#).len() == 3 + 64);
+        assert!(key_of(r#"{"prompt":"p"}"#).starts_with("v2:") && key_of(r#"{"prompt":"p"}"#).len() == 3 + 64);
     }
 
     #[test]

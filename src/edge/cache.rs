@@ -1,12 +1,16 @@
 //! The response cache on Workers KV (binding [`BINDING`]): read on a cache-enabled request's
-//! lookup, written after the answer has gone. A deployment without the binding has no store,
-//! and every cache-enabled answer says BYPASS.
+//! lookup, written after the answer has gone from the same runtime buffer the answer was sent
+//! from. A deployment without the binding has no store, and every cache-enabled answer says
+//! BYPASS.
 
 use std::cell::OnceCell;
 
-use worker::{Env, KvStore};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{Date, Env, KvStore};
 
-use crate::cache::entry::Store;
+use crate::cache::entry::{Store, Stored};
 use crate::state::{Cache, Pending};
 
 /// The KV namespace's binding name in `wrangler.toml`.
@@ -33,33 +37,34 @@ impl Cache for EdgeCache<'_> {
         self.store().is_some()
     }
 
-    fn get<'a>(&'a self, key: &'a str, _now_ms: u64) -> Pending<'a, Option<Vec<u8>>> {
-        // KV expires entries itself; a read that fails is a miss.
+    fn get<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Option<Stored>> {
+        // KV expires entries itself; a read that fails is a miss. The metadata is when it was stored.
         Box::pin(async move {
             let kv = self.store()?;
-            kv.get(key).bytes().await.ok().flatten()
+            let (value, stored_ms) = kv.get(key).bytes_with_metadata::<u64>().await.ok()?;
+            Some(Stored { value: value?, stored_ms: stored_ms.unwrap_or(now_ms) })
         })
     }
 
-    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, _now_ms: u64, ttl_secs: u64) -> Pending<'a, ()> {
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()> {
         Box::pin(async move {
-            if let Some(kv) = self.store() {
-                put(kv.clone(), key.to_owned(), value, ttl_secs).await;
-            }
+            let _ = put(self.env, key, &Uint8Array::from(&value[..]), now_ms, ttl_secs).await;
         })
     }
 }
 
-/// Writes `value` under `key` for `ttl_secs`; a failed write only costs a later miss.
-pub async fn put(kv: KvStore, key: String, value: Vec<u8>, ttl_secs: u64) {
-    if let Ok(put) = kv.put_bytes(&key, &value) {
-        let _ = put.expiration_ttl(ttl_secs).execute().await;
-    }
+/// Writes `value` under `key` for `ttl_secs`, with `now_ms` as its metadata.
+async fn put(env: &Env, key: &str, value: &Uint8Array, now_ms: u64, ttl_secs: u64) -> Result<(), JsValue> {
+    let namespace = Reflect::get(env, &JsValue::from_str(BINDING))?;
+    let put: Function = Reflect::get(&namespace, &JsValue::from_str("put"))?.dyn_into()?;
+    let options = Object::new();
+    Reflect::set(&options, &JsValue::from_str("expirationTtl"), &JsValue::from_f64(ttl_secs as f64))?;
+    Reflect::set(&options, &JsValue::from_str("metadata"), &JsValue::from_f64(now_ms as f64))?;
+    let written: Promise = put.call3(&namespace, &JsValue::from_str(key), value, &options)?.dyn_into()?;
+    JsFuture::from(written).await.map(|_| ())
 }
 
-/// Stores `store`, if the deployment has the binding.
-pub async fn store(env: &Env, store: Store) {
-    if let Ok(kv) = env.kv(BINDING) {
-        put(kv, store.key, store.value, store.ttl_secs).await;
-    }
+/// Stores the answer `body` as `store` says; a failed write only costs a later miss.
+pub async fn store(env: &Env, store: Store, body: &Uint8Array) {
+    let _ = put(env, &store.key, body, Date::now().as_millis(), store.ttl_secs).await;
 }

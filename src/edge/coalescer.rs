@@ -106,12 +106,12 @@ fn answer(claim: &str, status: Option<u16>, body: Vec<u8>) -> Result<Response> {
 }
 
 /// A request to the flight of `key`.
-async fn send(env: &Env, key: &str, path: &str, headers: Headers, body: Option<&[u8]>) -> Result<Response> {
+async fn send(env: &Env, key: &str, path: &str, headers: Headers, body: Option<&js_sys::Uint8Array>) -> Result<Response> {
     let stub = env.durable_object(BINDING)?.id_from_name(key)?.get_stub()?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers);
     if let Some(body) = body {
-        init.with_body(Some(JsValue::from(js_sys::Uint8Array::from(body))));
+        init.with_body(Some(JsValue::from(body.clone())));
     }
     stub.fetch_with_request(Request::new_with_init(&format!("https://flight{path}"), &init)?).await
 }
@@ -151,13 +151,15 @@ impl Coalescer for EdgeCoalescer<'_> {
 
 /// Ends the flight the request led, after the answer has gone (`waitUntil`); `entry` is what was
 /// stored, for the waiters.
-pub async fn end(env: &Env, flight: FlightEnd, entry: Option<&[u8]>) {
+pub async fn end(env: &Env, flight: FlightEnd, answer: Option<&js_sys::Uint8Array>) {
     let headers = Headers::new();
+    let failed;
     let (key, end, body) = match &flight {
-        FlightEnd::Stored { key } if entry.is_some() => (key, "stored", entry),
+        FlightEnd::Stored { key } if answer.is_some() => (key, "stored", answer),
         FlightEnd::Failed { key, status, body } => {
             let _ = headers.set("x-status", &status.to_string());
-            (key, "failed", Some(body.as_slice()))
+            failed = js_sys::Uint8Array::from(&body[..]);
+            (key, "failed", Some(&failed))
         }
         FlightEnd::Stored { key } | FlightEnd::Released { key } => (key, "released", None),
     };

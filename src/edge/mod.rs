@@ -36,16 +36,17 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
     console_log!("{}", handled.log.to_line());
-    let response = respond::into_response(handled.reply, &ctx)?;
-    // After the answer: the requests waiting for this one's generation first, then the store.
-    if handled.store.is_some() || handled.flight.is_some() {
-        let (store, flight) = (handled.store, handled.flight);
+    let (store, flight) = (handled.store, handled.flight);
+    let (response, body) = respond::into_response(handled.reply, &ctx, store.is_some())?;
+    // After the answer: the requests waiting for this one's generation first, then the store,
+    // both from the buffer the answer was sent from.
+    if store.is_some() || flight.is_some() {
         ctx.wait_until(async move {
             if let Some(flight) = flight {
-                coalescer::end(&env, flight, store.as_ref().map(|s| s.value.as_slice())).await;
+                coalescer::end(&env, flight, body.as_ref()).await;
             }
-            if let Some(store) = store {
-                cache::store(&env, store).await;
+            if let (Some(store), Some(body)) = (store, &body) {
+                cache::store(&env, store, body).await;
             }
         });
     }

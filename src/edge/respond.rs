@@ -1,5 +1,6 @@
 //! Turning the core's [`Reply`] into the runtime's response.
 
+use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, Response, ResponseInit};
 use worker::Context;
@@ -8,8 +9,10 @@ use super::fetch::{Delivery, WorkerBody};
 use crate::http::{Reply, ReplyBody};
 
 /// The runtime response for `reply`. A relayed answer goes out as the runtime received it: the
-/// same buffer for a small answer, otherwise a native pipe from the upstream stream.
-pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context) -> Result<Response, JsValue> {
+/// same buffer for a small answer, otherwise a native pipe from the upstream stream. With
+/// `keep_body`, a body the gateway wrote is also returned, as the same runtime buffer the response
+/// sends (to be stored after the answer without another copy).
+pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context, keep_body: bool) -> Result<(Response, Option<Uint8Array>), JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
@@ -17,18 +20,23 @@ pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context) -> Result<Response
     let init = ResponseInit::new();
     init.set_status(reply.status);
     init.set_headers(&headers);
-    let mut bytes = match reply.body {
-        ReplyBody::Empty => return Response::new_with_opt_str_and_init(None, &init),
-        ReplyBody::Bytes(bytes) => bytes,
+    let response = match reply.body {
+        ReplyBody::Empty => Response::new_with_opt_str_and_init(None, &init),
+        ReplyBody::Bytes(bytes) if keep_body => {
+            let buffer = Uint8Array::from(&bytes[..]);
+            drop(bytes);
+            return Ok((Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init)?, Some(buffer)));
+        }
+        ReplyBody::Bytes(mut bytes) => Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init),
         ReplyBody::Relay(body) => match body.into_delivery() {
-            Delivery::Buffer(buffer) => return Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init),
-            Delivery::Stream(stream) => return Response::new_with_opt_readable_stream_and_init(Some(&stream), &init),
+            Delivery::Buffer(buffer) => Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init),
+            Delivery::Stream(stream) => Response::new_with_opt_readable_stream_and_init(Some(&stream), &init),
             Delivery::Piped { readable, pump } => {
                 ctx.wait_until(pump);
-                return Response::new_with_opt_readable_stream_and_init(Some(&readable), &init);
+                Response::new_with_opt_readable_stream_and_init(Some(&readable), &init)
             }
-            Delivery::Empty => return Response::new_with_opt_str_and_init(None, &init),
+            Delivery::Empty => Response::new_with_opt_str_and_init(None, &init),
         },
     };
-    Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+    Ok((response?, None))
 }

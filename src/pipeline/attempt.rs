@@ -40,8 +40,8 @@ pub(super) struct Attempt<B> {
     pub cost_usd: Option<f64>,
     /// `(delivered, asked)` when a successful answer has fewer images than asked.
     pub short_of_images: Option<(usize, u8)>,
-    /// For a cache-enabled request, the entry a success made for the cache, or why it made none.
-    pub cache_entry: Option<Result<Vec<u8>, &'static str>>,
+    /// For a cache-enabled request, whether a success may be stored, or why not.
+    pub cache_entry: Option<Result<(), &'static str>>,
 }
 
 impl<B> Attempt<B> {

@@ -2,20 +2,19 @@
 //! looked up before the fallback loop, and a complete success is handed to the edge to store
 //! after the answer has gone (see [`crate::cache`] for the key and the directives).
 //!
-//! A stored entry is shape-neutral (the images in base64, the original `created`), so a hit is
-//! rendered in the caller's shape with a cost of 0. Only complete successes are stored: never an
+//! A stored entry is the answer exactly as its client got it (the shape is in the key): a hit is
+//! served as stored, with its original `created`, and in OpenRouter's shape with a cost of 0. Only complete successes are stored: never an
 //! error, an answer with fewer images than asked, or one whose images are URLs (they expire).
 
 use super::context::{CacheStatus, RequestContext};
 use super::Gateway;
 use crate::answer::{self, Shape};
-use crate::cache::entry::{Entry, FlightEnd, Store};
+use crate::cache::entry::{FlightEnd, Store, MAX_ENTRY_BYTES};
 use crate::cache::key::{key, Targets};
 use crate::cache::Directive;
 use crate::config::ModelConfig;
 use crate::http::{Reply, RequestHead};
 use crate::policy::Policy;
-use crate::providers::{Image, ImageData};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::state::Claim;
@@ -69,11 +68,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let now_ms = self.clock.now_ms();
         cx.cache = Some(CacheStatus::Miss);
-        let stored = match self.cache.get(&plan.key, now_ms).await {
-            Some(stored) => stored,
-            None => return self.wait_or_lead(plan, shape, cx).await,
-        };
-        self.render_entry(&stored, shape, cx)
+        match self.cache.get(&plan.key, now_ms).await {
+            Some(stored) => self.served(stored.value, stored.stored_ms, shape, cx),
+            None => self.wait_or_lead(plan, shape, cx).await,
+        }
     }
 
     /// After a miss: lead the generation for identical requests, or wait for the one already
@@ -84,9 +82,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 cx.leading = Some(plan.key.clone());
                 None
             }
-            Claim::Answer(entry) => {
+            Claim::Answer(answer) => {
                 cx.coalesced = true;
-                self.render_entry(&entry, shape, cx)
+                self.served(answer, self.clock.now_ms(), shape, cx)
             }
             Claim::Failed { status, body } => {
                 cx.coalesced = true;
@@ -99,29 +97,30 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
     }
 
-    /// A hit: `stored` rendered in `shape`, at no cost.
-    fn render_entry(&self, stored: &[u8], shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
-        let now_ms = self.clock.now_ms();
-        // An entry that does not read (written by another version) is a miss.
-        let entry: Entry = serde_json::from_slice(stored).ok()?;
-        let images: Vec<Image> = entry
-            .images
-            .into_iter()
-            .map(|image| Image { data: ImageData::Base64(image.b64_json), media_type: image.media_type, revised_prompt: image.revised_prompt })
-            .collect();
-        let body = answer::render(shape, entry.created, &images, Some(0.0));
-        cx.cache = Some(CacheStatus::Hit { age_secs: now_ms.saturating_sub(entry.stored_ms) / 1000 });
+    /// A hit: the stored answer, stored at `stored_ms`, as it was (in `shape`; the shape is part
+    /// of the key), at no cost.
+    fn served(&self, value: Vec<u8>, stored_ms: u64, shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
+        // A value that is not an answer (written by another version) is a miss.
+        if value.first() != Some(&b'{') {
+            return None;
+        }
+        let body = match shape {
+            Shape::OpenAi => value,
+            Shape::OpenRouter => answer::with_zero_cost(value),
+        };
+        cx.cache = Some(CacheStatus::Hit { age_secs: self.clock.now_ms().saturating_sub(stored_ms) / 1000 });
         cx.cost_usd = Some(0.0);
         Some(Reply::json(200, body))
     }
 
-    /// After the fallback loop: what to store for `plan`, given whether the request succeeded and
-    /// the entry its answer made (or why it made none).
-    pub(super) fn after_generation(&self, plan: CachePlan, succeeded: bool, cx: &mut RequestContext) {
-        let entry = cx.cache_entry.take();
-        match entry {
-            Some(Ok(value)) if succeeded => cx.store = Some(Store { key: plan.key, value, ttl_secs: plan.ttl_secs }),
-            Some(Err(reason)) if succeeded => cx.cache = Some(CacheStatus::Bypass(reason)),
+    /// After the fallback loop: whether to store the answer for `plan`, given the length of the
+    /// successful answer's body (`None` for a failure) and whether it may be stored.
+    pub(super) fn after_generation(&self, plan: CachePlan, answer_bytes: Option<usize>, cx: &mut RequestContext) {
+        let storable = cx.cache_entry.take();
+        match (answer_bytes, storable) {
+            (Some(bytes), Some(Ok(()))) if bytes <= MAX_ENTRY_BYTES => cx.store = Some(Store { key: plan.key, ttl_secs: plan.ttl_secs }),
+            (Some(_), Some(Ok(()))) => cx.cache = Some(CacheStatus::Bypass("too large")),
+            (Some(_), Some(Err(reason))) => cx.cache = Some(CacheStatus::Bypass(reason)),
             _ => cx.cache = Some(CacheStatus::Bypass("not a success")),
         }
     }

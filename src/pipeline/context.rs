@@ -75,8 +75,8 @@ pub struct RequestContext {
     /// `(delivered, asked)` when an answer has fewer images than the request asked for.
     pub short_of_images: Option<(usize, u8)>,
     pub cache: Option<CacheStatus>,
-    /// The entry a cache-enabled success made for the cache, or why it made none.
-    pub cache_entry: Option<Result<Vec<u8>, &'static str>>,
+    /// Whether a cache-enabled success may be stored, or why not.
+    pub cache_entry: Option<Result<(), &'static str>>,
     /// What the edge stores in the cache after the answer.
     pub store: Option<Store>,
     /// The cache key of the generation this request leads for identical waiting requests.

@@ -255,7 +255,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let answering = Answering { shape, for_cache: caching.is_some() };
         let result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
         if let Some(plan) = caching {
-            self.after_generation(plan, result.is_ok(), cx);
+            let answer_bytes = result.as_ref().ok().and_then(|reply| match &reply.body {
+                ReplyBody::Bytes(bytes) => Some(bytes.len()),
+                _ => None,
+            });
+            self.after_generation(plan, answer_bytes, cx);
         }
         result
     }

@@ -298,14 +298,15 @@ impl Harness {
         if let Some(action) = action {
             block_on(self.history.record(action));
         }
-        if let Some(store) = store {
-            block_on(self.cache.put(&store.key, store.value, self.clock.now_ms(), store.ttl_secs));
-        }
         let body = match reply.body {
             ReplyBody::Empty => Vec::new(),
             ReplyBody::Bytes(bytes) => bytes,
             ReplyBody::Relay(body) => body.deliver(),
         };
+        // The edge stores the answer's own body.
+        if let Some(store) = store {
+            block_on(self.cache.put(&store.key, body.clone(), self.clock.now_ms(), store.ttl_secs));
+        }
         let calls = upstream.calls.into_inner();
         let limits = upstream.limits.into_inner();
         let leftover = upstream.script.into_inner().len();
