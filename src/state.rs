@@ -17,6 +17,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::cache::entry::Stored;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{ErrorKind, GatewayError};
 
 /// A boxed future of the state's traits.
@@ -34,20 +36,46 @@ pub trait Cache {
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()>;
 }
 
-/// One generation, as the history keeps it.
-#[derive(Debug, Clone, PartialEq)]
+/// One attempt on one target, as `x-imagegate-attempts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The model's public id.
+    pub model: String,
+    /// The provider's id.
+    pub provider: String,
+    /// The upstream's status; 524 for a timeout, 502 for a failed connection or an unusable 200.
+    pub status: u16,
+    /// How long the attempt took.
+    pub ms: u64,
+}
+
+/// One generation, as the history keeps it and `GET /v1/actions/{id}` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
+    /// `act_` and 32 hex digits (those of the request's id).
+    pub id: String,
+    pub object: String,
     pub request_id: String,
-    /// The label of the gateway key that asked.
+    /// The label of the gateway key that asked; only that key may read the action.
     pub key: Option<String>,
     /// The model that answered, or was tried last.
     pub model: Option<String>,
-    pub status: u16,
-    pub attempts: u32,
+    /// `success`, `error` or `timed-out`.
+    pub status: String,
+    /// The status the client got.
+    pub http_status: u16,
+    /// The last attempt's upstream status.
+    pub upstream_status_code: Option<u16>,
+    pub attempts: Vec<AttemptRecord>,
     pub cost_usd: Option<f64>,
-    pub started_ms: u64,
+    /// `HIT`, `MISS`, `REFRESH` or `BYPASS` for a cache-enabled request.
+    pub cache: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub finished_at: u64,
     pub latency_ms: u64,
     pub name: Option<String>,
+    pub identity: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -59,8 +87,8 @@ pub trait History {
     /// Records `action`.
     fn record(&self, action: Action) -> Pending<'_, ()>;
 
-    /// The action recorded for `request_id`.
-    fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>>;
+    /// The action recorded as `id`.
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>>;
 }
 
 /// What a cache-enabled request that missed learns from the place that coalesces identical
@@ -119,7 +147,7 @@ impl History for Off {
         Box::pin(async {})
     }
 
-    fn read<'a>(&'a self, _request_id: &'a str) -> Pending<'a, Option<Action>> {
+    fn read<'a>(&'a self, _id: &'a str) -> Pending<'a, Option<Action>> {
         Box::pin(async { None })
     }
 }
@@ -192,8 +220,8 @@ impl History for MemoryHistory {
         Box::pin(async {})
     }
 
-    fn read<'a>(&'a self, request_id: &'a str) -> Pending<'a, Option<Action>> {
-        let found = self.actions.borrow().iter().find(|a| a.request_id == request_id).cloned();
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>> {
+        let found = self.actions.borrow().iter().find(|a| a.id == id).cloned();
         Box::pin(async move { found })
     }
 }

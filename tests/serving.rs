@@ -276,9 +276,31 @@ fn a_generation_is_recorded_as_an_action_and_a_limited_key_is_refused_before_any
     assert_eq!((refused.status, refused.calls.len(), refused.json()["error"]["code"].as_str()), (429, 0, Some("key_limit_reached")));
     let actions = h.history.actions.borrow();
     assert_eq!(actions.len(), 2, "the refusal is a generation too");
-    assert_eq!((actions[0].model.as_deref(), actions[0].status, actions[0].attempts, actions[0].cost_usd), (Some("mock/gpt-image-1"), 200, 1, Some(0.04)));
-    assert_eq!((actions[1].status, actions[1].attempts), (429, 0));
+    assert_eq!(
+        (actions[0].model.as_deref(), actions[0].http_status, actions[0].attempts.len(), actions[0].cost_usd),
+        (Some("mock/gpt-image-1"), 200, 1, Some(0.04))
+    );
+    assert_eq!((actions[1].http_status, actions[1].status.as_str(), actions[1].attempts.len()), (429, "error", 0));
     drop(actions);
     let models = h.serve("GET", "/v1/models", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     assert_eq!((models.status, h.history.actions.borrow().len()), (200, 2), "a catalogue read is no action");
+}
+
+#[test]
+fn a_generation_names_its_action_which_only_its_key_may_read() {
+    let h = Harness::long();
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","metadata":{"team":"art"}}"#, vec![answer(500, "{}"), answer(200, OK)]);
+    assert_eq!(served.header("x-imagegate-action-id"), Some("act_test"));
+    let read = h.serve("GET", "/v1/actions/act_test", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
+    assert_eq!(read.status, 200);
+    let action = read.json();
+    assert_eq!((action["id"].as_str(), action["object"].as_str(), action["status"].as_str()), (Some("act_test"), Some("action"), Some("success")));
+    assert_eq!(action["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!((action["attempts"][0]["status"].as_u64(), action["cost_usd"].as_f64()), (Some(500), Some(0.04)));
+    assert_eq!(action["metadata"]["team"], "art");
+    for (key, id) in [(OTHER_GATEWAY_KEY, "act_test"), (GATEWAY_KEY, "act_unknown")] {
+        let missing = h.serve("GET", &format!("/v1/actions/{id}"), Some(&format!("Bearer {key}")), "", vec![]);
+        assert_eq!((missing.status, missing.json()["error"]["code"].as_str()), (404, Some("action_not_found")), "{key} {id}");
+    }
+    assert_eq!(h.serve("GET", "/v1/actions/act_test", None, "", vec![]).status, 401);
 }

@@ -11,20 +11,7 @@ use crate::error::GatewayError;
 use crate::http::{Reply, RequestHead};
 use crate::log::RequestLog;
 use crate::pricing;
-use crate::state::Action;
-
-/// One attempt on one target, as `x-imagegate-attempts` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptRecord {
-    /// The model's public id.
-    pub model: String,
-    /// The provider's id.
-    pub provider: String,
-    /// The upstream's status; 524 for a timeout, 502 for a failed connection or an unusable 200.
-    pub status: u16,
-    /// How long the attempt took.
-    pub ms: u64,
-}
+use crate::state::{Action, AttemptRecord};
 
 /// What the response cache did for a cache-enabled request (`x-imagegate-cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +72,13 @@ pub struct RequestContext {
     pub coalesced: bool,
     /// Whether the request is a generation (recorded in the history).
     pub generation: bool,
+    /// Whether the deployment records actions (the answer then names its action).
+    pub recorded: bool,
+}
+
+/// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
+pub fn action_id(request_id: &str) -> String {
+    format!("act_{}", request_id.strip_prefix("req_").unwrap_or(request_id))
 }
 
 impl RequestContext {
@@ -110,6 +104,7 @@ impl RequestContext {
             leading: None,
             coalesced: false,
             generation: false,
+            recorded: false,
         }
     }
 
@@ -147,18 +142,33 @@ impl RequestContext {
             reply.headers.push(("x-imagegate-coalesced", "true".to_owned()));
         }
         let latency_ms = now_ms.saturating_sub(self.started_ms);
+        if self.generation && self.recorded {
+            reply.headers.push(("x-imagegate-action-id", action_id(&self.request_id)));
+        }
         reply.headers.push(("x-request-id", self.request_id.clone()));
         reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
         let action = self.generation.then(|| Action {
+            id: action_id(&self.request_id),
+            object: "action".to_owned(),
             request_id: self.request_id.clone(),
             key: self.key.clone(),
             model: last.map(|a| a.model.clone()),
-            status: reply.status,
-            attempts: trail.len() as u32,
+            status: match (reply.status, error) {
+                (200..=299, _) => "success",
+                (_, Some(e)) if e.kind == crate::error::ErrorKind::UpstreamTimeout => "timed-out",
+                _ => "error",
+            }
+            .to_owned(),
+            http_status: reply.status,
+            upstream_status_code: last.map(|a| a.status),
+            attempts: self.attempts.clone(),
             cost_usd: self.cost_usd,
-            started_ms: self.started_ms,
+            cache: self.cache.map(|c| c.name().to_owned()),
+            created_at: self.started_ms,
+            finished_at: now_ms,
             latency_ms,
             name: self.name.clone(),
+            identity: self.identity.clone(),
             metadata: self.metadata.clone(),
         });
         let log = RequestLog {
@@ -209,7 +219,8 @@ mod tests {
         cx.generation = true;
         let (log, action) = cx.finish(&mut reply, None, 1_950);
         let action = action.expect("a generation is recorded");
-        assert_eq!((action.model.as_deref(), action.attempts, action.cost_usd, action.latency_ms), (Some("b/m"), 2, Some(0.08), 950));
+        assert_eq!((action.model.as_deref(), action.attempts.len(), action.cost_usd, action.latency_ms), (Some("b/m"), 2, Some(0.08), 950));
+        assert_eq!((action.id.as_str(), action.status.as_str(), action.upstream_status_code), ("act_1", "success", Some(200)));
         assert_eq!(reply.header("x-imagegate-attempts"), Some("a/m;429;12, b/m;200;900"));
         assert_eq!(reply.header("x-imagegate-model"), Some("b/m"));
         assert_eq!(reply.header("x-imagegate-cost-usd"), Some("0.08"));

@@ -14,8 +14,9 @@ use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
 use super::attempt::Answering;
-use super::context::{AttemptRecord, RequestContext};
+use super::context::RequestContext;
 use super::Gateway;
+use crate::state::AttemptRecord;
 
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Serves `request` under `policy`, starting from the `requested` model. Every attempt is

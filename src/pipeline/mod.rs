@@ -21,7 +21,8 @@ mod fallback;
 mod poll;
 
 pub use crate::cache::entry::{FlightEnd, Store};
-pub use context::{AttemptRecord, CacheStatus, RequestContext};
+pub use crate::state::AttemptRecord;
+pub use context::{CacheStatus, RequestContext};
 
 use std::cell::Cell;
 
@@ -121,6 +122,10 @@ enum Route<'p> {
         author: &'p str,
         slug: &'p str,
     },
+    /// `GET /v1/actions/{id}`: one recorded generation.
+    Action {
+        id: &'p str,
+    },
     /// A generation, answered in the caller's shape.
     Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
@@ -144,6 +149,7 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("GET", "/api/v1/images/models") => Route::ImageModels,
         ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
         ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
+        ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if endpoints.is_some() => {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
@@ -168,6 +174,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// Serves one request from start to finish. Never fails: every error becomes its reply.
     pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
         let mut cx = RequestContext::new(request_id, head, self.clock.now_ms(), self.config.deadline_ms);
+        cx.recorded = self.history.keeps();
         let outcome = match route(&head.method, &head.path) {
             Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
                 .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
@@ -175,6 +182,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))),
             Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))),
             Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
+            Route::Action { id } => self.action(head, id, &mut cx).await,
             Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
@@ -201,6 +209,16 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let store = cx.store.take();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
         Handled { reply, log, action, store, flight }
+    }
+
+    /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
+    /// key, like an unknown id, gets a 404).
+    async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        let key = authenticate(head.authorization.as_deref(), self.keys)?;
+        cx.key = Some(key.to_owned());
+        let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
+        let action = self.history.read(id).await.filter(|action| action.key.as_deref() == Some(key)).ok_or_else(not_found)?;
+        Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
