@@ -14,6 +14,7 @@ setup:
 	cp .dev.vars.example .dev.vars
 
 dev: setup .dev.vars
+	wrangler d1 migrations apply imagegate --local < /dev/null
 	wrangler dev --ip 127.0.0.1 --port 8787
 
 build: setup

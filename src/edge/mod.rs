@@ -4,6 +4,7 @@
 mod cache;
 mod coalescer;
 mod fetch;
+mod history;
 mod respond;
 mod runtime;
 mod settings;
@@ -28,14 +29,19 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             let secrets = runtime::EnvSecrets(&env);
             let cache = cache::EdgeCache::new(&env);
             let coalescer = coalescer::EdgeCoalescer::new(&env);
+            let history = history::D1History::new(&env);
             let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom)
-                .with_state(&cache, &Off, &Off)
+                .with_state(&cache, &history, &Off)
                 .with_coalescer(&coalescer);
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
     console_log!("{}", handled.log.to_line());
+    if let Some(action) = handled.action {
+        // Recorded after the answer; `action` is only made where a history keeps it.
+        ctx.wait_until(history::record(env.clone(), action));
+    }
     let (store, flight) = (handled.store, handled.flight);
     let (response, body) = respond::into_response(handled.reply, &ctx, store.is_some())?;
     // After the answer: the requests waiting for this one's generation first, then the store,

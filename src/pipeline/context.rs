@@ -147,7 +147,7 @@ impl RequestContext {
         }
         reply.headers.push(("x-request-id", self.request_id.clone()));
         reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
-        let action = self.generation.then(|| Action {
+        let action = (self.generation && self.recorded).then(|| Action {
             id: action_id(&self.request_id),
             object: "action".to_owned(),
             request_id: self.request_id.clone(),
@@ -217,6 +217,7 @@ mod tests {
         cx.short_of_images = Some((1, 2));
         let mut reply: Reply<()> = Reply::json(200, b"{}".to_vec());
         cx.generation = true;
+        cx.recorded = true;
         let (log, action) = cx.finish(&mut reply, None, 1_950);
         let action = action.expect("a generation is recorded");
         assert_eq!((action.model.as_deref(), action.attempts.len(), action.cost_usd, action.latency_ms), (Some("b/m"), 2, Some(0.08), 950));

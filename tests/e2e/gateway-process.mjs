@@ -1,6 +1,6 @@
 // Starts the built worker (build/) under `wrangler dev` with a test configuration, in a temporary
 // directory of its own, and stops it by its process group when done, also when a test fails.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,17 +36,25 @@ export async function startGateway({ config, secrets }) {
     // Coalescing identical cache-enabled requests, as in the project's wrangler.toml.
     '[[durable_objects.bindings]]', 'name = "IMAGEGATE_COALESCER"', 'class_name = "CacheFlight"',
     '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["CacheFlight"]',
+    // Actions, on D1, with the project's migrations applied below before the gateway starts.
+    '[[d1_databases]]', 'binding = "IMAGEGATE_DB"', 'database_name = "imagegate"', 'database_id = "imagegate-e2e"',
+    `migrations_dir = ${JSON.stringify(path.join(ROOT, 'migrations'))}`,
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');
   await writeFile(path.join(dir, 'wrangler.toml'), toml);
   await writeFile(path.join(dir, '.dev.vars'), Object.entries(secrets).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
+
+  const wranglerEnv = { ...process.env, PATH: `${NODE_BIN}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
+  // The database's tables, as `make dev` applies them: from the project's migrations.
+  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
+    '--persist-to', path.join(dir, 'state')], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
 
   let output = '';
   const child = spawn(WRANGLER, ['dev', '--config', path.join(dir, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
     '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false'], {
     cwd: dir,
     detached: true, // its own process group, so stopping it stops workerd too
-    env: { ...process.env, PATH: `${NODE_BIN}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
+    env: wranglerEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.on('data', (d) => { output += d; });

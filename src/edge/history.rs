@@ -1,0 +1,100 @@
+//! The history on D1 (binding [`BINDING`], tables in `migrations/`): each generation's action is
+//! inserted after the answer has gone; a failed write is logged, never the client's error. A
+//! deployment without the binding records nothing, and its answers name no action.
+
+use std::cell::OnceCell;
+
+use js_sys::{Array, Function, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{console_warn, Env};
+
+use crate::state::{Action, History, Pending};
+
+/// The D1 database's binding name in `wrangler.toml`.
+pub const BINDING: &str = "IMAGEGATE_DB";
+
+const INSERT: &str = "INSERT INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const SELECT: &str = "SELECT record FROM actions WHERE id = ?1";
+
+/// The history of one request: the binding is looked up once, when first needed.
+pub struct D1History<'e> {
+    env: &'e Env,
+    db: OnceCell<Option<JsValue>>,
+}
+
+impl<'e> D1History<'e> {
+    pub fn new(env: &'e Env) -> Self {
+        D1History { env, db: OnceCell::new() }
+    }
+
+    fn db(&self) -> Option<&JsValue> {
+        self.db.get_or_init(|| database(self.env)).as_ref()
+    }
+}
+
+fn database(env: &Env) -> Option<JsValue> {
+    Reflect::get(env, &JsValue::from_str(BINDING)).ok().filter(|db| db.is_object())
+}
+
+impl History for D1History<'_> {
+    fn keeps(&self) -> bool {
+        self.db().is_some()
+    }
+
+    fn record(&self, action: Action) -> Pending<'_, ()> {
+        Box::pin(async move {
+            if let Some(db) = self.db() {
+                insert(db, &action).await;
+            }
+        })
+    }
+
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>> {
+        Box::pin(async move {
+            let db = self.db()?;
+            let record = query(db, SELECT, &[JsValue::from_str(id)], Some("record")).await.ok()?;
+            serde_json::from_str(&record.as_string()?).ok()
+        })
+    }
+}
+
+/// Records `action` in the deployment's database, if it has one (after the answer: `waitUntil`).
+pub async fn record(env: Env, action: Action) {
+    if let Some(db) = database(&env) {
+        insert(&db, &action).await;
+    }
+}
+
+async fn insert(db: &JsValue, action: &Action) {
+    let record = serde_json::to_string(action).expect("an action always serialises");
+    let number = |n: u64| JsValue::from_f64(n as f64);
+    let args = [
+        JsValue::from_str(&action.id),
+        JsValue::from_str(action.key.as_deref().unwrap_or("")),
+        action.model.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+        JsValue::from_str(&action.status),
+        number(u64::from(action.http_status)),
+        number(action.created_at),
+        number(action.latency_ms),
+        action.cost_usd.map_or(JsValue::NULL, JsValue::from_f64),
+        JsValue::from_str(&record),
+    ];
+    if let Err(error) = query(db, INSERT, &args, None).await {
+        console_warn!("{{\"warning\":\"the action {} was not recorded\",\"error\":{:?}}}", action.id, error.as_string().unwrap_or_default());
+    }
+}
+
+/// Runs `sql` with `args` on `db`: `first(column)` when a column is named, else `run()`.
+async fn query(db: &JsValue, sql: &str, args: &[JsValue], column: Option<&str>) -> Result<JsValue, JsValue> {
+    let method = |target: &JsValue, name: &str| -> Result<Function, JsValue> { Reflect::get(target, &JsValue::from_str(name))?.dyn_into() };
+    let statement = method(db, "prepare")?.call1(db, &JsValue::from_str(sql))?;
+    let bound = method(&statement, "bind")?.apply(&statement, &args.iter().collect::<Array>())?;
+    let pending: Promise = match column {
+        Some(column) => method(&bound, "first")?.call1(&bound, &JsValue::from_str(column))?,
+        None => method(&bound, "run")?.call0(&bound)?,
+    }
+    .dyn_into()?;
+    JsFuture::from(pending).await
+}
