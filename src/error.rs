@@ -36,6 +36,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// 529: the upstream says it is overloaded or unavailable.
     Overloaded,
+    /// 503: the gateway's own storage could not be read; reading again may succeed.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::BadUpstream => 502,
             ErrorKind::UpstreamTimeout => 524,
             ErrorKind::Overloaded => 529,
+            ErrorKind::Unavailable => 503,
         }
     }
 
@@ -70,7 +73,7 @@ impl ErrorKind {
             ErrorKind::PaymentRequired => "insufficient_quota",
             ErrorKind::Forbidden => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::Internal => "server_error",
+            ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
             ErrorKind::BadUpstream => "upstream_error",
             ErrorKind::UpstreamTimeout => "timeout_error",
             ErrorKind::Overloaded => "overloaded_error",
@@ -93,16 +96,17 @@ impl ErrorKind {
             ErrorKind::BadUpstream => "bad_upstream_response",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::Overloaded => "provider_overloaded",
+            ErrorKind::Unavailable => "storage_unavailable",
         }
     }
 
     /// Whether the client may do better by sending the same request again.
     ///
     /// Only the kinds where no image was generated and waiting can help are retryable: rate
-    /// limits and overload. Everything else (bad input, a timeout after which the upstream may
+    /// limits, overload, and a storage read that failed. Everything else (bad input, a timeout after which the upstream may
     /// still bill, a broken answer) is `false`, so SDK retries never multiply paid generations.
     pub fn client_should_retry(self) -> bool {
-        matches!(self, ErrorKind::RateLimited | ErrorKind::Overloaded)
+        matches!(self, ErrorKind::RateLimited | ErrorKind::Overloaded | ErrorKind::Unavailable)
     }
 }
 
@@ -268,6 +272,7 @@ mod tests {
             (ErrorKind::BadUpstream, 502),
             (ErrorKind::UpstreamTimeout, 524),
             (ErrorKind::Overloaded, 529),
+            (ErrorKind::Unavailable, 503),
         ];
         for (kind, status) in table {
             assert_eq!(kind.status(), status, "{kind:?}");

@@ -13,6 +13,8 @@ pub struct RequestHead {
     pub method: String,
     /// The path without the query string.
     pub path: String,
+    /// The query string, without `?`, when the URL has one.
+    pub query: Option<String>,
     pub content_type: Option<String>,
     pub authorization: Option<String>,
     pub origin: Option<String>,
@@ -24,6 +26,12 @@ pub struct RequestHead {
     pub imagegate_cache: Option<String>,
     /// The `Cache-Control` header (`no-cache`, `no-store`).
     pub cache_control: Option<String>,
+}
+
+/// The query string of a serialised absolute URL (without `?` or fragment), if it has one.
+pub fn query_of(url: &str) -> Option<&str> {
+    let url = url.split_once('#').map_or(url, |(before, _)| before);
+    url.split_once('?').map(|(_, query)| query)
 }
 
 /// The path of a serialised absolute URL (as the runtime gives it), without query or fragment.

@@ -4,6 +4,8 @@
 //! only) that connects it to the Workers runtime. [`pipeline`] is where a request's stages are
 //! named and driven; start reading there.
 
+pub mod action;
+pub mod action_list;
 pub mod answer;
 pub mod answer_scan;
 pub mod auth;

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::action::{Action, AttemptRecord};
+use crate::action_list::{self, Cursor, ListQuery};
 use crate::cache::entry::Stored;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, GatewayError};
 
@@ -36,49 +37,6 @@ pub trait Cache {
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, now_ms: u64, ttl_secs: u64) -> Pending<'a, ()>;
 }
 
-/// One attempt on one target, as `x-imagegate-attempts` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    /// The model's public id.
-    pub model: String,
-    /// The provider's id.
-    pub provider: String,
-    /// The upstream's status; 524 for a timeout, 502 for a failed connection or an unusable 200.
-    pub status: u16,
-    /// How long the attempt took.
-    pub ms: u64,
-}
-
-/// One generation, as the history keeps it and `GET /v1/actions/{id}` answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Action {
-    /// `act_` and 32 hex digits (those of the request's id).
-    pub id: String,
-    pub object: String,
-    pub request_id: String,
-    /// The label of the gateway key that asked; only that key may read the action.
-    pub key: Option<String>,
-    /// The model that answered, or was tried last.
-    pub model: Option<String>,
-    /// `success`, `error` or `timed-out`.
-    pub status: String,
-    /// The status the client got.
-    pub http_status: u16,
-    /// The last attempt's upstream status.
-    pub upstream_status_code: Option<u16>,
-    pub attempts: Vec<AttemptRecord>,
-    pub cost_usd: Option<f64>,
-    /// `HIT`, `MISS`, `REFRESH` or `BYPASS` for a cache-enabled request.
-    pub cache: Option<String>,
-    /// Unix milliseconds.
-    pub created_at: u64,
-    pub finished_at: u64,
-    pub latency_ms: u64,
-    pub name: Option<String>,
-    pub identity: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
-}
-
 /// Where generations are recorded.
 pub trait History {
     /// Whether recording keeps anything (the edge skips scheduling it when not).
@@ -89,6 +47,10 @@ pub trait History {
 
     /// The action recorded as `id`.
     fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>>;
+
+    /// One page of `key`'s history for `query`, after `cursor`: up to `query.limit + 1`
+    /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
+    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
 }
 
 /// What a cache-enabled request that missed learns from the place that coalesces identical
@@ -149,6 +111,10 @@ impl History for Off {
 
     fn read<'a>(&'a self, _id: &'a str) -> Pending<'a, Option<Action>> {
         Box::pin(async { None })
+    }
+
+    fn list<'a>(&'a self, _key: &'a str, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 
@@ -223,6 +189,13 @@ impl History for MemoryHistory {
     fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>> {
         let found = self.actions.borrow().iter().find(|a| a.id == id).cloned();
         Box::pin(async move { found })
+    }
+
+    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+        let mut page: Vec<Action> = self.actions.borrow().iter().filter(|a| action_list::selects(a, key, query, cursor)).cloned().collect();
+        page.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        page.truncate(query.limit as usize + 1);
+        Box::pin(async move { Ok(page) })
     }
 }
 

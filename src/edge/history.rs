@@ -9,6 +9,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::{console_warn, Env};
 
+use crate::action_list::{page_sql, Cursor, ListQuery, SqlValue};
 use crate::state::{Action, History, Pending};
 
 /// The D1 database's binding name in `wrangler.toml`.
@@ -58,6 +59,29 @@ impl History for D1History<'_> {
             serde_json::from_str(&record.as_string()?).ok()
         })
     }
+
+    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let (sql, args) = page_sql(key, query, cursor);
+            let args: Vec<JsValue> = args
+                .into_iter()
+                .map(|arg| match arg {
+                    SqlValue::Text(text) => JsValue::from_str(&text),
+                    SqlValue::Integer(n) => JsValue::from_f64(n as f64),
+                })
+                .collect();
+            let failed = |error: JsValue| format!("the history query failed: {}", error.as_string().unwrap_or_else(|| format!("{error:?}")));
+            let result = query_rows(db, &sql, &args).await.map_err(failed)?;
+            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(failed)?.dyn_into().map_err(failed)?;
+            rows.iter()
+                .map(|row| {
+                    let record = Reflect::get(&row, &JsValue::from_str("record")).ok().and_then(|r| r.as_string()).ok_or("a history row has no record")?;
+                    serde_json::from_str(&record).map_err(|error| format!("a history record does not parse: {error}"))
+                })
+                .collect()
+        })
+    }
 }
 
 /// Records `action` in the deployment's database, if it has one (after the answer: `waitUntil`).
@@ -86,11 +110,25 @@ async fn insert(db: &JsValue, action: &Action) {
     }
 }
 
+fn method(target: &JsValue, name: &str) -> Result<Function, JsValue> {
+    Reflect::get(target, &JsValue::from_str(name))?.dyn_into()
+}
+
+/// `sql` prepared on `db` with `args` bound.
+fn statement(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let statement = method(db, "prepare")?.call1(db, &JsValue::from_str(sql))?;
+    method(&statement, "bind")?.apply(&statement, &args.iter().collect::<Array>())
+}
+
+/// Runs `sql` with `args` on `db` and gives D1's result (`{ results: [...] }`).
+async fn query_rows(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let bound = statement(db, sql, args)?;
+    JsFuture::from(method(&bound, "all")?.call0(&bound)?.dyn_into::<Promise>()?).await
+}
+
 /// Runs `sql` with `args` on `db`: `first(column)` when a column is named, else `run()`.
 async fn query(db: &JsValue, sql: &str, args: &[JsValue], column: Option<&str>) -> Result<JsValue, JsValue> {
-    let method = |target: &JsValue, name: &str| -> Result<Function, JsValue> { Reflect::get(target, &JsValue::from_str(name))?.dyn_into() };
-    let statement = method(db, "prepare")?.call1(db, &JsValue::from_str(sql))?;
-    let bound = method(&statement, "bind")?.apply(&statement, &args.iter().collect::<Array>())?;
+    let bound = statement(db, sql, args)?;
     let pending: Promise = match column {
         Some(column) => method(&bound, "first")?.call1(&bound, &JsValue::from_str(column))?,
         None => method(&bound, "run")?.call0(&bound)?,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Random};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::{path_of, IncomingBody, RequestHead};
+use crate::http::{path_of, query_of, IncomingBody, RequestHead};
 use crate::request::body_too_large;
 use crate::secret::{Secret, Secrets};
 
@@ -53,9 +53,11 @@ pub fn request_id() -> String {
 pub fn head(req: &Request) -> RequestHead {
     let headers = req.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
+    let url = req.url();
     RequestHead {
         method: req.method(),
-        path: path_of(&req.url()).to_owned(),
+        path: path_of(&url).to_owned(),
+        query: query_of(&url).map(str::to_owned),
         content_type: header("content-type"),
         authorization: header("authorization"),
         origin: header("origin"),

@@ -26,6 +26,7 @@ pub use context::{CacheStatus, RequestContext};
 
 use std::cell::Cell;
 
+use crate::action_list::{Cursor, ListQuery, Page};
 use crate::answer::Shape;
 use crate::auth::{authenticate, KeySet};
 use crate::catalogue;
@@ -122,6 +123,8 @@ enum Route<'p> {
         author: &'p str,
         slug: &'p str,
     },
+    /// `GET /v1/actions`: the caller's history, a page at a time.
+    Actions,
     /// `GET /v1/actions/{id}`: one recorded generation.
     Action {
         id: &'p str,
@@ -149,12 +152,14 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("GET", "/api/v1/images/models") => Route::ImageModels,
         ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
         ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
+        ("GET", "/v1/actions") => Route::Actions,
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if endpoints.is_some() => {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
         }
-        (_, "/healthz" | "/v1/models" | "/api/v1/images/models") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions") => Route::WrongMethod("GET, OPTIONS"),
+        (_, _) if path.starts_with("/v1/actions/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
         _ => Route::Unknown,
@@ -182,13 +187,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))),
             Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))),
             Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
+            Route::Actions => self.actions(head, &mut cx).await,
             Route::Action { id } => self.action(head, id, &mut cx).await,
             Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!(
-                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images and GET /api/v1/images/models.",
+                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images, GET /api/v1/images/models and GET /v1/actions.",
                     head.method, head.path
                 ),
             )
@@ -219,6 +225,32 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
         let action = self.history.read(id).await.filter(|action| action.key.as_deref() == Some(key)).ok_or_else(not_found)?;
         Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
+    }
+
+    /// `GET /v1/actions`: a page of the caller's history, newest first, in OpenAI's list
+    /// convention. The cursor `after` must be one of the caller's own actions.
+    async fn actions(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        let key = authenticate(head.authorization.as_deref(), self.keys)?;
+        cx.key = Some(key.to_owned());
+        let query = ListQuery::parse(head.query.as_deref())?;
+        if !self.history.keeps() {
+            return Err(GatewayError::new(ErrorKind::NotFound, "This deployment records no actions: it has no history binding (IMAGEGATE_DB).")
+                .with_code("actions_not_recorded"));
+        }
+        let cursor = match &query.after {
+            None => None,
+            Some(after) => {
+                let action = self.history.read(after).await.filter(|action| action.key.as_deref() == Some(key));
+                let action = action.ok_or_else(|| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
+                Some(Cursor { created_at: action.created_at, id: action.id })
+            }
+        };
+        let actions = self
+            .history
+            .list(key, &query, cursor.as_ref())
+            .await
+            .map_err(|detail| GatewayError::new(ErrorKind::Unavailable, "The history could not be read; try again.").with_log_detail(detail))?;
+        Ok(Reply::json(200, serde_json::to_vec(&Page::new(actions, query.limit)).expect("a page always serialises")))
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.

@@ -20,7 +20,10 @@ before(async () => {
     config: {
       deadline_ms: 20000,
       providers: [{ id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' }],
-      models: [{ id: 'mock/limited-then-ok', provider: 'mock', upstream_model: 'seq:429,200', pricing: [{ cost_usd: 0.04, unit: 'image' }] }],
+      models: [
+        { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
+        { id: 'mock/limited-then-ok', provider: 'mock', upstream_model: 'seq:429,200', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
+      ],
     },
     secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)} b:${digest(OTHER_KEY)}`, MOCK_API_KEY: 'sk-mock' },
   });
@@ -56,4 +59,51 @@ test('a generation is recorded with its attempts and cost, and only its key may 
   const other = await read(id, OTHER_KEY);
   assert.equal(other.status, 404, 'another key does not learn it exists');
   assert.equal((await other.json()).error.code, 'action_not_found');
+});
+
+const list = async (query, key) => {
+  const res = await fetch(`${gateway.baseURL}/v1/actions?${query}`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(res.status, 200, await res.clone().text());
+  return res.json();
+};
+
+/** Generates with `key` and gives the answer's action id. */
+const generate = async (key) => {
+  const client = new OpenAI({ apiKey: key, baseURL: `${gateway.baseURL}/v1`, maxRetries: 0 });
+  const { response } = await client.images.generate({ model: 'mock/ok', prompt: 'a listed harbour' }).withResponse();
+  return response.headers.get('x-imagegate-action-id');
+};
+
+test('the history pages newest first with no duplicates or gaps while new actions are recorded', async () => {
+  const made = [];
+  for (let i = 0; i < 5; i++) made.push(await generate(OTHER_KEY));
+  // Recorded after the answers: wait until all five are listed.
+  let whole;
+  for (let i = 0; i < 40; i++) {
+    whole = await list('limit=100', OTHER_KEY);
+    if (whole.data.length === 5) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(new Set(whole.data.map((a) => a.id)), new Set(made));
+  assert.equal(whole.data[0].id, made[4], 'the newest first');
+  const order = whole.data.map((a) => a.id);
+
+  const first = await list('limit=2', OTHER_KEY);
+  assert.equal(first.object, 'list');
+  assert.equal(first.has_more, true);
+  const seen = first.data.map((a) => a.id);
+  // Two more generations land between pages.
+  await Promise.all([generate(OTHER_KEY), generate(OTHER_KEY)]);
+  await new Promise((r) => setTimeout(r, 300));
+  let cursor = first.last_id;
+  for (;;) {
+    const page = await list(`limit=2&after=${cursor}`, OTHER_KEY);
+    seen.push(...page.data.map((a) => a.id));
+    if (!page.has_more) break;
+    cursor = page.last_id;
+  }
+  assert.deepEqual(seen, order, 'the five, each once, in the order of the whole listing');
+  assert.equal((await list('status=success&limit=100', OTHER_KEY)).data.length >= 5, true);
+  const mine = await list('limit=100', KEY);
+  assert.ok(mine.data.every((a) => !made.includes(a.id)), 'another key sees none of them');
 });

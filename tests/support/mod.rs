@@ -260,9 +260,11 @@ impl Harness {
     }
 
     pub fn serve_with(&self, method: &str, path: &str, auth: Option<&str>, config_header: Option<&str>, body: &str, script: Vec<Script>) -> Served {
+        let (path, query) = path.split_once('?').map_or((path, None), |(path, query)| (path, Some(query.to_owned())));
         let head = RequestHead {
             method: method.into(),
             path: path.into(),
+            query,
             content_type: Some("application/json".into()),
             authorization: auth.map(str::to_owned),
             origin: Some("https://app.example".into()),

@@ -1,0 +1,49 @@
+//! The record of one generation (an action): what the history keeps, `GET /v1/actions/{id}`
+//! answers and `GET /v1/actions` lists.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One attempt on one target, as `x-imagegate-attempts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The model's public id.
+    pub model: String,
+    /// The provider's id.
+    pub provider: String,
+    /// The upstream's status; 524 for a timeout, 502 for a failed connection or an unusable 200.
+    pub status: u16,
+    /// How long the attempt took.
+    pub ms: u64,
+}
+
+/// One generation, as the history keeps it and `GET /v1/actions/{id}` answers it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// `act_` and 32 hex digits (those of the request's id).
+    pub id: String,
+    pub object: String,
+    pub request_id: String,
+    /// The label of the gateway key that asked; only that key may read the action.
+    pub key: Option<String>,
+    /// The model that answered, or was tried last.
+    pub model: Option<String>,
+    /// `success`, `error` or `timed-out`.
+    pub status: String,
+    /// The status the client got.
+    pub http_status: u16,
+    /// The last attempt's upstream status.
+    pub upstream_status_code: Option<u16>,
+    pub attempts: Vec<AttemptRecord>,
+    pub cost_usd: Option<f64>,
+    /// `HIT`, `MISS`, `REFRESH` or `BYPASS` for a cache-enabled request.
+    pub cache: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub finished_at: u64,
+    pub latency_ms: u64,
+    pub name: Option<String>,
+    pub identity: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
