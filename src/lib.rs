@@ -18,6 +18,7 @@ pub mod error;
 pub mod fields;
 pub mod http;
 pub mod log;
+pub mod openrouter_generation;
 pub mod pipeline;
 pub mod png;
 pub mod policy;

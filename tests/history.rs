@@ -119,3 +119,19 @@ fn a_deployment_without_a_history_says_it_records_no_actions() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((handled.reply.status, body["error"]["code"].as_str()), (404, Some("actions_not_recorded")));
 }
+
+#[test]
+fn openrouter_callers_read_an_action_as_a_generation_and_only_their_own() {
+    let h = Harness::long();
+    let served = h.openrouter(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
+    assert_eq!((served.status, served.header("x-imagegate-action-id")), (200, Some("act_test")));
+    let read = |key: &str, query: &str| h.serve("GET", &format!("/api/v1/generation?{query}"), Some(&format!("Bearer {key}")), "", vec![]);
+    let generation = read(GATEWAY_KEY, "id=act_test");
+    assert_eq!(generation.status, 200);
+    let data = &generation.json()["data"];
+    assert_eq!((data["id"].as_str(), data["api_type"].as_str(), data["total_cost"].as_f64()), (Some("act_test"), Some("image"), Some(0.04)));
+    let theirs = read(OTHER_GATEWAY_KEY, "id=act_test");
+    let error = theirs.json();
+    assert_eq!((theirs.status, error["error"]["code"].as_u64()), (404, Some(404)), "OpenRouter's envelope: {error}");
+    assert_eq!(read(GATEWAY_KEY, "").status, 400);
+}

@@ -36,6 +36,7 @@ use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
 use crate::log::RequestLog;
+use crate::openrouter_generation;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
 use crate::secret::Secrets;
@@ -129,6 +130,8 @@ enum Route<'p> {
     Action {
         id: &'p str,
     },
+    /// `GET /api/v1/generation?id=`: one recorded generation, in OpenRouter's shape.
+    OpenRouterGeneration,
     /// A generation, answered in the caller's shape.
     Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
@@ -153,12 +156,13 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
         ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
         ("GET", "/v1/actions") => Route::Actions,
+        ("GET", "/api/v1/generation") => Route::OpenRouterGeneration,
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if endpoints.is_some() => {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
         }
-        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if path.starts_with("/v1/actions/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
@@ -189,6 +193,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
             Route::Actions => self.actions(head, &mut cx).await,
             Route::Action { id } => self.action(head, id, &mut cx).await,
+            Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
             Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
@@ -222,9 +227,24 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let key = authenticate(head.authorization.as_deref(), self.keys)?;
         cx.key = Some(key.to_owned());
-        let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
-        let action = self.history.read(id).await.filter(|action| action.key.as_deref() == Some(key)).ok_or_else(not_found)?;
+        let action = self.own_action(key, id).await?;
         Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
+    }
+
+    /// `GET /api/v1/generation?id=`: the same record in OpenRouter's generation shape.
+    async fn openrouter_generation(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        let key = authenticate(head.authorization.as_deref(), self.keys)?;
+        cx.key = Some(key.to_owned());
+        let id = openrouter_generation::requested_id(head.query.as_deref())?;
+        let action = self.own_action(key, &id).await?;
+        Ok(Reply::json(200, openrouter_generation::body(&action)))
+    }
+
+    /// The action `id` if `key` made it; a 404 otherwise, the same whether it is another key's
+    /// or none at all.
+    async fn own_action(&self, key: &str, id: &str) -> Result<Action, GatewayError> {
+        let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
+        self.history.read(id).await.filter(|action| action.key.as_deref() == Some(key)).ok_or_else(not_found)
     }
 
     /// `GET /v1/actions`: a page of the caller's history, newest first, in OpenAI's list
@@ -240,8 +260,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let cursor = match &query.after {
             None => None,
             Some(after) => {
-                let action = self.history.read(after).await.filter(|action| action.key.as_deref() == Some(key));
-                let action = action.ok_or_else(|| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
+                let action = self.own_action(key, after).await;
+                let action = action.map_err(|_| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
                 Some(Cursor { created_at: action.created_at, id: action.id })
             }
         };

@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
+import { OpenRouter } from '@openrouter/sdk';
 
 import { startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
@@ -106,4 +107,23 @@ test('the history pages newest first with no duplicates or gaps while new action
   assert.equal((await list('status=success&limit=100', OTHER_KEY)).data.length >= 5, true);
   const mine = await list('limit=100', KEY);
   assert.ok(mine.data.every((a) => !made.includes(a.id)), 'another key sees none of them');
+});
+
+test("@openrouter/sdk's generations.getGeneration reads an action, and another key's 404", async () => {
+  const id = await generate(KEY);
+  const client = (key) => new OpenRouter({ apiKey: key, serverURL: `${gateway.baseURL}/api/v1`, retryConfig: { strategy: 'none' } });
+  let generation;
+  for (let i = 0; i < 20 && !generation; i++) {
+    generation = await client(KEY).generations.getGeneration({ id }).catch((error) => {
+      if (error.statusCode !== 404) throw error;
+      return new Promise((r) => setTimeout(r, 100));
+    });
+  }
+  assert.equal(generation.data.id, id);
+  assert.equal(generation.data.apiType, 'image');
+  assert.equal(generation.data.model, 'mock/ok');
+  assert.equal(generation.data.totalCost, 0.04);
+  assert.equal(generation.data.providerName, 'mock');
+  assert.ok(!Number.isNaN(Date.parse(generation.data.createdAt)));
+  await assert.rejects(client(OTHER_KEY).generations.getGeneration({ id }), (error) => error.statusCode === 404);
 });
