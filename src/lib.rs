@@ -25,6 +25,7 @@ pub mod policy;
 pub mod pricing;
 pub mod providers;
 pub mod request;
+pub mod retention;
 pub mod secret;
 pub mod state;
 pub mod upstream;

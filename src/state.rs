@@ -51,6 +51,9 @@ pub trait History {
     /// One page of `key`'s history for `query`, after `cursor`: up to `query.limit + 1`
     /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
     fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
+
+    /// Deletes up to `batch` of the oldest actions created before `cutoff_ms`; how many went.
+    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>>;
 }
 
 /// What a cache-enabled request that missed learns from the place that coalesces identical
@@ -115,6 +118,10 @@ impl History for Off {
 
     fn list<'a>(&'a self, _key: &'a str, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn forget_before(&self, _cutoff_ms: u64, _batch: u32) -> Pending<'_, Result<u32, String>> {
+        Box::pin(async { Ok(0) })
     }
 }
 
@@ -196,6 +203,16 @@ impl History for MemoryHistory {
         page.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         page.truncate(query.limit as usize + 1);
         Box::pin(async move { Ok(page) })
+    }
+
+    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>> {
+        let mut actions = self.actions.borrow_mut();
+        let mut old: Vec<(u64, String)> = actions.iter().filter(|a| a.created_at < cutoff_ms).map(|a| (a.created_at, a.id.clone())).collect();
+        old.sort();
+        old.truncate(batch as usize);
+        actions.retain(|a| !old.iter().any(|(_, id)| *id == a.id));
+        let deleted = old.len() as u32;
+        Box::pin(async move { Ok(deleted) })
     }
 }
 

@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// The most bytes of upstream answers one request reads into the gateway when none is
 /// configured: 32 MiB, well inside an isolate's 128 MB with the answer rendered from them.
 pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 << 20;
+/// How long actions are kept when nothing is configured: 30 days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// The bounds of `max_upstream_bytes`.
 const UPSTREAM_BYTES_RANGE: std::ops::RangeInclusive<usize> = (1 << 20)..=(64 << 20);
 
@@ -42,6 +44,10 @@ pub(super) fn default_max_upstream_bytes() -> usize {
     DEFAULT_MAX_UPSTREAM_BYTES
 }
 
+pub(super) fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
+}
+
 /// Each limit outside its bounds.
 pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
     if !(1..=900_000).contains(&config.deadline_ms) {
@@ -59,6 +65,9 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
     if !UPSTREAM_BYTES_RANGE.contains(&config.max_upstream_bytes) {
         let (min, max) = (UPSTREAM_BYTES_RANGE.start(), UPSTREAM_BYTES_RANGE.end());
         problems.push(Problem::at("max_upstream_bytes", format!("max_upstream_bytes must be between {min} and {max}, not {}", config.max_upstream_bytes)));
+    }
+    if !(1..=3650).contains(&config.retention_days) {
+        problems.push(Problem::at("retention_days", format!("retention_days must be between 1 and 3650, not {}", config.retention_days)));
     }
     if config.max_body_bytes < 1024 {
         problems.push(Problem::at("max_body_bytes", format!("max_body_bytes must be at least 1024, not {}", config.max_body_bytes)));

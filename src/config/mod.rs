@@ -73,6 +73,9 @@ pub struct Config {
     /// does not count.
     #[serde(default = "limits::default_max_upstream_bytes")]
     pub max_upstream_bytes: usize,
+    /// How many days actions are kept before the scheduled handler deletes them (default 30).
+    #[serde(default = "limits::default_retention_days")]
+    pub retention_days: u32,
     /// Whether the request log line includes the prompt (default false).
     #[serde(default)]
     pub log_prompts: bool,

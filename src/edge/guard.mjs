@@ -40,5 +40,9 @@ export function guard(Entrypoint) {
         return failed(request, error);
       }
     },
+    // The cron trigger: retention. A throw is the runtime's to log; there is no client.
+    async scheduled(controller, env, ctx) {
+      await new Entrypoint(ctx, env).scheduled(controller);
+    },
   };
 }

@@ -10,6 +10,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{console_warn, Env};
 
 use crate::action_list::{page_sql, Cursor, ListQuery, SqlValue};
+use crate::retention::DELETE_BATCH;
 use crate::state::{Action, History, Pending};
 
 /// The D1 database's binding name in `wrangler.toml`.
@@ -80,6 +81,18 @@ impl History for D1History<'_> {
                     serde_json::from_str(&record).map_err(|error| format!("a history record does not parse: {error}"))
                 })
                 .collect()
+        })
+    }
+
+    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let args = [JsValue::from_f64(cutoff_ms as f64), JsValue::from_f64(f64::from(batch))];
+            let failed = |error: JsValue| format!("the retention delete failed: {}", error.as_string().unwrap_or_else(|| format!("{error:?}")));
+            let result = query(db, DELETE_BATCH, &args, None).await.map_err(failed)?;
+            let meta = Reflect::get(&result, &JsValue::from_str("meta")).map_err(failed)?;
+            let changes = Reflect::get(&meta, &JsValue::from_str("changes")).map_err(failed)?;
+            Ok(changes.as_f64().unwrap_or(0.0) as u32)
         })
     }
 }

@@ -9,9 +9,12 @@ mod respond;
 mod runtime;
 mod settings;
 
-use worker::{console_log, event, Context, Env};
+use worker::{console_log, console_warn, event, Context, Env, ScheduleContext, ScheduledEvent};
 
+use crate::clock::Clock;
 use crate::pipeline::{broken_deployment, Gateway};
+use crate::retention;
+use crate::state::History;
 use crate::state::Off;
 
 #[event(start)]
@@ -57,4 +60,28 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         });
     }
     Ok(response)
+}
+
+/// The cron trigger (`wrangler.toml`'s `[triggers]`): deletes the actions older than
+/// `retention_days`, and logs one line saying what went.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let Ok(settings) = &*settings::load(&env) else {
+        console_warn!("{{\"warning\":\"retention skipped: the configuration is invalid\"}}");
+        return;
+    };
+    let history = history::D1History::new(&env);
+    if !history.keeps() {
+        return;
+    }
+    let days = settings.config.retention_days;
+    match retention::sweep(&history, runtime::WorkerClock.now_ms(), days).await {
+        Ok(swept) => console_log!(
+            "{{\"retention\":{{\"retention_days\":{days},\"cutoff_ms\":{},\"deleted\":{},\"more\":{}}}}}",
+            swept.cutoff_ms,
+            swept.deleted,
+            swept.more
+        ),
+        Err(error) => console_warn!("{{\"warning\":\"retention failed\",\"error\":{:?}}}", error),
+    }
 }

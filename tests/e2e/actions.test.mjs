@@ -14,12 +14,21 @@ const OTHER_KEY = 'sk-imagegate-actions-b';
 const digest = (key) => createHash('sha256').update(key).digest('hex');
 let mock;
 let gateway;
+const DAY_MS = 86_400_000;
+const NOW = Date.now();
+/** An action of key `a` recorded `days` ago, as a row the migrations' table holds. */
+const oldAction = (id, days) => {
+  const at = NOW - days * DAY_MS;
+  const record = JSON.stringify({ id, object: 'action', request_id: 'req_seed', key: 'a', model: 'mock/ok', status: 'success', http_status: 200, attempts: [], created_at: at, finished_at: at, latency_ms: 5 });
+  return `INSERT INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record) VALUES ('${id}', 'a', 'mock/ok', 'success', 200, ${at}, 5, NULL, '${record}')`;
+};
 
 before(async () => {
   mock = await startMockUpstream();
   gateway = await startGateway({
     config: {
       deadline_ms: 20000,
+      retention_days: 30,
       providers: [{ id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' }],
       models: [
         { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
@@ -27,6 +36,8 @@ before(async () => {
       ],
     },
     secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)} b:${digest(OTHER_KEY)}`, MOCK_API_KEY: 'sk-mock' },
+    sql: [oldAction('act_seed_400d', 400), oldAction('act_seed_31d', 31), oldAction('act_seed_29d', 29)],
+    testScheduled: true,
   });
 }, { timeout: 180_000 });
 
@@ -126,4 +137,16 @@ test("@openrouter/sdk's generations.getGeneration reads an action, and another k
   assert.equal(generation.data.providerName, 'mock');
   assert.ok(!Number.isNaN(Date.parse(generation.data.createdAt)));
   await assert.rejects(client(OTHER_KEY).generations.getGeneration({ id }), (error) => error.statusCode === 404);
+});
+
+test('the scheduled handler deletes the actions older than retention_days and keeps the rest', async () => {
+  const seeded = async () => (await list('limit=100', KEY)).data.map((a) => a.id).filter((id) => id.startsWith('act_seed_'));
+  assert.deepEqual(await seeded(), ['act_seed_29d', 'act_seed_31d', 'act_seed_400d'], 'newest first');
+  const recent = await list('limit=100', KEY);
+  const run = await fetch(`${gateway.baseURL}/__scheduled?cron=17+3+*+*+*`);
+  assert.equal(run.status, 200, await run.text());
+  assert.deepEqual(await seeded(), ['act_seed_29d']);
+  const kept = (await list('limit=100', KEY)).data.map((a) => a.id);
+  assert.deepEqual(kept, recent.data.map((a) => a.id).filter((id) => !['act_seed_31d', 'act_seed_400d'].includes(id)), 'the generations of this run stay');
+  assert.match(gateway.output(), /"retention":\{"retention_days":30,"cutoff_ms":\d+,"deleted":2,"more":false\}/);
 });

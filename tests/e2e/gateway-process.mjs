@@ -21,10 +21,12 @@ async function freePort() {
 
 /**
  * Runs the gateway with `config` (the IMAGEGATE_CONFIG object; null leaves it unset, for the
- * embedded default) and `secrets` (written to the temporary .dev.vars). Resolves once the
- * gateway answers /healthz, with any status.
+ * embedded default) and `secrets` (written to the temporary .dev.vars). `sql` is run on the
+ * database after the migrations (rows a test needs, such as old actions); `testScheduled`
+ * serves /__scheduled, which runs the cron handler. Resolves once the gateway answers
+ * /healthz, with any status.
  */
-export async function startGateway({ config, secrets }) {
+export async function startGateway({ config, secrets, sql = [], testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -48,10 +50,14 @@ export async function startGateway({ config, secrets }) {
   // The database's tables, as `make dev` applies them: from the project's migrations.
   execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
     '--persist-to', path.join(dir, 'state')], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  for (const statement of sql) {
+    execFileSync(WRANGLER, ['d1', 'execute', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
+      '--persist-to', path.join(dir, 'state'), '--command', statement], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  }
 
   let output = '';
   const child = spawn(WRANGLER, ['dev', '--config', path.join(dir, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
-    '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false'], {
+    '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false', ...(testScheduled ? ['--test-scheduled'] : [])], {
     cwd: dir,
     detached: true, // its own process group, so stopping it stops workerd too
     env: wranglerEnv,
