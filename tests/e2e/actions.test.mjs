@@ -150,3 +150,29 @@ test('the scheduled handler deletes the actions older than retention_days and ke
   assert.deepEqual(kept, recent.data.map((a) => a.id).filter((id) => !['act_seed_31d', 'act_seed_400d'].includes(id)), 'the generations of this run stay');
   assert.match(gateway.output(), /"retention":\{"retention_days":30,"cutoff_ms":\d+,"deleted":2,"more":false\}/);
 });
+
+test('a database that fails the write still answers the client, and the failed write is logged', async () => {
+  const broken = await startGateway({
+    config: {
+      providers: [{ id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' }],
+      models: [{ id: 'mock/ok', provider: 'mock', upstream_model: 'ok' }],
+    },
+    secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)}`, MOCK_API_KEY: 'sk-mock' },
+    migrate: false,
+  });
+  try {
+    const client = new OpenAI({ apiKey: KEY, baseURL: `${broken.baseURL}/v1`, maxRetries: 0 });
+    const { data, response } = await client.images.generate({ model: 'mock/ok', prompt: 'unrecorded' }).withResponse();
+    assert.equal(response.status, 200);
+    assert.equal(data.data.length, 1);
+    const id = response.headers.get('x-imagegate-action-id');
+    for (let i = 0; i < 40 && !broken.output().includes(`the action ${id} was not recorded`); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(broken.output(), new RegExp(`"warning":"the action ${id} was not recorded"`));
+    const listed = await fetch(`${broken.baseURL}/v1/actions`, { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(listed.status, 503);
+    assert.equal((await listed.json()).error.code, 'storage_unavailable');
+    assert.equal(listed.headers.get('x-should-retry'), 'true');
+  } finally {
+    await broken.stop();
+  }
+}, { timeout: 180_000 });

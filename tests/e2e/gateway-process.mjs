@@ -22,11 +22,12 @@ async function freePort() {
 /**
  * Runs the gateway with `config` (the IMAGEGATE_CONFIG object; null leaves it unset, for the
  * embedded default) and `secrets` (written to the temporary .dev.vars). `sql` is run on the
- * database after the migrations (rows a test needs, such as old actions); `testScheduled`
+ * database after the migrations (rows a test needs, such as old actions), and `migrate: false`
+ * leaves the database without tables (a broken deployment); `testScheduled`
  * serves /__scheduled, which runs the cron handler. Resolves once the gateway answers
  * /healthz, with any status.
  */
-export async function startGateway({ config, secrets, sql = [], testScheduled = false }) {
+export async function startGateway({ config, secrets, sql = [], migrate = true, testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -48,8 +49,10 @@ export async function startGateway({ config, secrets, sql = [], testScheduled = 
 
   const wranglerEnv = { ...process.env, PATH: `${NODE_BIN}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
   // The database's tables, as `make dev` applies them: from the project's migrations.
-  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
-    '--persist-to', path.join(dir, 'state')], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (migrate) {
+    execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
+      '--persist-to', path.join(dir, 'state')], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  }
   for (const statement of sql) {
     execFileSync(WRANGLER, ['d1', 'execute', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
       '--persist-to', path.join(dir, 'state'), '--command', statement], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
