@@ -35,15 +35,18 @@ export function buildBundle(outDir) {
 
 /**
  * A workerd config serving `modules` (the first is the entry point) on `port`; `kv` names the
- * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`.
+ * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`, and `d1`
+ * the D1 bindings, each the counting stand-in `bench/fixtures/d1-memory.js`.
  */
-function workerdConfig({ runDir, port, modules, bindings, kv = [] }) {
+function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [] }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes
   const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
   const binds = [
     ...Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`),
     ...kv.map((name) => `(name = ${quote(name)}, kvNamespace = "kv")`),
+    ...d1.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:d1-memory"))`),
   ].join(',\n        ');
+  const extensions = d1.length === 0 ? '' : `extensions = [(modules = [(name = "bench:d1-memory", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, 'bench/fixtures/d1-memory.js')))}, internal = true)])],`;
   const kvService = kv.length === 0 ? '' : `(name = "kv", worker = (
       modules = [(name = "kv-memory.js", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, 'bench/fixtures/kv-memory.js')))})],
       compatibilityDate = "2026-11-01",
@@ -64,6 +67,7 @@ const config :Workerd.Config = (
     ${kvService}
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+  ${extensions}
 );
 `;
 }
@@ -122,9 +126,11 @@ export function startInspectingRelay(runDir, upstream) {
 /**
  * imagegate in workerd with a realistic deployment: auth on (two keys), validation, a routing
  * policy with retries and a fallback (configured, not triggered), aliases, the production
- * deadline, logging as in production. `inspectorPort` opens the inspector for profiling.
+ * deadline, logging as in production. `inspectorPort` opens the inspector for profiling;
+ * `recording` gives it a history (the D1 stand-in), so that every generation records an action.
  */
-export async function startImagegate(runDir, upstream, bundle, { inspectorPort } = {}) {
+export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false } = {}) {
+  const name = recording ? 'imagegate-recording' : 'imagegate';
   const port = await freePort();
   const config = {
     deadline_ms: 150000,
@@ -146,7 +152,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
       { id: 'imagegate/test-pattern', provider: 'imagegate' },
     ],
   };
-  writeFileSync(path.join(runDir, 'imagegate.capnp'), workerdConfig({
+  writeFileSync(path.join(runDir, `${name}.capnp`), workerdConfig({
     runDir, port,
     modules: [bundle.entryFile, bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
     bindings: {
@@ -156,18 +162,19 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort }
       BACKUP_API_KEY: PROVIDER_KEY,
     },
     kv: ['IMAGEGATE_CACHE'],
+    d1: recording ? ['IMAGEGATE_DB'] : [],
   }));
-  const args = ['serve', path.join(runDir, 'imagegate.capnp')];
+  const args = ['serve', path.join(runDir, `${name}.capnp`)];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
-  const child = await start({ name: 'imagegate', logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
+  const child = await start({ name, logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
   return {
-    name: 'imagegate', label: 'imagegate in workerd', child,
+    name, label: recording ? 'imagegate in workerd, actions recorded' : 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
     headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     body: (answer) => (answer === 'cached'
       ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${answer}`)),
+      : requestBody(`bench/${answer === 'recorded' ? 'small' : answer}`)),
   };
 }
 
