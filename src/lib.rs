@@ -16,6 +16,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod fields;
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod openrouter_generation;
