@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::request::ImageRequest;
 
 /// One attempt on one target, as `x-imagegate-attempts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,4 +49,31 @@ pub struct Action {
     pub name: Option<String>,
     pub identity: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// How many images came of how many asked, once the request was read.
+    pub images: Option<ImageCount>,
+    /// The request's image fields as the gateway read them, with the model asked for; the
+    /// prompt and negative prompt only where the deployment logs prompts.
+    pub request: Option<Map<String, Value>>,
+}
+
+/// Images delivered and asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCount {
+    /// `None` for an upstream answer relayed as it streamed: the gateway checked that it holds
+    /// an image, and did not count them.
+    pub got: Option<usize>,
+    pub asked: u8,
+}
+
+/// The record's `request`: `request`'s fields, the prompts only when `with_prompts`.
+pub fn request_fields(request: &ImageRequest, with_prompts: bool) -> Map<String, Value> {
+    let Ok(Value::Object(mut fields)) = serde_json::to_value(request) else { unreachable!("an image request serialises to an object") };
+    if !with_prompts {
+        fields.remove("prompt");
+        fields.remove("negative_prompt");
+    }
+    if let Some(model) = &request.model {
+        fields.insert("model".to_owned(), Value::String(model.clone()));
+    }
+    fields
 }

@@ -135,3 +135,32 @@ fn openrouter_callers_read_an_action_as_a_generation_and_only_their_own() {
     assert_eq!((theirs.status, error["error"]["code"].as_u64()), (404, Some(404)), "OpenRouter's envelope: {error}");
     assert_eq!(read(GATEWAY_KEY, "").status, 400);
 }
+
+#[test]
+fn an_action_keeps_the_request_without_its_prompt_and_the_images_got_of_those_asked() {
+    let h = Harness::long();
+    h.generate(r#"{"prompt":"a secret plan","model":"gpt-image-1","n":2,"size":"1024x1024"}"#, vec![answer(200, OK)]);
+    let action = h.history.actions.borrow().last().cloned().unwrap();
+    let request = action.request.expect("the request's fields");
+    assert_eq!((request["model"].as_str(), request["n"].as_u64(), request["size"].as_str()), (Some("gpt-image-1"), Some(2), Some("1024x1024")));
+    assert!(!request.contains_key("prompt"), "no prompt unless prompts are logged: {request:?}");
+    let images = action.images.unwrap();
+    assert_eq!((images.got, images.asked), (None, 2), "a relayed answer's images are not counted");
+    let done = answer(200, r#"{"id":"p1","status":"succeeded","output":["https://replicate.delivery/p1/out-0.png"]}"#);
+    let short = h.generate(r#"{"prompt":"p","model":"replicate/flux","n":2}"#, vec![done, answer(500, r#"{"detail":"boom"}"#)]);
+    assert_eq!(short.header("x-imagegate-images"), Some("1/2"));
+    let counted = |h: &Harness| h.history.actions.borrow().last().unwrap().images.unwrap();
+    assert_eq!((counted(&h).got, counted(&h).asked), (Some(1), 2));
+    h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","n":2,"size":"64x64"}"#, vec![]);
+    assert_eq!((counted(&h).got, counted(&h).asked), (Some(2), 2));
+
+    let logging = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 60000, "log_prompts": true"#));
+    logging.generate(r#"{"prompt":"a secret plan","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
+    let request = logging.history.actions.borrow().last().cloned().unwrap().request.unwrap();
+    assert_eq!(request["prompt"], "a secret plan");
+
+    let refused = h.generate(r#"{"prompt":"p","model":"gpt-image-1","n":0}"#, vec![]);
+    assert_eq!(refused.status, 400);
+    let action = h.history.actions.borrow().last().cloned().unwrap();
+    assert_eq!((action.images, action.request), (None, None), "a request that was not read records neither");
+}

@@ -5,10 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{Map, Value};
+
+use crate::action::ImageCount;
 use crate::cache::entry::Store;
 use crate::clock::Deadline;
 use crate::error::GatewayError;
-use crate::http::{Reply, RequestHead};
+use crate::http::{Reply, ReplyBody, RequestHead};
 use crate::log::RequestLog;
 use crate::pricing;
 use crate::state::{Action, AttemptRecord};
@@ -74,6 +77,10 @@ pub struct RequestContext {
     pub generation: bool,
     /// Whether the deployment records actions (the answer then names its action).
     pub recorded: bool,
+    /// How many images the request asked for, once it was read.
+    pub asked_images: Option<u8>,
+    /// The request's fields for its action (only where actions are recorded).
+    pub request_fields: Option<Map<String, Value>>,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -105,6 +112,8 @@ impl RequestContext {
             coalesced: false,
             generation: false,
             recorded: false,
+            asked_images: None,
+            request_fields: None,
         }
     }
 
@@ -170,6 +179,16 @@ impl RequestContext {
             name: self.name.clone(),
             identity: self.identity.clone(),
             metadata: self.metadata.clone(),
+            images: self.asked_images.map(|asked| ImageCount {
+                got: match (reply.status, self.short_of_images, &reply.body) {
+                    (200..=299, Some((got, _)), _) => Some(got),
+                    (200..=299, None, ReplyBody::Relay(_)) => None,
+                    (200..=299, None, _) => Some(usize::from(asked)),
+                    _ => Some(0),
+                },
+                asked,
+            }),
+            request: self.request_fields,
         });
         let log = RequestLog {
             request_id: self.request_id,

@@ -26,6 +26,7 @@ pub use context::{CacheStatus, RequestContext};
 
 use std::cell::Cell;
 
+use crate::action;
 use crate::action_list::{Cursor, ListQuery, Page};
 use crate::answer::Shape;
 use crate::auth::{authenticate, KeySet};
@@ -310,6 +311,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let request = image_request(fields)?;
         if self.config.log_prompts {
             cx.prompt = Some(request.prompt.clone());
+        }
+        cx.asked_images = Some(request.n);
+        if cx.recorded {
+            cx.request_fields = Some(action::request_fields(&request, self.config.log_prompts));
         }
         // A load-balanced request may leave `model` out: its first weighted model stands in.
         let balanced = router_fields.load_balancer.as_ref().and_then(|models| models.first()).map(|(m, _)| m.as_str());

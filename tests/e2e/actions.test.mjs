@@ -67,6 +67,9 @@ test('a generation is recorded with its attempts and cost, and only its key may 
   assert.deepEqual(action.attempts.map((a) => a.status), [429, 200]);
   assert.equal(action.cost_usd, 0.04);
   assert.equal(action.metadata.team, 'art');
+  assert.equal(action.images.asked, 1);
+  assert.equal(action.request.model, 'mock/limited-then-ok');
+  assert.equal(action.request.prompt, undefined, 'no prompt unless log_prompts');
   assert.equal(action.request_id, response.headers.get('x-request-id'));
   const other = await read(id, OTHER_KEY);
   assert.equal(other.status, 404, 'another key does not learn it exists');
