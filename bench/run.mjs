@@ -32,7 +32,7 @@ const SCENARIOS = [
   // imagegate answers from its response cache; the other targets relay the small answer, as a
   // request without a cache costs them.
   { name: 'small answer, cache hit (imagegate), concurrency 1', answer: 'cached', connections: 1 },
-  // imagegate records every generation as an action (a D1 stand-in that only counts, so what is
+  // imagegate records every generation as an action (a D1 stand-in that stores nothing, so what is
   // measured is the gateway's own cost); the other targets relay the small answer.
   { name: 'small answer, actions recorded (imagegate), concurrency 1', answer: 'recorded', connections: 1 },
 ];

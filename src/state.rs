@@ -45,8 +45,8 @@ pub trait History {
     /// Records `action`.
     fn record(&self, action: Action) -> Pending<'_, ()>;
 
-    /// The action recorded as `id`.
-    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>>;
+    /// The action recorded as `id`, if there is one; `Err` when storage failed.
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>>;
 
     /// One page of `key`'s history for `query`, after `cursor`: up to `query.limit + 1`
     /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
@@ -112,8 +112,8 @@ impl History for Off {
         Box::pin(async {})
     }
 
-    fn read<'a>(&'a self, _id: &'a str) -> Pending<'a, Option<Action>> {
-        Box::pin(async { None })
+    fn read<'a>(&'a self, _id: &'a str) -> Pending<'a, Result<Option<Action>, String>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn list<'a>(&'a self, _key: &'a str, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
@@ -181,6 +181,17 @@ impl Cache for MemoryCache {
 #[derive(Debug, Default)]
 pub struct MemoryHistory {
     pub actions: RefCell<Vec<Action>>,
+    /// When set, reads fail as a storage that cannot be reached does.
+    pub unreachable: std::cell::Cell<bool>,
+}
+
+impl MemoryHistory {
+    fn reachable(&self) -> Result<(), String> {
+        if self.unreachable.get() {
+            return Err("unreachable".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl History for MemoryHistory {
@@ -193,16 +204,18 @@ impl History for MemoryHistory {
         Box::pin(async {})
     }
 
-    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>> {
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>> {
         let found = self.actions.borrow().iter().find(|a| a.id == id).cloned();
-        Box::pin(async move { found })
+        let result = self.reachable().map(|()| found);
+        Box::pin(async move { result })
     }
 
     fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
         let mut page: Vec<Action> = self.actions.borrow().iter().filter(|a| action_list::selects(a, key, query, cursor)).cloned().collect();
         page.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         page.truncate(query.limit as usize + 1);
-        Box::pin(async move { Ok(page) })
+        let result = self.reachable().map(|()| page);
+        Box::pin(async move { result })
     }
 
     fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>> {

@@ -164,3 +164,17 @@ fn an_action_keeps_the_request_without_its_prompt_and_the_images_got_of_those_as
     let action = h.history.actions.borrow().last().cloned().unwrap();
     assert_eq!((action.images, action.request), (None, None), "a request that was not read records neither");
 }
+
+#[test]
+fn a_history_that_cannot_be_read_is_a_503_to_retry_never_a_404_or_a_400() {
+    let h = Harness::long();
+    h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
+    h.history.unreachable.set(true);
+    let auth = format!("Bearer {GATEWAY_KEY}");
+    for path in ["/v1/actions/act_test", "/v1/actions", "/v1/actions?after=act_test", "/api/v1/generation?id=act_test"] {
+        let served = h.serve("GET", path, Some(&auth), "", vec![]);
+        assert_eq!((served.status, served.header("x-should-retry")), (503, Some("true")), "{path}");
+        assert!(!String::from_utf8_lossy(&served.body).contains("unreachable"), "what storage said stays in the log");
+        assert!(served.log_line.contains("unreachable"), "{path}");
+    }
+}

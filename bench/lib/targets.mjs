@@ -36,7 +36,7 @@ export function buildBundle(outDir) {
 /**
  * A workerd config serving `modules` (the first is the entry point) on `port`; `kv` names the
  * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`, and `d1`
- * the D1 bindings, each the counting stand-in `bench/fixtures/d1-memory.js`.
+ * the D1 bindings, each the stand-in that stores nothing, `bench/fixtures/d1-memory.js`.
  */
 function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [] }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes

@@ -53,11 +53,13 @@ impl History for D1History<'_> {
         })
     }
 
-    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Action>> {
+    fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>> {
         Box::pin(async move {
-            let db = self.db()?;
-            let record = query(db, SELECT, &[JsValue::from_str(id)], Some("record")).await.ok()?;
-            serde_json::from_str(&record.as_string()?).ok()
+            let Some(db) = self.db() else { return Ok(None) };
+            let record = query(db, SELECT, &[JsValue::from_str(id)], Some("record")).await.map_err(failure("read"))?;
+            // `first(column)` answers null when no row matched.
+            let Some(record) = record.as_string() else { return Ok(None) };
+            serde_json::from_str(&record).map(Some).map_err(|error| format!("the action {id} does not parse: {error}"))
         })
     }
 
@@ -72,9 +74,9 @@ impl History for D1History<'_> {
                     SqlValue::Integer(n) => JsValue::from_f64(n as f64),
                 })
                 .collect();
-            let failed = |error: JsValue| format!("the history query failed: {}", error.as_string().unwrap_or_else(|| format!("{error:?}")));
-            let result = query_rows(db, &sql, &args).await.map_err(failed)?;
-            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(failed)?.dyn_into().map_err(failed)?;
+            let failed = failure("query");
+            let result = query_rows(db, &sql, &args).await.map_err(&failed)?;
+            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
             rows.iter()
                 .map(|row| {
                     let record = Reflect::get(&row, &JsValue::from_str("record")).ok().and_then(|r| r.as_string()).ok_or("a history row has no record")?;
@@ -88,13 +90,18 @@ impl History for D1History<'_> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let args = [JsValue::from_f64(cutoff_ms as f64), JsValue::from_f64(f64::from(batch))];
-            let failed = |error: JsValue| format!("the retention delete failed: {}", error.as_string().unwrap_or_else(|| format!("{error:?}")));
-            let result = query(db, DELETE_BATCH, &args, None).await.map_err(failed)?;
-            let meta = Reflect::get(&result, &JsValue::from_str("meta")).map_err(failed)?;
-            let changes = Reflect::get(&meta, &JsValue::from_str("changes")).map_err(failed)?;
+            let failed = failure("retention delete");
+            let result = query(db, DELETE_BATCH, &args, None).await.map_err(&failed)?;
+            let meta = Reflect::get(&result, &JsValue::from_str("meta")).map_err(&failed)?;
+            let changes = Reflect::get(&meta, &JsValue::from_str("changes")).map_err(&failed)?;
             Ok(changes.as_f64().unwrap_or(0.0) as u32)
         })
     }
+}
+
+/// Turns what D1 threw during `what` into the operator's message (for the log only).
+fn failure(what: &'static str) -> impl Fn(JsValue) -> String {
+    move |error| format!("the history {what} failed: {}", error.as_string().unwrap_or_else(|| format!("{error:?}")))
 }
 
 /// Records `action` in the deployment's database, if it has one (after the answer: `waitUntil`).

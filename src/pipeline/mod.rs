@@ -180,7 +180,7 @@ fn error_shape(path: &str) -> Shape {
     }
 }
 
-impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
+impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// Serves one request from start to finish. Never fails: every error becomes its reply.
     pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
         let mut cx = RequestContext::new(request_id, head, self.clock.now_ms(), self.config.deadline_ms);
@@ -226,33 +226,43 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
     /// key, like an unknown id, gets a 404).
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = authenticate(head.authorization.as_deref(), self.keys)?;
-        cx.key = Some(key.to_owned());
-        let action = self.own_action(key, id).await?;
+        let key = self.caller(head, cx)?;
+        let action = self.found_action(key, id).await?;
         Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
     }
 
     /// `GET /api/v1/generation?id=`: the same record in OpenRouter's generation shape.
     async fn openrouter_generation(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = authenticate(head.authorization.as_deref(), self.keys)?;
-        cx.key = Some(key.to_owned());
+        let key = self.caller(head, cx)?;
         let id = openrouter_generation::requested_id(head.query.as_deref())?;
-        let action = self.own_action(key, &id).await?;
+        let action = self.found_action(key, &id).await?;
         Ok(Reply::json(200, openrouter_generation::body(&action)))
     }
 
-    /// The action `id` if `key` made it; a 404 otherwise, the same whether it is another key's
-    /// or none at all.
-    async fn own_action(&self, key: &str, id: &str) -> Result<Action, GatewayError> {
+    /// The label of the gateway key `head` authenticates with, noted as the request's caller.
+    fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<&'a str, GatewayError> {
+        let key = authenticate(head.authorization.as_deref(), self.keys)?;
+        cx.key = Some(key.to_owned());
+        Ok(key)
+    }
+
+    /// The action `id` if `key` made it: `Ok(None)` whether it is another key's or none at all
+    /// (the caller answers both alike), `Err` (a 503) when the history could not be read.
+    async fn own_action(&self, key: &str, id: &str) -> Result<Option<Action>, GatewayError> {
+        let action = self.history.read(id).await.map_err(history_unavailable)?;
+        Ok(action.filter(|action| action.key.as_deref() == Some(key)))
+    }
+
+    /// [`own_action`](Self::own_action), with a missing one as the 404 `action_not_found`.
+    async fn found_action(&self, key: &str, id: &str) -> Result<Action, GatewayError> {
         let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
-        self.history.read(id).await.filter(|action| action.key.as_deref() == Some(key)).ok_or_else(not_found)
+        self.own_action(key, id).await?.ok_or_else(not_found)
     }
 
     /// `GET /v1/actions`: a page of the caller's history, newest first, in OpenAI's list
     /// convention. The cursor `after` must be one of the caller's own actions.
     async fn actions(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = authenticate(head.authorization.as_deref(), self.keys)?;
-        cx.key = Some(key.to_owned());
+        let key = self.caller(head, cx)?;
         let query = ListQuery::parse(head.query.as_deref())?;
         if !self.history.keeps() {
             return Err(GatewayError::new(ErrorKind::NotFound, "This deployment records no actions: it has no history binding (IMAGEGATE_DB).")
@@ -261,16 +271,12 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let cursor = match &query.after {
             None => None,
             Some(after) => {
-                let action = self.own_action(key, after).await;
-                let action = action.map_err(|_| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
+                let action = self.own_action(key, after).await?;
+                let action = action.ok_or_else(|| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
                 Some(Cursor { created_at: action.created_at, id: action.id })
             }
         };
-        let actions = self
-            .history
-            .list(key, &query, cursor.as_ref())
-            .await
-            .map_err(|detail| GatewayError::new(ErrorKind::Unavailable, "The history could not be read; try again.").with_log_detail(detail))?;
+        let actions = self.history.list(key, &query, cursor.as_ref()).await.map_err(history_unavailable)?;
         Ok(Reply::json(200, serde_json::to_vec(&Page::new(actions, query.limit)).expect("a page always serialises")))
     }
 
@@ -281,7 +287,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         cx: &mut RequestContext,
         list: impl FnOnce(&Config) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Reply<U::Body>, GatewayError> {
-        cx.key = Some(authenticate(head.authorization.as_deref(), self.keys)?.to_owned());
+        self.caller(head, cx)?;
         Ok(Reply::json(200, list(self.config)?))
     }
 
@@ -289,8 +295,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// OpenRouter's `POST /api/v1/images`: authenticate, read, parse, plan the policy, then run
     /// the attempt loop; the answer comes in `shape`.
     async fn generate<I: IncomingBody>(&self, head: &RequestHead, body: I, shape: Shape, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = authenticate(head.authorization.as_deref(), self.keys)?;
-        cx.key = Some(key.to_owned());
+        let key = self.caller(head, cx)?;
         cx.generation = true;
         self.limiter.admit(key, self.clock.now_ms()).await?;
         let raw = body.read(self.config.max_body_bytes).await?;
@@ -351,6 +356,11 @@ fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value
             .with_code("unsupported_parameter"));
     }
     Ok(())
+}
+
+/// The 503 for a history that could not be read; what storage said goes to the log only.
+fn history_unavailable(detail: String) -> GatewayError {
+    GatewayError::new(ErrorKind::Unavailable, "The history could not be read; try again.").with_log_detail(detail)
 }
 
 /// The error when the request's deadline passed before any attempt could be made.
