@@ -5,15 +5,15 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-.PHONY: setup dev build test test-native test-e2e bench
+.PHONY: setup dev-vars dev build test test-native test-e2e bench
 
 setup:
 	@bash scripts/setup.sh
 
-.dev.vars:
-	cp .dev.vars.example .dev.vars
+dev-vars:
+	@bash scripts/dev-vars.sh
 
-dev: setup .dev.vars
+dev: setup dev-vars
 	wrangler d1 migrations apply imagegate --local < /dev/null
 	wrangler dev --ip 127.0.0.1 --port 8787
 

@@ -1,7 +1,7 @@
 // Where imagegate's time goes: a CPU profile of imagegate in workerd (through its inspector) under
 // the benchmark's load, summarised as the functions with the most self time.
 //
-// Usage: node bench/profile.mjs [--answer small|big] [--connections N] [--seconds N]
+// Usage: node bench/profile.mjs [--answer small|big|recorded|recorded-big] [--connections N] [--seconds N]
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -40,7 +40,7 @@ async function main() {
   const bundle = buildBundle(path.join(RUN, 'dist'));
   const upstream = await startUpstream(RUN);
   const inspectorPort = await freePort();
-  const imagegate = await startImagegate(RUN, upstream, bundle, { inspectorPort });
+  const imagegate = await startImagegate(RUN, upstream, bundle, { inspectorPort, recording: ANSWER.startsWith('recorded') });
   const run = (seconds) => load({
     url: imagegate.url(ANSWER), headers: imagegate.headers(ANSWER), body: imagegate.body(ANSWER),
     connections: CONNECTIONS, seconds, scriptPath: path.join(RUN, 'load.lua'),

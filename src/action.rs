@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::files::StoredImage;
 use crate::request::ImageRequest;
 
 /// One attempt on one target, as `x-imagegate-attempts` shows it.
@@ -54,6 +55,18 @@ pub struct Action {
     /// The request's image fields as the gateway read them, with the model asked for; the
     /// prompt and negative prompt only where the deployment logs prompts.
     pub request: Option<Map<String, Value>>,
+    /// The answer, with its images as references to stored files (never inlined); absent when
+    /// nothing was stored (a failure, a cache hit, a deployment without a file store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ActionResponse>,
+}
+
+/// An action's answer: OpenAI's images answer, its images in the gateway's file store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResponse {
+    /// Unix seconds, as in the answer the client got.
+    pub created: u64,
+    pub data: Vec<StoredImage>,
 }
 
 /// Images delivered and asked for.

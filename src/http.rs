@@ -15,6 +15,9 @@ pub struct RequestHead {
     pub path: String,
     /// The query string, without `?`, when the URL has one.
     pub query: Option<String>,
+    /// The URL's scheme and authority (`https://gw.example`), what the gateway's own URLs
+    /// (signed file URLs) start with.
+    pub base: Option<String>,
     pub content_type: Option<String>,
     pub authorization: Option<String>,
     pub origin: Option<String>,
@@ -26,6 +29,15 @@ pub struct RequestHead {
     pub imagegate_cache: Option<String>,
     /// The `Cache-Control` header (`no-cache`, `no-store`).
     pub cache_control: Option<String>,
+    /// The `If-None-Match` header (a stored file's entity tags the caller holds).
+    pub if_none_match: Option<String>,
+}
+
+/// The scheme and authority of a serialised absolute URL (`https://gw.example:8443`).
+pub fn base_of(url: &str) -> Option<&str> {
+    let after_scheme = url.find("://")? + 3;
+    let end = url[after_scheme..].find(['/', '?', '#']).map_or(url.len(), |i| after_scheme + i);
+    Some(&url[..end])
 }
 
 /// The query string of a serialised absolute URL (without `?` or fragment), if it has one.
@@ -51,6 +63,8 @@ pub trait IncomingBody {
 pub enum ReplyBody<B> {
     Empty,
     Bytes(Vec<u8>),
+    /// A stored file, by id: the edge streams it from the file store.
+    Stored(String),
     /// The upstream answer, from its first byte, including what the core read to check it: the
     /// body keeps what it handed out and the edge delivers all of it without parsing.
     Relay(B),
@@ -106,7 +120,14 @@ impl<B> Reply<B> {
 
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::{base_of, path_of};
+
+    #[test]
+    fn base_of_keeps_scheme_host_and_port() {
+        assert_eq!(base_of("https://gw.example/v1/x?y"), Some("https://gw.example"));
+        assert_eq!(base_of("http://127.0.0.1:8787"), Some("http://127.0.0.1:8787"));
+        assert_eq!(base_of("/relative"), None);
+    }
 
     #[test]
     fn path_of_drops_origin_query_and_fragment() {

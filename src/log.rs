@@ -49,6 +49,9 @@ pub struct RequestLog {
     /// What the response cache did (`HIT`, `MISS`, `REFRESH`, `BYPASS`), for cache-enabled requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
+    /// Why an image the client got as a URL could not be stored (it got the image inline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_error: Option<String>,
     /// Why the cache was bypassed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_bypass: Option<&'static str>,

@@ -6,6 +6,7 @@
 //!
 //! - [`Cache`]: stored answers by key, each for a time (the exact-match response cache).
 //! - [`History`]: every generation recorded as an [`Action`], and read back.
+//! - [`Files`]: the images of recorded generations (stored by id, served by reference).
 //! - [`Limiter`]: whether a key may spend now, and what it spent.
 //!
 //! Their futures are boxed so that the gateway holds them as trait objects: a deployment without
@@ -19,6 +20,8 @@ use std::pin::Pin;
 pub use crate::action::{Action, AttemptRecord};
 use crate::action_list::{self, Cursor, ListQuery};
 use crate::cache::entry::Stored;
+use crate::files::{FileMeta, NewFile};
+use sha2::Digest as _;
 
 use crate::error::{ErrorKind, GatewayError};
 
@@ -52,8 +55,26 @@ pub trait History {
     /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
     fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
 
-    /// Deletes up to `batch` of the oldest actions created before `cutoff_ms`; how many went.
-    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>>;
+    /// Up to `batch` of the oldest actions created before `cutoff_ms`, oldest first.
+    fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>>;
+
+    /// Deletes the actions `ids`.
+    fn forget<'a>(&'a self, ids: &'a [String]) -> Pending<'a, Result<(), String>>;
+}
+
+/// Where the images of recorded generations are kept.
+pub trait Files {
+    /// Whether a store is there (a deployment without its binding stores no images).
+    fn keeps(&self) -> bool;
+
+    /// Stores `file` under its id.
+    fn put(&self, file: NewFile) -> Pending<'_, Result<(), String>>;
+
+    /// What is stored as `id`, without its bytes; `Ok(None)` when nothing is.
+    fn head<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<FileMeta>, String>>;
+
+    /// Deletes the files `ids` (those already gone are no error).
+    fn delete<'a>(&'a self, ids: &'a [String]) -> Pending<'a, Result<(), String>>;
 }
 
 /// What a cache-enabled request that missed learns from the place that coalesces identical
@@ -120,8 +141,30 @@ impl History for Off {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    fn forget_before(&self, _cutoff_ms: u64, _batch: u32) -> Pending<'_, Result<u32, String>> {
-        Box::pin(async { Ok(0) })
+    fn oldest_before(&self, _cutoff_ms: u64, _batch: u32) -> Pending<'_, Result<Vec<Action>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn forget<'a>(&'a self, _ids: &'a [String]) -> Pending<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Files for Off {
+    fn keeps(&self) -> bool {
+        false
+    }
+
+    fn put(&self, _file: NewFile) -> Pending<'_, Result<(), String>> {
+        Box::pin(async { Err("no file store".to_owned()) })
+    }
+
+    fn head<'a>(&'a self, _id: &'a str) -> Pending<'a, Result<Option<FileMeta>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn delete<'a>(&'a self, _ids: &'a [String]) -> Pending<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -218,14 +261,63 @@ impl History for MemoryHistory {
         Box::pin(async move { result })
     }
 
-    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>> {
-        let mut actions = self.actions.borrow_mut();
-        let mut old: Vec<(u64, String)> = actions.iter().filter(|a| a.created_at < cutoff_ms).map(|a| (a.created_at, a.id.clone())).collect();
-        old.sort();
+    fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>> {
+        let mut old: Vec<Action> = self.actions.borrow().iter().filter(|a| a.created_at < cutoff_ms).cloned().collect();
+        old.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         old.truncate(batch as usize);
-        actions.retain(|a| !old.iter().any(|(_, id)| *id == a.id));
-        let deleted = old.len() as u32;
-        Box::pin(async move { Ok(deleted) })
+        let result = self.reachable().map(|()| old);
+        Box::pin(async move { result })
+    }
+
+    fn forget<'a>(&'a self, ids: &'a [String]) -> Pending<'a, Result<(), String>> {
+        self.actions.borrow_mut().retain(|a| !ids.contains(&a.id));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A file store in memory (for tests).
+#[derive(Debug, Default)]
+pub struct MemoryFiles {
+    pub files: RefCell<BTreeMap<String, NewFile>>,
+    /// When set, every call fails as a store that cannot be reached does.
+    pub unreachable: std::cell::Cell<bool>,
+}
+
+impl MemoryFiles {
+    fn reachable(&self) -> Result<(), String> {
+        if self.unreachable.get() {
+            return Err("unreachable".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl Files for MemoryFiles {
+    fn keeps(&self) -> bool {
+        true
+    }
+
+    fn put(&self, file: NewFile) -> Pending<'_, Result<(), String>> {
+        let result = self.reachable().map(|()| {
+            self.files.borrow_mut().insert(file.id.clone(), file);
+        });
+        Box::pin(async move { result })
+    }
+
+    fn head<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<FileMeta>, String>> {
+        let meta = self.files.borrow().get(id).map(|file| FileMeta {
+            owner: file.owner.clone(),
+            media_type: file.media_type.clone(),
+            etag: format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&file.bytes)[..8])),
+            size: file.bytes.len() as u64,
+        });
+        let result = self.reachable().map(|()| meta);
+        Box::pin(async move { result })
+    }
+
+    fn delete<'a>(&'a self, ids: &'a [String]) -> Pending<'a, Result<(), String>> {
+        let result = self.reachable().map(|()| self.files.borrow_mut().retain(|id, _| !ids.contains(id)));
+        Box::pin(async move { result })
     }
 }
 

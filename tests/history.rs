@@ -124,13 +124,16 @@ fn a_deployment_without_a_history_says_it_records_no_actions() {
 fn openrouter_callers_read_an_action_as_a_generation_and_only_their_own() {
     let h = Harness::long();
     let served = h.openrouter(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
-    assert_eq!((served.status, served.header("x-imagegate-action-id")), (200, Some("act_test")));
+    assert_eq!((served.status, served.header("x-imagegate-action-id")), (200, Some("act_0123456789abcdef0123456789abcdef")));
     let read = |key: &str, query: &str| h.serve("GET", &format!("/api/v1/generation?{query}"), Some(&format!("Bearer {key}")), "", vec![]);
-    let generation = read(GATEWAY_KEY, "id=act_test");
+    let generation = read(GATEWAY_KEY, "id=act_0123456789abcdef0123456789abcdef");
     assert_eq!(generation.status, 200);
     let data = &generation.json()["data"];
-    assert_eq!((data["id"].as_str(), data["api_type"].as_str(), data["total_cost"].as_f64()), (Some("act_test"), Some("image"), Some(0.04)));
-    let theirs = read(OTHER_GATEWAY_KEY, "id=act_test");
+    assert_eq!(
+        (data["id"].as_str(), data["api_type"].as_str(), data["total_cost"].as_f64()),
+        (Some("act_0123456789abcdef0123456789abcdef"), Some("image"), Some(0.04))
+    );
+    let theirs = read(OTHER_GATEWAY_KEY, "id=act_0123456789abcdef0123456789abcdef");
     let error = theirs.json();
     assert_eq!((theirs.status, error["error"]["code"].as_u64()), (404, Some(404)), "OpenRouter's envelope: {error}");
     assert_eq!(read(GATEWAY_KEY, "").status, 400);
@@ -171,7 +174,12 @@ fn a_history_that_cannot_be_read_is_a_503_to_retry_never_a_404_or_a_400() {
     h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
     h.history.unreachable.set(true);
     let auth = format!("Bearer {GATEWAY_KEY}");
-    for path in ["/v1/actions/act_test", "/v1/actions", "/v1/actions?after=act_test", "/api/v1/generation?id=act_test"] {
+    for path in [
+        "/v1/actions/act_0123456789abcdef0123456789abcdef",
+        "/v1/actions",
+        "/v1/actions?after=act_0123456789abcdef0123456789abcdef",
+        "/api/v1/generation?id=act_0123456789abcdef0123456789abcdef",
+    ] {
         let served = h.serve("GET", path, Some(&auth), "", vec![]);
         assert_eq!((served.status, served.header("x-should-retry")), (503, Some("true")), "{path}");
         assert!(!String::from_utf8_lossy(&served.body).contains("unreachable"), "what storage said stays in the log");

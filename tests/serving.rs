@@ -21,7 +21,7 @@ fn a_generation_is_relayed_once_with_the_upstream_model_and_provider_key() {
     assert_eq!(sent, json!({"prompt": "a fox", "model": "gpt-image-1", "n": 1, "size": "1024x1024"}));
     let auth = call.headers.iter().find(|(n, _)| n == "authorization").unwrap();
     assert_eq!(auth.1.expose(), format!("Bearer {PROVIDER_KEY}"));
-    assert_eq!(served.header("x-request-id"), Some("req_test"));
+    assert_eq!(served.header("x-request-id"), Some(REQUEST_ID));
     assert_eq!(served.header("openai-processing-ms"), Some("12"), "10 ms upstream + 2 ms reading the small answer to its end");
     assert_eq!(served.header("access-control-allow-origin"), Some("https://app.example"));
     assert!(!served.everything_sent().contains(PROVIDER_KEY));
@@ -290,17 +290,20 @@ fn a_generation_is_recorded_as_an_action_and_a_limited_key_is_refused_before_any
 fn a_generation_names_its_action_which_only_its_key_may_read() {
     let h = Harness::long();
     let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","metadata":{"team":"art"}}"#, vec![answer(500, "{}"), answer(200, OK)]);
-    assert_eq!(served.header("x-imagegate-action-id"), Some("act_test"));
-    let read = h.serve("GET", "/v1/actions/act_test", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
+    assert_eq!(served.header("x-imagegate-action-id"), Some("act_0123456789abcdef0123456789abcdef"));
+    let read = h.serve("GET", "/v1/actions/act_0123456789abcdef0123456789abcdef", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
     assert_eq!(read.status, 200);
     let action = read.json();
-    assert_eq!((action["id"].as_str(), action["object"].as_str(), action["status"].as_str()), (Some("act_test"), Some("action"), Some("success")));
+    assert_eq!(
+        (action["id"].as_str(), action["object"].as_str(), action["status"].as_str()),
+        (Some("act_0123456789abcdef0123456789abcdef"), Some("action"), Some("success"))
+    );
     assert_eq!(action["attempts"].as_array().unwrap().len(), 2);
     assert_eq!((action["attempts"][0]["status"].as_u64(), action["cost_usd"].as_f64()), (Some(500), Some(0.04)));
     assert_eq!(action["metadata"]["team"], "art");
-    for (key, id) in [(OTHER_GATEWAY_KEY, "act_test"), (GATEWAY_KEY, "act_unknown")] {
+    for (key, id) in [(OTHER_GATEWAY_KEY, "act_0123456789abcdef0123456789abcdef"), (GATEWAY_KEY, "act_unknown")] {
         let missing = h.serve("GET", &format!("/v1/actions/{id}"), Some(&format!("Bearer {key}")), "", vec![]);
         assert_eq!((missing.status, missing.json()["error"]["code"].as_str()), (404, Some("action_not_found")), "{key} {id}");
     }
-    assert_eq!(h.serve("GET", "/v1/actions/act_test", None, "", vec![]).status, 401);
+    assert_eq!(h.serve("GET", "/v1/actions/act_0123456789abcdef0123456789abcdef", None, "", vec![]).status, 401);
 }

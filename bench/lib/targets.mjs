@@ -35,18 +35,22 @@ export function buildBundle(outDir) {
 
 /**
  * A workerd config serving `modules` (the first is the entry point) on `port`; `kv` names the
- * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`, and `d1`
- * the D1 bindings, each the stand-in that stores nothing, `bench/fixtures/d1-memory.js`.
+ * KV bindings, each served by the in-memory stand-in `bench/fixtures/kv-memory.js`, `d1` the D1
+ * bindings, each the stand-in that stores nothing, `bench/fixtures/d1-memory.js`, and `r2` the R2
+ * bindings, each the stand-in that keeps nothing, `bench/fixtures/r2-memory.js`.
  */
-function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [] }) {
+function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 = [] }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes
   const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
   const binds = [
     ...Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`),
     ...kv.map((name) => `(name = ${quote(name)}, kvNamespace = "kv")`),
     ...d1.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:d1-memory"))`),
+    ...r2.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:r2-memory"))`),
   ].join(',\n        ');
-  const extensions = d1.length === 0 ? '' : `extensions = [(modules = [(name = "bench:d1-memory", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, 'bench/fixtures/d1-memory.js')))}, internal = true)])],`;
+  const standIn = (name) => `(name = "bench:${name}", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, `bench/fixtures/${name}.js`)))}, internal = true)`;
+  const standIns = [...(d1.length ? ['d1-memory'] : []), ...(r2.length ? ['r2-memory'] : [])];
+  const extensions = standIns.length === 0 ? '' : `extensions = [(modules = [${standIns.map(standIn).join(', ')}])],`;
   const kvService = kv.length === 0 ? '' : `(name = "kv", worker = (
       modules = [(name = "kv-memory.js", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, 'bench/fixtures/kv-memory.js')))})],
       compatibilityDate = "2026-11-01",
@@ -127,7 +131,7 @@ export function startInspectingRelay(runDir, upstream) {
  * imagegate in workerd with a realistic deployment: auth on (two keys), validation, a routing
  * policy with retries and a fallback (configured, not triggered), aliases, the production
  * deadline, logging as in production. `inspectorPort` opens the inspector for profiling;
- * `recording` gives it a history (the D1 stand-in), so that every generation records an action.
+ * `recording` gives it a history and a file store (the D1 and R2 stand-ins), so that every generation records an action and keeps its images.
  */
 export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false } = {}) {
   const name = recording ? 'imagegate-recording' : 'imagegate';
@@ -160,21 +164,23 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
       IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
       PRIMARY_API_KEY: PROVIDER_KEY,
       BACKUP_API_KEY: PROVIDER_KEY,
+      ...(recording ? { IMAGEGATE_FILES_SECRET: 'bench-files-secret' } : {}),
     },
     kv: ['IMAGEGATE_CACHE'],
     d1: recording ? ['IMAGEGATE_DB'] : [],
+    r2: recording ? ['IMAGEGATE_FILES'] : [],
   }));
   const args = ['serve', path.join(runDir, `${name}.capnp`)];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
   const child = await start({ name, logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
   return {
-    name, label: recording ? 'imagegate in workerd, actions recorded' : 'imagegate in workerd', child,
+    name, label: recording ? 'imagegate in workerd, actions recorded with their images' : 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
     headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     body: (answer) => (answer === 'cached'
       ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${answer === 'recorded' ? 'small' : answer}`)),
+      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big' }[answer] ?? answer}`)),
   };
 }
 

@@ -274,6 +274,13 @@ impl Drop for WorkerBody {
     }
 }
 
+/// What is left of `stream`, read whole in one native call within `limit_ms`.
+async fn rest_of(stream: &ReadableStream, limit_ms: u64) -> Result<Uint8Array, TransportError> {
+    let read = Response::new_with_opt_readable_stream(Some(stream)).and_then(|whole| whole.array_buffer()).map_err(failure)?;
+    let buffer = within(limit_ms, async { JsFuture::from(read).await.map_err(failure) }).await?;
+    Ok(Uint8Array::new(&buffer))
+}
+
 /// Runs `work` for at most `limit_ms`.
 async fn within<T>(limit_ms: u64, work: impl Future<Output = Result<T, TransportError>>) -> Result<T, TransportError> {
     let timer = Delay::from(Duration::from_millis(limit_ms));
@@ -314,7 +321,25 @@ impl UpstreamBody for WorkerBody {
         if !self.inspected.chunks.is_empty() && matches!(self.source, Source::Whole { .. }) {
             self.inspected.finished = true;
         }
+        let taken: u64 = self.inspected.chunks.iter().map(|chunk| u64::from(chunk.length())).sum();
         self.inspected.chunks.clear();
+        if !self.inspected.finished {
+            if let Source::Stream { stream, length: Some(length), reader } = &mut self.source {
+                // A declared length: the rest in one native call, not chunk by chunk.
+                if !budget.take(length.saturating_sub(taken) as usize) {
+                    return Ok(None);
+                }
+                if let Some(reader) = reader.take() {
+                    reader.release_lock();
+                }
+                let rest = rest_of(stream, deadline_ms.saturating_sub(Date::now().as_millis())).await?;
+                self.source = Source::Empty;
+                self.inspected.finished = true;
+                let start = out.len();
+                out.resize(start + rest.length() as usize, 0);
+                rest.copy_to(&mut out[start..]);
+            }
+        }
         while !self.inspected.finished {
             let remaining = deadline_ms.saturating_sub(Date::now().as_millis());
             if remaining == 0 {

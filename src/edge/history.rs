@@ -10,7 +10,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{console_warn, Env};
 
 use crate::action_list::{page_sql, Cursor, ListQuery, SqlValue};
-use crate::retention::DELETE_BATCH;
+use crate::retention::{DELETE_BATCH, OLDEST_BATCH};
 use crate::state::{Action, History, Pending};
 
 /// The D1 database's binding name in `wrangler.toml`.
@@ -74,29 +74,39 @@ impl History for D1History<'_> {
                     SqlValue::Integer(n) => JsValue::from_f64(n as f64),
                 })
                 .collect();
-            let failed = failure("query");
-            let result = query_rows(db, &sql, &args).await.map_err(&failed)?;
-            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
-            rows.iter()
-                .map(|row| {
-                    let record = Reflect::get(&row, &JsValue::from_str("record")).ok().and_then(|r| r.as_string()).ok_or("a history row has no record")?;
-                    serde_json::from_str(&record).map_err(|error| format!("a history record does not parse: {error}"))
-                })
-                .collect()
+            records(db, &sql, &args).await
         })
     }
 
-    fn forget_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<u32, String>> {
+    fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let args = [JsValue::from_f64(cutoff_ms as f64), JsValue::from_f64(f64::from(batch))];
-            let failed = failure("retention delete");
-            let result = query(db, DELETE_BATCH, &args, None).await.map_err(&failed)?;
-            let meta = Reflect::get(&result, &JsValue::from_str("meta")).map_err(&failed)?;
-            let changes = Reflect::get(&meta, &JsValue::from_str("changes")).map_err(&failed)?;
-            Ok(changes.as_f64().unwrap_or(0.0) as u32)
+            records(db, OLDEST_BATCH, &args).await
         })
     }
+
+    fn forget<'a>(&'a self, ids: &'a [String]) -> Pending<'a, Result<(), String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let ids = serde_json::to_string(ids).expect("ids serialise");
+            query(db, DELETE_BATCH, &[JsValue::from_str(&ids)], None).await.map_err(failure("retention delete"))?;
+            Ok(())
+        })
+    }
+}
+
+/// The actions `sql` selects (as their `record` column) with `args` bound.
+async fn records(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<Vec<Action>, String> {
+    let failed = failure("query");
+    let result = query_rows(db, sql, args).await.map_err(&failed)?;
+    let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
+    rows.iter()
+        .map(|row| {
+            let record = Reflect::get(&row, &JsValue::from_str("record")).ok().and_then(|r| r.as_string()).ok_or("a history row has no record")?;
+            serde_json::from_str(&record).map_err(|error| format!("a history record does not parse: {error}"))
+        })
+        .collect()
 }
 
 /// Turns what D1 threw during `what` into the operator's message (for the log only).

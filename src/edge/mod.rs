@@ -4,6 +4,7 @@
 mod cache;
 mod coalescer;
 mod fetch;
+mod files;
 mod history;
 mod respond;
 mod runtime;
@@ -12,6 +13,7 @@ mod settings;
 use worker::{console_log, console_warn, event, Context, Env, ScheduleContext, ScheduledEvent};
 
 use crate::clock::Clock;
+use crate::http::{Reply, ReplyBody};
 use crate::pipeline::{broken_deployment, Gateway};
 use crate::retention;
 use crate::state::History;
@@ -33,8 +35,10 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             let cache = cache::EdgeCache::new(&env);
             let coalescer = coalescer::EdgeCoalescer::new(&env);
             let history = history::D1History::new(&env);
+            let files = files::R2Files::new(&env);
             let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom)
                 .with_state(&cache, &history, &Off)
+                .with_files(&files)
                 .with_coalescer(&coalescer);
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }
@@ -42,11 +46,28 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     };
     console_log!("{}", handled.log.to_line());
     if let Some(action) = handled.action {
-        // Recorded after the answer; `action` is only made where a history keeps it.
-        ctx.wait_until(history::record(env.clone(), action));
+        // After the answer: the images first, so that an action never names a file not yet
+        // there; `action` is only made where a history keeps it.
+        let (env, new_files) = (env.clone(), handled.files);
+        ctx.wait_until(async move {
+            files::store(&env, new_files).await;
+            history::record(env, action).await;
+        });
     }
     let (store, flight) = (handled.store, handled.flight);
-    let (response, body) = respond::into_response(handled.reply, &ctx, store.is_some())?;
+    let mut reply = handled.reply;
+    let stored = match &reply.body {
+        ReplyBody::Stored(id) => match files::stream(&env, id).await {
+            Some(stream) => Some(stream),
+            // Deleted between the core's look and now (retention ran in between).
+            None => {
+                reply = Reply::error(&crate::files::not_found(id));
+                None
+            }
+        },
+        _ => None,
+    };
+    let (response, body) = respond::into_response(reply, &ctx, store.is_some(), stored)?;
     // After the answer: the requests waiting for this one's generation first, then the store,
     // both from the buffer the answer was sent from.
     if store.is_some() || flight.is_some() {
@@ -74,12 +95,14 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if !history.keeps() {
         return;
     }
+    let files = files::R2Files::new(&env);
     let days = settings.config.retention_days;
-    match retention::sweep(&history, runtime::WorkerClock.now_ms(), days).await {
+    match retention::sweep(&history, &files, runtime::WorkerClock.now_ms(), days).await {
         Ok(swept) => console_log!(
-            "{{\"retention\":{{\"retention_days\":{days},\"cutoff_ms\":{},\"deleted\":{},\"more\":{}}}}}",
+            "{{\"retention\":{{\"retention_days\":{days},\"cutoff_ms\":{},\"deleted\":{},\"files\":{},\"more\":{}}}}}",
             swept.cutoff_ms,
             swept.deleted,
+            swept.files,
             swept.more
         ),
         Err(error) => console_warn!("{{\"warning\":\"retention failed\",\"error\":{:?}}}", error),

@@ -2,7 +2,7 @@
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
-use web_sys::{Headers, Response, ResponseInit};
+use web_sys::{Headers, ReadableStream, Response, ResponseInit};
 use worker::Context;
 
 use super::fetch::{Delivery, WorkerBody};
@@ -11,8 +11,14 @@ use crate::http::{Reply, ReplyBody};
 /// The runtime response for `reply`. A relayed answer goes out as the runtime received it: the
 /// same buffer for a small answer, otherwise a native pipe from the upstream stream. With
 /// `keep_body`, a body the gateway wrote is also returned, as the same runtime buffer the response
-/// sends (to be stored after the answer without another copy).
-pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context, keep_body: bool) -> Result<(Response, Option<Uint8Array>), JsValue> {
+/// sends (to be stored after the answer without another copy). A stored file goes out as
+/// `stored`, the file store's stream.
+pub fn into_response(
+    reply: Reply<WorkerBody>,
+    ctx: &Context,
+    keep_body: bool,
+    stored: Option<ReadableStream>,
+) -> Result<(Response, Option<Uint8Array>), JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &reply.headers {
         headers.set(name, value)?;
@@ -22,6 +28,7 @@ pub fn into_response(reply: Reply<WorkerBody>, ctx: &Context, keep_body: bool) -
     init.set_headers(&headers);
     let response = match reply.body {
         ReplyBody::Empty => Response::new_with_opt_str_and_init(None, &init),
+        ReplyBody::Stored(_) => Response::new_with_opt_readable_stream_and_init(stored.as_ref(), &init),
         ReplyBody::Bytes(bytes) if keep_body => {
             let buffer = Uint8Array::from(&bytes[..]);
             drop(bytes);

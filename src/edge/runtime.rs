@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Random};
 use crate::error::{ErrorKind, GatewayError};
-use crate::http::{path_of, query_of, IncomingBody, RequestHead};
+use crate::http::{base_of, path_of, query_of, IncomingBody, RequestHead};
 use crate::request::body_too_large;
 use crate::secret::{Secret, Secrets};
 
@@ -58,6 +58,7 @@ pub fn head(req: &Request) -> RequestHead {
         method: req.method(),
         path: path_of(&url).to_owned(),
         query: query_of(&url).map(str::to_owned),
+        base: base_of(&url).map(str::to_owned),
         content_type: header("content-type"),
         authorization: header("authorization"),
         origin: header("origin"),
@@ -65,6 +66,7 @@ pub fn head(req: &Request) -> RequestHead {
         imagegate_config: header("x-imagegate-config"),
         imagegate_cache: header("x-imagegate-cache"),
         cache_control: header("cache-control"),
+        if_none_match: header("if-none-match"),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::secret::Secrets;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 use super::failure::{answer_failure, create_lost, cut_off, over_budget, transport_failure, Failure, Spent, Window};
+use super::files::{Filing, Kept};
 use super::Gateway;
 
 /// The most of an upstream error body read to find its message.
@@ -42,16 +43,18 @@ pub(super) struct Attempt<B> {
     pub short_of_images: Option<(usize, u8)>,
     /// For a cache-enabled request, whether a success may be stored, or why not.
     pub cache_entry: Option<Result<(), &'static str>>,
+    /// A success's images, where they are kept.
+    pub kept: Option<Kept>,
 }
 
 impl<B> Attempt<B> {
     pub(super) fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
-        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None, cache_entry: None }
+        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None, cache_entry: None, kept: None }
     }
 
     /// A successful attempt: `reply`, what it cost, and how many images it has of those asked.
     pub(super) fn answered(status: u16, reply: Reply<B>, cost_usd: Option<f64>, short_of_images: Option<(usize, u8)>) -> Self {
-        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images, cache_entry: None }
+        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images, cache_entry: None, kept: None }
     }
 
     fn unusable(error: GatewayError) -> Self {
@@ -59,12 +62,13 @@ impl<B> Attempt<B> {
     }
 }
 
-/// How an attempt's answer is delivered: in the caller's `shape`, and, for a cache-enabled
-/// request, read whole and kept for the cache rather than relayed.
+/// How an attempt's answer is delivered: in the caller's `shape`; for a cache-enabled request,
+/// or one whose images are kept (`files`), read whole rather than relayed.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Answering {
+pub(super) struct Answering<'r> {
     pub shape: Shape,
     pub for_cache: bool,
+    pub files: Option<Filing<'r>>,
 }
 
 impl<B> From<Failure> for Attempt<B> {
@@ -81,7 +85,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         provider: &ProviderConfig,
         model: &ModelConfig,
         request: &ImageRequest,
-        answering: Answering,
+        answering: Answering<'_>,
         limit_ms: u64,
         request_deadline: Deadline,
     ) -> Attempt<U::Body> {
@@ -125,7 +129,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Err(error) => return Attempt::unusable(error),
         };
         let window = Window { deadline, limit_ms, request_deadline };
-        if plan.relay && answering.shape == Shape::OpenAi && !answering.for_cache && plan.calls.len() == 1 {
+        if plan.relay && answering.shape == Shape::OpenAi && !answering.for_cache && answering.files.is_none() && plan.calls.len() == 1 {
             let call = plan.calls.into_iter().next().expect("one call");
             return self.relay(&target, model, call, request, window).await;
         }

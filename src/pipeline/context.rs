@@ -16,6 +16,8 @@ use crate::log::RequestLog;
 use crate::pricing;
 use crate::state::{Action, AttemptRecord};
 
+use super::files::Kept;
+
 /// What the response cache did for a cache-enabled request (`x-imagegate-cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -81,6 +83,8 @@ pub struct RequestContext {
     pub asked_images: Option<u8>,
     /// The request's fields for its action (only where actions are recorded).
     pub request_fields: Option<Map<String, Value>>,
+    /// The answer's images, kept in the file store (only where files are kept).
+    pub kept: Option<Kept>,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -114,6 +118,7 @@ impl RequestContext {
             recorded: false,
             asked_images: None,
             request_fields: None,
+            kept: None,
         }
     }
 
@@ -189,6 +194,7 @@ impl RequestContext {
                 asked,
             }),
             request: self.request_fields,
+            response: self.kept.as_ref().filter(|kept| !kept.response.data.is_empty()).map(|kept| kept.response.clone()),
         });
         let log = RequestLog {
             request_id: self.request_id,
@@ -211,6 +217,7 @@ impl RequestContext {
             identity: self.identity,
             metadata: self.metadata,
             cache: self.cache.map(CacheStatus::name),
+            files_error: self.kept.and_then(|kept| kept.failure),
             cache_bypass: match self.cache {
                 Some(CacheStatus::Bypass(reason)) => Some(reason),
                 _ => None,

@@ -39,13 +39,18 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         provider: &ProviderConfig,
         model: &ModelConfig,
         request: &ImageRequest,
-        answering: Answering,
+        answering: Answering<'_>,
         mut generated: Generated,
         deadline: Deadline,
     ) -> Attempt<U::Body> {
         let shape = answering.shape;
         let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
         generated.images.truncate(usize::from(request.n));
+        let given_as_url: Vec<bool> = generated.images.iter().map(|image| matches!(image.data, ImageData::Url(_))).collect();
+        if answering.files.is_some() && wants != Some(ResponseFormat::B64Json) {
+            // Downloaded to be kept; one that fails stays the provider's URL, and is not kept.
+            let _ = self.download_all(&mut generated, &provider.download_hosts, deadline).await;
+        }
         if wants == Some(ResponseFormat::B64Json) {
             if let Err(why) = self.download_all(&mut generated, &provider.download_hosts, deadline).await {
                 let error = GatewayError::new(
@@ -57,11 +62,21 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 return Attempt::failed(Outcome::Final, 502, error);
             }
         }
+        let now_ms = self.clock.now_ms();
+        for image in &mut generated.images {
+            if image.media_type.is_none() && matches!(image.data, ImageData::Base64(_)) {
+                image.media_type = request.output_format.map(|f| format!("image/{}", f.name()));
+            }
+        }
+        // Kept images the caller gets as URLs become the gateway's signed URLs: those asked as
+        // URLs, and, when the request did not say, those the provider gave as URLs.
+        let as_url = |i: usize| wants == Some(ResponseFormat::Url) || (wants.is_none() && given_as_url[i]);
+        let kept = match answering.files {
+            Some(filing) => Some(self.keep(filing, &mut generated, now_ms / 1000, as_url).await),
+            None => None,
+        };
         for image in &mut generated.images {
             if let ImageData::Base64(b64) = &image.data {
-                if image.media_type.is_none() {
-                    image.media_type = request.output_format.map(|f| format!("image/{}", f.name()));
-                }
                 if wants == Some(ResponseFormat::Url) {
                     image.data = ImageData::Url(answer::data_url(b64, image.media_type.as_deref()));
                 }
@@ -69,11 +84,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         let count = generated.images.len();
         let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count));
-        let now_ms = self.clock.now_ms();
         let cache_entry = answering.for_cache.then(|| crate::cache::entry::storable(&generated, request.n));
         let body = answer::render(shape, now_ms / 1000, &generated.images, cost);
         let short = (count < usize::from(request.n)).then_some((count, request.n));
-        Attempt { cache_entry, ..Attempt::answered(200, Reply::json(200, body), cost, short) }
+        Attempt { cache_entry, kept, ..Attempt::answered(200, Reply::json(200, body), cost, short) }
     }
 
     /// Replaces every image given as a URL with its bytes in base64, downloading them all at

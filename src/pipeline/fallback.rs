@@ -29,7 +29,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         request: &ImageRequest,
         policy: &Policy,
         requested: &str,
-        answering: Answering,
+        answering: Answering<'_>,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
         let deadline = cx.deadline;
@@ -66,6 +66,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         cx.cost_usd = attempt.cost_usd;
                         cx.short_of_images = attempt.short_of_images;
                         cx.cache_entry = attempt.cache_entry;
+                        cx.kept = attempt.kept;
                         return Ok(reply);
                     }
                     Err(error) => error,

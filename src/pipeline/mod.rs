@@ -18,11 +18,13 @@ mod context;
 mod deliver;
 mod failure;
 mod fallback;
+mod files;
 mod poll;
 
 pub use crate::cache::entry::{FlightEnd, Store};
 pub use crate::state::AttemptRecord;
 pub use context::{CacheStatus, RequestContext};
+pub use files::Kept;
 
 use std::cell::Cell;
 
@@ -35,13 +37,15 @@ use crate::clock::{Clock, Random};
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
+use crate::files::NewFile;
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
 use crate::log::RequestLog;
 use crate::openrouter_generation;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
+use crate::secret::Secret;
 use crate::secret::Secrets;
-use crate::state::{Action, Cache, Coalescer, History, Limiter, Off};
+use crate::state::{Action, Cache, Coalescer, Files, History, Limiter, Off};
 use crate::upstream::{ByteBudget, Upstream};
 
 use attempt::Answering;
@@ -63,6 +67,10 @@ pub struct Gateway<'a, U, S> {
     pub cache: &'a dyn Cache,
     pub history: &'a dyn History,
     pub limiter: &'a dyn Limiter,
+    /// Where recorded generations keep their images, and the secret their URLs are signed with
+    /// (without it no image is kept); [`Off`] by default.
+    pub files: &'a dyn Files,
+    pub files_secret: Option<Secret>,
     /// Where identical cache-enabled requests are coalesced; [`Off`] by default.
     pub coalescer: &'a dyn Coalescer,
 }
@@ -86,7 +94,19 @@ impl<'a, U, S> Gateway<'a, U, S> {
             history: &OFF,
             limiter: &OFF,
             coalescer: &OFF,
+            files: &OFF,
+            files_secret: None,
         }
+    }
+
+    /// This gateway with a store for the images of recorded generations, signing their URLs with
+    /// the secret [`crate::files::SECRET_NAME`] (looked up only when there is a store).
+    pub fn with_files(self, files: &'a dyn Files) -> Self
+    where
+        S: Secrets,
+    {
+        let files_secret = if files.keeps() { self.secrets.get(crate::files::SECRET_NAME) } else { None };
+        Gateway { files, files_secret, ..self }
     }
 
     /// This gateway with a place to coalesce identical cache-enabled requests.
@@ -107,6 +127,8 @@ pub struct Handled<B> {
     pub log: RequestLog,
     pub action: Option<Action>,
     pub store: Option<Store>,
+    /// The images the edge stores after the answer, before it records the action.
+    pub files: Vec<NewFile>,
     /// How a generation this request led for identical waiting requests ended.
     pub flight: Option<FlightEnd>,
 }
@@ -133,6 +155,10 @@ enum Route<'p> {
     },
     /// `GET /api/v1/generation?id=`: one recorded generation, in OpenRouter's shape.
     OpenRouterGeneration,
+    /// `GET /v1/files/{id}`: a stored image.
+    File {
+        id: &'p str,
+    },
     /// A generation, answered in the caller's shape.
     Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
@@ -159,12 +185,13 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("GET", "/v1/actions") => Route::Actions,
         ("GET", "/api/v1/generation") => Route::OpenRouterGeneration,
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
+        ("GET", _) if path.starts_with("/v1/files/") && path.len() > "/v1/files/".len() => Route::File { id: &path["/v1/files/".len()..] },
         ("GET", _) if endpoints.is_some() => {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
         }
         (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation") => Route::WrongMethod("GET, OPTIONS"),
-        (_, _) if path.starts_with("/v1/actions/") => Route::WrongMethod("GET, OPTIONS"),
+        (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
         _ => Route::Unknown,
@@ -195,6 +222,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::Actions => self.actions(head, &mut cx).await,
             Route::Action { id } => self.action(head, id, &mut cx).await,
             Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
+            Route::File { id } => self.file(head, id, &mut cx).await,
             Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
@@ -219,15 +247,16 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         };
         let flight = Self::flight_end(&mut cx, &reply, body);
         let store = cx.store.take();
+        let files = cx.kept.as_mut().map(|kept| std::mem::take(&mut kept.pending)).unwrap_or_default();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
-        Handled { reply, log, action, store, flight }
+        Handled { reply, log, action, store, files, flight }
     }
 
     /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
     /// key, like an unknown id, gets a 404).
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let key = self.caller(head, cx)?;
-        let action = self.found_action(key, id).await?;
+        let action = self.with_urls(head, self.found_action(key, id).await?);
         Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
     }
 
@@ -277,6 +306,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             }
         };
         let actions = self.history.list(key, &query, cursor.as_ref()).await.map_err(history_unavailable)?;
+        let actions = actions.into_iter().map(|action| self.with_urls(head, action)).collect();
         Ok(Reply::json(200, serde_json::to_vec(&Page::new(actions, query.limit)).expect("a page always serialises")))
     }
 
@@ -332,7 +362,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 return Ok(hit);
             }
         }
-        let answering = Answering { shape, for_cache: caching.is_some() };
+        let request_id = cx.request_id.clone();
+        let answering = Answering { shape, for_cache: caching.is_some(), files: self.filing(head, &request_id, key, cx.recorded) };
         let result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
         if let Some(plan) = caching {
             let answer_bytes = result.as_ref().ok().and_then(|reply| match &reply.body {
@@ -358,9 +389,14 @@ fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value
     Ok(())
 }
 
-/// The 503 for a history that could not be read; what storage said goes to the log only.
+/// The 503 for a history that could not be read.
 fn history_unavailable(detail: String) -> GatewayError {
-    GatewayError::new(ErrorKind::Unavailable, "The history could not be read; try again.").with_log_detail(detail)
+    storage_unavailable("The history", detail)
+}
+
+/// The 503 for storage (`what`) that could not be read; what it said goes to the log only.
+fn storage_unavailable(what: &str, detail: String) -> GatewayError {
+    GatewayError::new(ErrorKind::Unavailable, format!("{what} could not be read; try again.")).with_log_detail(detail)
 }
 
 /// The error when the request's deadline passed before any attempt could be made.
@@ -378,5 +414,5 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
     let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
     let (log, action) = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
-    Handled { reply, log, action, store: None, flight: None }
+    Handled { reply, log, action, store: None, files: Vec::new(), flight: None }
 }

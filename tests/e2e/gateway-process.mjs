@@ -19,15 +19,20 @@ async function freePort() {
   return port;
 }
 
+/** The secret every gateway started here signs its file URLs with. */
+export const FILES_SECRET = 'e2e-files-secret';
+
 /**
  * Runs the gateway with `config` (the IMAGEGATE_CONFIG object; null leaves it unset, for the
  * embedded default) and `secrets` (written to the temporary .dev.vars). `sql` is run on the
  * database after the migrations (rows a test needs, such as old actions), and `migrate: false`
- * leaves the database without tables (a broken deployment); `testScheduled`
+ * leaves the database without tables (a broken deployment); `objects` ({ key, bytes, contentType })
+ * are put in the file store's bucket before the gateway starts, and `files: false` leaves the
+ * bucket out (a deployment that keeps no images, whose answers are relayed as they stream); `testScheduled`
  * serves /__scheduled, which runs the cron handler. Resolves once the gateway answers
  * /healthz, with any status.
  */
-export async function startGateway({ config, secrets, sql = [], migrate = true, testScheduled = false }) {
+export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -42,10 +47,14 @@ export async function startGateway({ config, secrets, sql = [], migrate = true, 
     // Actions, on D1, with the project's migrations applied below before the gateway starts.
     '[[d1_databases]]', 'binding = "IMAGEGATE_DB"', 'database_name = "imagegate"', 'database_id = "imagegate-e2e"',
     `migrations_dir = ${JSON.stringify(path.join(ROOT, 'migrations'))}`,
+    // The images of recorded generations, on R2 (unless `files: false`).
+    ...(files ? ['[[r2_buckets]]', 'binding = "IMAGEGATE_FILES"', 'bucket_name = "imagegate-files-e2e"'] : []),
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');
   await writeFile(path.join(dir, 'wrangler.toml'), toml);
-  await writeFile(path.join(dir, '.dev.vars'), Object.entries(secrets).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
+  // File URLs are signed with a secret, as `make dev`'s .dev.vars has one.
+  const vars = { IMAGEGATE_FILES_SECRET: FILES_SECRET, ...secrets };
+  await writeFile(path.join(dir, '.dev.vars'), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
 
   const wranglerEnv = { ...process.env, PATH: `${NODE_BIN}:${process.env.PATH}`, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' };
   // The database's tables, as `make dev` applies them: from the project's migrations.
@@ -56,6 +65,12 @@ export async function startGateway({ config, secrets, sql = [], migrate = true, 
   for (const statement of sql) {
     execFileSync(WRANGLER, ['d1', 'execute', 'imagegate', '--local', '--config', path.join(dir, 'wrangler.toml'),
       '--persist-to', path.join(dir, 'state'), '--command', statement], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+  for (const { key, bytes, contentType } of objects) {
+    const file = path.join(dir, 'object');
+    await writeFile(file, bytes);
+    execFileSync(WRANGLER, ['r2', 'object', 'put', `imagegate-files-e2e/${key}`, '--file', file, '--ct', contentType, '--local', '--config',
+      path.join(dir, 'wrangler.toml'), '--persist-to', path.join(dir, 'state')], { cwd: dir, env: wranglerEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   }
 
   let output = '';

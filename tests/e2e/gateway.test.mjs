@@ -40,7 +40,10 @@ function post(body, { headers = {}, auth = GATEWAY_KEY } = {}) {
 
 before(async () => {
   mock = await startMockUpstream();
+  // The plain path: no file store, so upstream answers are relayed as they stream and URLs
+  // stay the providers' (actions.test.mjs covers a deployment that keeps images).
   gateway = await startGateway({
+    files: false,
     config: {
       deadline_ms: DEADLINE_MS,
       max_body_bytes: MAX_BODY_BYTES,

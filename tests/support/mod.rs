@@ -17,7 +17,7 @@ use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
 use imagegate::pipeline::FlightEnd;
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::state::{Cache, History, MemoryCache, MemoryHistory, MemoryLimiter, ScriptedCoalescer};
+use imagegate::state::{Cache, Files, History, MemoryCache, MemoryFiles, MemoryHistory, MemoryLimiter, ScriptedCoalescer};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
@@ -177,10 +177,22 @@ impl UpstreamBody for FakeBody<'_> {
     }
 }
 
+/// The secret file URLs are signed with.
+pub const FILES_SECRET: &str = "files-secret-for-tests";
+/// Where the harness's gateway is reached (what its own URLs start with).
+pub const BASE: &str = "http://gateway.test";
+
+/// The id every request the harness serves gets (the edge draws one per request).
+pub const REQUEST_ID: &str = "req_0123456789abcdef0123456789abcdef";
+
 pub struct FixedSecrets;
 impl Secrets for FixedSecrets {
     fn get(&self, name: &str) -> Option<Secret> {
-        (name == "MOCK_KEY").then(|| Secret::new(PROVIDER_KEY))
+        match name {
+            "MOCK_KEY" => Some(Secret::new(PROVIDER_KEY)),
+            imagegate::files::SECRET_NAME => Some(Secret::new(FILES_SECRET)),
+            _ => None,
+        }
     }
 }
 
@@ -225,6 +237,10 @@ pub struct Harness {
     pub cache: MemoryCache,
     /// Every generation's action, recorded after its answer as the edge does.
     pub history: MemoryHistory,
+    /// The images of recorded generations, kept only with `keep_files` (set by
+    /// [`Harness::keeping_files`]); those kept after the answer are stored as the edge does.
+    pub files: MemoryFiles,
+    pub keep_files: bool,
     /// Admits every key unless a test lowers `allowed`.
     pub limiter: MemoryLimiter,
     /// Leads every claim unless a test queues other outcomes.
@@ -234,6 +250,11 @@ pub struct Harness {
 impl Harness {
     pub fn new() -> Self {
         Harness::with_config(CONFIG)
+    }
+
+    /// The standard harness with a file store: recorded generations keep their images.
+    pub fn keeping_files() -> Self {
+        Harness { keep_files: true, ..Harness::new() }
     }
 
     /// The standard configuration with a 60 s deadline, for retries and polls that wait.
@@ -249,6 +270,8 @@ impl Harness {
             draw: FixedDraw(0.5),
             cache: MemoryCache::default(),
             history: MemoryHistory::default(),
+            files: MemoryFiles::default(),
+            keep_files: false,
             limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
             coalescer: ScriptedCoalescer::default(),
         }
@@ -291,12 +314,17 @@ impl Harness {
 
     /// Serves a request with `head`: the edge's part after the answer (history, cache store)
     /// included.
-    pub fn serve_head(&self, head: RequestHead, body: &str, script: Vec<Script>) -> Served {
+    pub fn serve_head(&self, mut head: RequestHead, body: &str, script: Vec<Script>) -> Served {
+        head.base.get_or_insert_with(|| BASE.to_owned());
         let upstream = FakeUpstream::new(&self.clock, script);
         let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw)
             .with_state(&self.cache, &self.history, &self.limiter)
             .with_coalescer(&self.coalescer);
-        let Handled { reply, log, action, store, flight } = block_on(gateway.handle("req_test".into(), &head, Body(body.as_bytes().to_vec())));
+        let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
+        let Handled { reply, log, action, store, files, flight } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body.as_bytes().to_vec())));
+        for file in files {
+            block_on(self.files.put(file)).unwrap();
+        }
         if let Some(action) = action {
             block_on(self.history.record(action));
         }
@@ -304,6 +332,7 @@ impl Harness {
             ReplyBody::Empty => Vec::new(),
             ReplyBody::Bytes(bytes) => bytes,
             ReplyBody::Relay(body) => body.deliver(),
+            ReplyBody::Stored(id) => self.files.files.borrow()[&id].bytes.clone(),
         };
         // The edge stores the answer's own body.
         if let Some(store) = store {
