@@ -31,6 +31,9 @@ pub struct Action {
     pub request_id: String,
     /// The label of the gateway key that asked; only that key may read the action.
     pub key: Option<String>,
+    /// The id of the route the generation was made through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_id: Option<String>,
     /// The model that answered, or was tried last.
     pub model: Option<String>,
     /// `success`, `error` or `timed-out`.

@@ -7,10 +7,10 @@
 //! shown twice, and none that existed when the listing began is skipped.
 
 use serde::Serialize;
-use url::form_urlencoded;
 
 use crate::action::Action;
 use crate::error::GatewayError;
+use crate::http::query_params;
 
 /// How many actions a page holds when the query does not say.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -18,11 +18,16 @@ pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
 /// The statuses an action can have (Ouro's values).
 pub const STATUSES: [&str; 5] = ["queued", "in-progress", "success", "error", "timed-out"];
-const PARAMS: [&str; 5] = ["model", "status", "since", "limit", "after"];
+const PARAMS: [&str; 6] = ["route", "model", "status", "since", "limit", "after"];
 
 /// `GET /v1/actions`'s query, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
+    /// The route, as the caller named it (its id or `owner/name`); the gateway resolves it to
+    /// [`ListQuery::route_id`].
+    pub route: Option<String>,
+    /// The id of the route the actions were made through.
+    pub route_id: Option<String>,
     pub model: Option<String>,
     pub status: Option<String>,
     /// Only actions created at or after this time (the query gives Unix seconds).
@@ -34,7 +39,7 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        ListQuery { model: None, status: None, since_ms: None, limit: DEFAULT_LIMIT, after: None }
+        ListQuery { route: None, route_id: None, model: None, status: None, since_ms: None, limit: DEFAULT_LIMIT, after: None }
     }
 }
 
@@ -43,17 +48,9 @@ impl ListQuery {
     /// repeated one, or a value out of range, is a 400 naming it.
     pub fn parse(query: Option<&str>) -> Result<Self, GatewayError> {
         let mut list = ListQuery::default();
-        let mut seen: Vec<String> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            if !PARAMS.contains(&name.as_ref()) {
-                return Err(GatewayError::invalid_param(&name, format!("Unknown query parameter '{name}'. GET /v1/actions takes {}.", PARAMS.join(", "))));
-            }
-            if seen.iter().any(|s| *s == name) {
-                return Err(GatewayError::invalid_param(&name, format!("The query parameter '{name}' is given more than once.")));
-            }
-            seen.push(name.to_string());
-            let value = value.into_owned();
-            match name.as_ref() {
+        for (name, value) in query_params(query, &PARAMS, "GET /v1/actions")? {
+            match name.as_str() {
+                "route" => list.route = Some(non_empty("route", value)?),
                 "model" => list.model = Some(non_empty("model", value)?),
                 "status" if STATUSES.contains(&value.as_str()) => list.status = Some(value),
                 "status" => {
@@ -101,7 +98,8 @@ pub enum SqlValue {
 
 /// The statement that reads one page of `key`'s history: at most `limit + 1` records (the
 /// extra one tells whether there is a next page), newest first. Uses the index
-/// `actions_by_key (key_id, created_at DESC, id DESC)`.
+/// `actions_by_key (key_id, created_at DESC, id DESC)`, or with a route
+/// `actions_by_route (key_id, route_id, created_at DESC, id DESC)`.
 pub fn page_sql(key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> (String, Vec<SqlValue>) {
     let mut args = Vec::new();
     // Binds `value` and gives its numbered placeholder.
@@ -110,6 +108,9 @@ pub fn page_sql(key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> (Strin
         format!("?{}", args.len())
     };
     let mut sql = format!("SELECT record FROM actions WHERE key_id = {}", bind(SqlValue::Text(key.to_owned())));
+    if let Some(route_id) = &query.route_id {
+        sql += &format!(" AND route_id = {}", bind(SqlValue::Text(route_id.clone())));
+    }
     if let Some(model) = &query.model {
         sql += &format!(" AND model = {}", bind(SqlValue::Text(model.clone())));
     }
@@ -131,6 +132,7 @@ pub fn page_sql(key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> (Strin
 /// [`page_sql`] selects, for histories that are not SQL.
 pub fn selects(action: &Action, key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> bool {
     action.key.as_deref() == Some(key)
+        && query.route_id.as_ref().is_none_or(|r| action.route_id.as_ref() == Some(r))
         && query.model.as_ref().is_none_or(|m| action.model.as_ref() == Some(m))
         && query.status.as_ref().is_none_or(|s| action.status == *s)
         && query.since_ms.is_none_or(|since| action.created_at >= since)
@@ -191,7 +193,8 @@ mod tests {
             ("since=18446744073709552", "since"),
             ("after=", "after"),
             ("model=", "model"),
-            ("route=a%2Fb", "route"),
+            ("route=", "route"),
+            ("sort=asc", "sort"),
             ("limit=1&limit=2", "limit"),
         ] {
             assert_eq!(param_of(query).as_deref(), Some(param), "{query}");
@@ -207,18 +210,27 @@ mod tests {
 
     #[test]
     fn filters_and_the_cursor_are_bound_never_inlined() {
-        let query = ListQuery { model: Some("m' OR 1=1 --".into()), status: Some("error".into()), since_ms: Some(5000), limit: 2, after: Some("act_b".into()) };
+        let query = ListQuery {
+            route: Some("acme/x".into()),
+            route_id: Some("r-1".into()),
+            model: Some("m' OR 1=1 --".into()),
+            status: Some("error".into()),
+            since_ms: Some(5000),
+            limit: 2,
+            after: Some("act_b".into()),
+        };
         let cursor = Cursor { created_at: 9000, id: "act_b".into() };
         let (sql, args) = page_sql("team", &query, Some(&cursor));
         assert_eq!(
             sql,
-            "SELECT record FROM actions WHERE key_id = ?1 AND model = ?2 AND status = ?3 AND created_at >= ?4 \
-             AND (created_at < ?5 OR (created_at = ?5 AND id < ?6)) ORDER BY created_at DESC, id DESC LIMIT ?7"
+            "SELECT record FROM actions WHERE key_id = ?1 AND route_id = ?2 AND model = ?3 AND status = ?4 AND created_at >= ?5 \
+             AND (created_at < ?6 OR (created_at = ?6 AND id < ?7)) ORDER BY created_at DESC, id DESC LIMIT ?8"
         );
         assert_eq!(
             args,
             vec![
                 SqlValue::Text("team".into()),
+                SqlValue::Text("r-1".into()),
                 SqlValue::Text("m' OR 1=1 --".into()),
                 SqlValue::Text("error".into()),
                 SqlValue::Integer(5000),

@@ -85,6 +85,16 @@ pub fn with_zero_cost(mut body: Vec<u8>) -> Vec<u8> {
     body
 }
 
+/// Adds `"action_id"` to an answer `body` rendered here (a JSON object), as its first field.
+pub fn name_action(body: &mut Vec<u8>, action_id: &str) {
+    if body.first() != Some(&b'{') {
+        return;
+    }
+    let empty = body.get(1) == Some(&b'}');
+    let field = format!("\"action_id\":{}{}", serde_json::Value::from(action_id), if empty { "" } else { "," });
+    body.splice(1..1, field.into_bytes());
+}
+
 /// `image` as a `data:` URL (for a client that asked for URLs from a provider that sent bytes).
 pub fn data_url(b64: &str, media_type: Option<&str>) -> String {
     format!("data:{};base64,{b64}", media_type.unwrap_or("image/png"))
@@ -118,6 +128,17 @@ mod tests {
         );
         let without: Value = serde_json::from_slice(&render(Shape::OpenRouter, 7, &images()[..1], None)).unwrap();
         assert!(without.get("usage").is_none());
+    }
+
+    #[test]
+    fn an_answer_names_its_action_first() {
+        let mut body = render(Shape::OpenAi, 7, &images()[..1], None);
+        name_action(&mut body, "act_1");
+        let named: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(named, json!({"action_id": "act_1", "created": 7, "data": [{"b64_json": "aGk=", "revised_prompt": "r"}]}));
+        let mut empty = b"{}".to_vec();
+        name_action(&mut empty, "act_2");
+        assert_eq!(empty, br#"{"action_id":"act_2"}"#);
     }
 
     #[test]

@@ -53,6 +53,23 @@ pub fn path_of(url: &str) -> &str {
     path.find(['?', '#']).map_or(path, |end| &path[..end])
 }
 
+/// The parameters of a query string (without `?`) for an endpoint that takes only `params`:
+/// each with its value, in order; an unknown or repeated one is a 400 naming it (`endpoint` says
+/// whose query it is, for the message).
+pub fn query_params(query: Option<&str>, params: &[&str], endpoint: &str) -> Result<Vec<(String, String)>, GatewayError> {
+    let mut given: Vec<(String, String)> = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !params.contains(&name.as_ref()) {
+            return Err(GatewayError::invalid_param(&name, format!("Unknown query parameter '{name}'. {endpoint} takes {}.", params.join(", "))));
+        }
+        if given.iter().any(|(seen, _)| *seen == name) {
+            return Err(GatewayError::invalid_param(&name, format!("The query parameter '{name}' is given more than once.")));
+        }
+        given.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(given)
+}
+
 /// The incoming request's body, read only once a stage needs it.
 pub trait IncomingBody {
     /// Reads the whole body; a 413 as soon as it exceeds `max_bytes`, without reading the rest.

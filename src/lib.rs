@@ -27,6 +27,8 @@ pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod retention;
+pub mod route_stats;
+pub mod routes;
 pub mod secret;
 pub mod state;
 pub mod upstream;

@@ -21,6 +21,7 @@ pub use crate::action::{Action, AttemptRecord};
 use crate::action_list::{self, Cursor, ListQuery};
 use crate::cache::entry::Stored;
 use crate::files::{FileMeta, NewFile};
+use crate::route_stats::{self, Bucket, StatsQuery};
 use sha2::Digest as _;
 
 use crate::error::{ErrorKind, GatewayError};
@@ -54,6 +55,10 @@ pub trait History {
     /// One page of `key`'s history for `query`, after `cursor`: up to `query.limit + 1`
     /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
     fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
+
+    /// The non-empty buckets of `key`'s actions through the route `route_id` for `query`, by
+    /// bucket number (see [`route_stats::stats_sql`]); `Err` when storage failed.
+    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
 
     /// Up to `batch` of the oldest actions created before `cutoff_ms`, oldest first.
     fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>>;
@@ -138,6 +143,10 @@ impl History for Off {
     }
 
     fn list<'a>(&'a self, _key: &'a str, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn stats<'a>(&'a self, _key: &'a str, _route_id: &'a str, _query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -258,6 +267,12 @@ impl History for MemoryHistory {
         page.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         page.truncate(query.limit as usize + 1);
         let result = self.reachable().map(|()| page);
+        Box::pin(async move { result })
+    }
+
+    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+        let buckets = route_stats::buckets_of(&self.actions.borrow(), key, route_id, query);
+        let result = self.reachable().map(|()| buckets);
         Box::pin(async move { result })
     }
 

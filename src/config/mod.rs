@@ -8,12 +8,14 @@
 //!
 //! One module per concern: [`limits`] (per-request limits), [`providers`] (where requests go),
 //! [`models`] (what clients ask for), [`policy`] (routing). The sections the next features add
-//! (`cache`, `routes`, `keys`, `storage`) each get a module here and a line in [`Config::problems`].
+//! (`keys`, `storage`) each get a module here and a line in [`Config::problems`]; [`routes`] holds
+//! the named endpoints.
 
 pub mod limits;
 pub mod models;
 pub mod policy;
 pub mod providers;
+pub mod routes;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,6 +26,7 @@ use crate::policy::{Policy, RouterFields};
 pub use limits::{DEFAULT_DEADLINE_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SUBREQUESTS, DEFAULT_MAX_UPSTREAM_BYTES};
 pub use models::{ModelConfig, PriceLine, PriceUnit, Supports};
 pub use providers::{Kind, ProviderConfig};
+pub use routes::RouteConfig;
 
 /// The configuration used when `IMAGEGATE_CONFIG` is not set: one model, rendered in the worker.
 pub const EMBEDDED_DEFAULT: &str = r#"{
@@ -95,6 +98,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// The public models, each served by one provider.
     pub models: Vec<ModelConfig>,
+    /// Named endpoints over the models, with their own defaults and policy.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
 }
 
 /// Which browser origins may call the gateway.
@@ -139,6 +145,12 @@ impl Config {
                 Err(problem) => problems.push(problem),
             }
         }
+        for (i, route) in config.routes.iter_mut().enumerate() {
+            match policy::read_policy(route.policy_json.take(), &format!("routes[{i}].policy")) {
+                Ok(fields) => route.policy = fields,
+                Err(problem) => problems.push(problem),
+            }
+        }
         problems.extend(config.problems());
         if problems.is_empty() {
             Ok(config)
@@ -161,6 +173,7 @@ impl Config {
         }
         let names = models::check(&self.models, &self.providers, &mut problems);
         policy::check(self, &names, &mut problems);
+        routes::check(&self.routes, &names, &mut problems);
         problems
     }
 

@@ -11,13 +11,14 @@ use worker::{console_warn, Env};
 
 use crate::action_list::{page_sql, Cursor, ListQuery, SqlValue};
 use crate::retention::{DELETE_BATCH, OLDEST_BATCH};
+use crate::route_stats::{stats_sql, Bucket, StatsQuery};
 use crate::state::{Action, History, Pending};
 
 /// The D1 database's binding name in `wrangler.toml`.
 pub const BINDING: &str = "IMAGEGATE_DB";
 
-const INSERT: &str = "INSERT INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record) \
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT: &str = "INSERT INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record, route_id, cache, images) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const SELECT: &str = "SELECT record FROM actions WHERE id = ?1";
 
 /// The history of one request: the binding is looked up once, when first needed.
@@ -67,14 +68,40 @@ impl History for D1History<'_> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let (sql, args) = page_sql(key, query, cursor);
-            let args: Vec<JsValue> = args
-                .into_iter()
-                .map(|arg| match arg {
-                    SqlValue::Text(text) => JsValue::from_str(&text),
-                    SqlValue::Integer(n) => JsValue::from_f64(n as f64),
+            records(db, &sql, &bound(args)).await
+        })
+    }
+
+    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let (sql, args) = stats_sql(key, route_id, query);
+            let failed = failure("stats query");
+            let result = query_rows(db, sql, &bound(args)).await.map_err(&failed)?;
+            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
+            let width_secs = query.interval.ms() / 1000;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let number = |name: &str| Reflect::get(&row, &JsValue::from_str(name)).ok().and_then(|v| v.as_f64());
+                    let count = |name: &str| number(name).unwrap_or(0.0) as u64;
+                    let bucket = count("bucket");
+                    (
+                        bucket,
+                        Bucket {
+                            start: bucket * width_secs,
+                            requests: count("requests"),
+                            successes: count("successes"),
+                            errors: count("errors"),
+                            cache_hits: count("cache_hits"),
+                            images: count("images"),
+                            cost_usd: number("cost_usd").unwrap_or(0.0),
+                            p50_latency_ms: number("p50").map(|ms| ms as u64),
+                            p95_latency_ms: number("p95").map(|ms| ms as u64),
+                        },
+                    )
                 })
-                .collect();
-            records(db, &sql, &args).await
+                .collect())
         })
     }
 
@@ -94,6 +121,16 @@ impl History for D1History<'_> {
             Ok(())
         })
     }
+}
+
+/// `args` as the values D1 binds.
+fn bound(args: Vec<SqlValue>) -> Vec<JsValue> {
+    args.into_iter()
+        .map(|arg| match arg {
+            SqlValue::Text(text) => JsValue::from_str(&text),
+            SqlValue::Integer(n) => JsValue::from_f64(n as f64),
+        })
+        .collect()
 }
 
 /// The actions `sql` selects (as their `record` column) with `args` bound.
@@ -134,6 +171,9 @@ async fn insert(db: &JsValue, action: &Action) {
         number(action.latency_ms),
         action.cost_usd.map_or(JsValue::NULL, JsValue::from_f64),
         JsValue::from_str(&record),
+        action.route_id.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+        action.cache.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+        action.images.and_then(|images| images.got).map_or(JsValue::NULL, |got| number(got as u64)),
     ];
     if let Err(error) = query(db, INSERT, &args, None).await {
         console_warn!("{{\"warning\":\"the action {} was not recorded\",\"error\":{:?}}}", action.id, error.as_string().unwrap_or_default());

@@ -63,12 +63,21 @@ impl<B> Attempt<B> {
 }
 
 /// How an attempt's answer is delivered: in the caller's `shape`; for a cache-enabled request,
-/// or one whose images are kept (`files`), read whole rather than relayed.
+/// one whose images are kept (`files`), or one whose answer the gateway adds to (`whole`), read
+/// whole rather than relayed.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Answering<'r> {
     pub shape: Shape,
     pub for_cache: bool,
     pub files: Option<Filing<'r>>,
+    pub whole: bool,
+}
+
+impl Answering<'_> {
+    /// Whether an upstream answer may be relayed as it streams, unread.
+    fn may_relay(&self) -> bool {
+        self.shape == Shape::OpenAi && !self.for_cache && self.files.is_none() && !self.whole
+    }
 }
 
 impl<B> From<Failure> for Attempt<B> {
@@ -129,7 +138,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Err(error) => return Attempt::unusable(error),
         };
         let window = Window { deadline, limit_ms, request_deadline };
-        if plan.relay && answering.shape == Shape::OpenAi && !answering.for_cache && answering.files.is_none() && plan.calls.len() == 1 {
+        if plan.relay && answering.may_relay() && plan.calls.len() == 1 {
             let call = plan.calls.into_iter().next().expect("one call");
             return self.relay(&target, model, call, request, window).await;
         }

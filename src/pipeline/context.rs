@@ -85,6 +85,8 @@ pub struct RequestContext {
     pub request_fields: Option<Map<String, Value>>,
     /// The answer's images, kept in the file store (only where files are kept).
     pub kept: Option<Kept>,
+    /// The id of the route the request was made through.
+    pub route_id: Option<String>,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -119,6 +121,7 @@ impl RequestContext {
             asked_images: None,
             request_fields: None,
             kept: None,
+            route_id: None,
         }
     }
 
@@ -166,6 +169,7 @@ impl RequestContext {
             object: "action".to_owned(),
             request_id: self.request_id.clone(),
             key: self.key.clone(),
+            route_id: self.route_id.clone(),
             model: last.map(|a| a.model.clone()),
             status: match (reply.status, error) {
                 (200..=299, _) => "success",

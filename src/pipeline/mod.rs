@@ -19,6 +19,7 @@ mod deliver;
 mod failure;
 mod fallback;
 mod files;
+mod named;
 mod poll;
 
 pub use crate::cache::entry::{FlightEnd, Store};
@@ -43,6 +44,7 @@ use crate::log::RequestLog;
 use crate::openrouter_generation;
 use crate::policy::take_router_fields;
 use crate::request::{image_request, parse_body};
+use crate::routes::{self, Verb};
 use crate::secret::Secret;
 use crate::secret::Secrets;
 use crate::state::{Action, Cache, Coalescer, Files, History, Limiter, Off};
@@ -159,6 +161,13 @@ enum Route<'p> {
     File {
         id: &'p str,
     },
+    /// `GET /v1/routes`: the routes the caller may use.
+    Routes,
+    /// A route's description, use, history or statistics, by id or `owner/name`.
+    Named {
+        selector: &'p str,
+        verb: Verb,
+    },
     /// A generation, answered in the caller's shape.
     Generations(Shape),
     /// A known path, another method; carries the methods the path allows.
@@ -186,11 +195,19 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("GET", "/api/v1/generation") => Route::OpenRouterGeneration,
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if path.starts_with("/v1/files/") && path.len() > "/v1/files/".len() => Route::File { id: &path["/v1/files/".len()..] },
+        ("GET", "/v1/routes") => Route::Routes,
+        (method, _) if path.starts_with("/v1/routes/") => match routes::parse_path(&path["/v1/routes/".len()..]) {
+            Some((selector, Verb::Use)) if method == "POST" => Route::Named { selector, verb: Verb::Use },
+            Some((_, Verb::Use)) => Route::WrongMethod("POST, OPTIONS"),
+            Some((selector, verb)) if method == "GET" => Route::Named { selector, verb },
+            Some(_) => Route::WrongMethod("GET, OPTIONS"),
+            None => Route::Unknown,
+        },
         ("GET", _) if endpoints.is_some() => {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
         }
-        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation" | "/v1/routes") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
@@ -223,12 +240,15 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::Action { id } => self.action(head, id, &mut cx).await,
             Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
             Route::File { id } => self.file(head, id, &mut cx).await,
-            Route::Generations(shape) => self.generate(head, body, shape, &mut cx).await,
+            Route::Routes => self.routes(head, &mut cx),
+            Route::Named { selector, verb: Verb::Use } => self.generate(head, body, Shape::OpenAi, Some(selector), &mut cx).await,
+            Route::Named { selector, verb } => self.named_route(head, selector, verb, &mut cx).await,
+            Route::Generations(shape) => self.generate(head, body, shape, None, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!(
-                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images, GET /api/v1/images/models and GET /v1/actions.",
+                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images, GET /api/v1/images/models, GET /v1/actions and GET /v1/routes.",
                     head.method, head.path
                 ),
             )
@@ -292,10 +312,19 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// convention. The cursor `after` must be one of the caller's own actions.
     async fn actions(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let key = self.caller(head, cx)?;
-        let query = ListQuery::parse(head.query.as_deref())?;
+        let mut query = ListQuery::parse(head.query.as_deref())?;
+        if let Some(route) = &query.route {
+            let route = routes::find(self.config, route, key)
+                .map_err(|_| GatewayError::invalid_param("route", format!("'route' is '{route}', which is no route this key may use.")))?;
+            query.route_id = Some(route.id.clone());
+        }
+        self.list_actions(head, key, query).await
+    }
+
+    /// A page of `key`'s history for `query`.
+    async fn list_actions(&self, head: &RequestHead, key: &str, query: ListQuery) -> Result<Reply<U::Body>, GatewayError> {
         if !self.history.keeps() {
-            return Err(GatewayError::new(ErrorKind::NotFound, "This deployment records no actions: it has no history binding (IMAGEGATE_DB).")
-                .with_code("actions_not_recorded"));
+            return Err(not_recorded());
         }
         let cursor = match &query.after {
             None => None,
@@ -324,14 +353,32 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `POST /v1/images/generations` (and orq's `/v2/router/images/generations`), or
     /// OpenRouter's `POST /api/v1/images`: authenticate, read, parse, plan the policy, then run
     /// the attempt loop; the answer comes in `shape`.
-    async fn generate<I: IncomingBody>(&self, head: &RequestHead, body: I, shape: Shape, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+    ///
+    /// `via` is the route `POST /v1/routes/{…}/use` names; its answer also names the action.
+    async fn generate<I: IncomingBody>(
+        &self,
+        head: &RequestHead,
+        body: I,
+        shape: Shape,
+        via: Option<&str>,
+        cx: &mut RequestContext,
+    ) -> Result<Reply<U::Body>, GatewayError> {
         let key = self.caller(head, cx)?;
         cx.generation = true;
+        let route = via.map(|selector| routes::find(self.config, selector, key)).transpose()?;
         self.limiter.admit(key, self.clock.now_ms()).await?;
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
         if shape == Shape::OpenRouter {
             take_openrouter_fields(&mut fields)?;
+        }
+        let route = match route {
+            Some(route) => Some(route),
+            None => self.route_in_model(&mut fields, key)?,
+        };
+        if let Some(route) = route {
+            routes::apply(route, &mut fields, head.imagegate_config.as_deref())?;
+            cx.route_id = Some(route.id.clone());
         }
         let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
         if let Some(count) = router_fields.retry_count.filter(|c| *c > self.config.max_retry_count) {
@@ -354,17 +401,32 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         // A load-balanced request may leave `model` out: its first weighted model stands in.
         let balanced = router_fields.load_balancer.as_ref().and_then(|models| models.first()).map(|(m, _)| m.as_str());
         let (model, _) = self.config.resolve_model(request.model.as_deref().or(balanced))?;
-        let policy = self.config.policy_for(model).with_request(&router_fields);
+        let policy = match route {
+            Some(route) => self.config.policy_for(model).with_request(&route.policy),
+            None => self.config.policy_for(model),
+        }
+        .with_request(&router_fields);
         self.config.check_targets(&policy)?;
+        let request_id = cx.request_id.clone();
+        let named = via.is_some() && cx.recorded;
         let caching = self.cache_plan(head, shape, &request, &policy, model, cx);
         if let Some(plan) = &caching {
-            if let Some(hit) = self.lookup(plan, shape, cx).await {
+            if let Some(mut hit) = self.lookup(plan, shape, cx).await {
+                if let (true, ReplyBody::Bytes(body)) = (named, &mut hit.body) {
+                    crate::answer::name_action(body, &context::action_id(&request_id));
+                }
                 return Ok(hit);
             }
         }
-        let request_id = cx.request_id.clone();
-        let answering = Answering { shape, for_cache: caching.is_some(), files: self.filing(head, &request_id, key, cx.recorded) };
-        let result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
+        let files = self.filing(head, &request_id, key, cx.recorded);
+        let answering = Answering { shape, for_cache: caching.is_some(), files, whole: named };
+        let mut result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
+        if named {
+            // A route's answer names its action (read whole above, so never a relay).
+            if let Ok(Reply { body: ReplyBody::Bytes(body), .. }) = &mut result {
+                crate::answer::name_action(body, &context::action_id(&request_id));
+            }
+        }
         if let Some(plan) = caching {
             let answer_bytes = result.as_ref().ok().and_then(|reply| match &reply.body {
                 ReplyBody::Bytes(bytes) => Some(bytes.len()),
@@ -387,6 +449,11 @@ fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value
             .with_code("unsupported_parameter"));
     }
     Ok(())
+}
+
+/// The 404 for a history read on a deployment that records none.
+fn not_recorded() -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, "This deployment records no actions: it has no history binding (IMAGEGATE_DB).").with_code("actions_not_recorded")
 }
 
 /// The 503 for a history that could not be read.

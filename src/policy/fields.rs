@@ -12,7 +12,7 @@ use crate::fields::{as_int, as_short_string, as_string, take, wrong_type};
 
 /// The fields a request may carry besides the OpenAI ones. `identity` is accepted only under
 /// `orq` or in the header, as orq's clients send it.
-const ROUTER_FIELDS: [&str; 8] = ["retry", "fallbacks", "fallback_on_codes", "load_balancer", "timeout", "metadata", "name", "cache"];
+pub const ROUTER_FIELDS: [&str; 8] = ["retry", "fallbacks", "fallback_on_codes", "load_balancer", "timeout", "metadata", "name", "cache"];
 /// The most retries a request may ask for.
 pub const MAX_RETRY_COUNT: u8 = 5;
 /// The most status codes in `on_codes` or `fallback_on_codes`.

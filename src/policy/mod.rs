@@ -6,7 +6,7 @@ mod backoff;
 mod fields;
 
 pub use backoff::{backoff_ms, retry_after_ms};
-pub use fields::{take_router_fields, Identity, RouterFields, MAX_RETRY_COUNT};
+pub use fields::{take_router_fields, Identity, RouterFields, MAX_RETRY_COUNT, ROUTER_FIELDS};
 
 /// Upstream statuses retried on the same target by default.
 pub const DEFAULT_RETRY_ON: [u16; 5] = [429, 500, 502, 503, 504];
