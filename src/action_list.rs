@@ -96,42 +96,47 @@ pub enum SqlValue {
     Integer(u64),
 }
 
-/// The statement that reads one page of `key`'s history: at most `limit + 1` records (the
+/// The statement that reads one page of `key`'s history (everyone's for `None`, the management
+/// key's view): at most `limit + 1` records (the
 /// extra one tells whether there is a next page), newest first. Uses the index
 /// `actions_by_key (key_id, created_at DESC, id DESC)`, or with a route
 /// `actions_by_route (key_id, route_id, created_at DESC, id DESC)`.
-pub fn page_sql(key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> (String, Vec<SqlValue>) {
+pub fn page_sql(key: Option<&str>, query: &ListQuery, cursor: Option<&Cursor>) -> (String, Vec<SqlValue>) {
     let mut args = Vec::new();
     // Binds `value` and gives its numbered placeholder.
     let mut bind = |value: SqlValue| {
         args.push(value);
         format!("?{}", args.len())
     };
-    let mut sql = format!("SELECT record FROM actions WHERE key_id = {}", bind(SqlValue::Text(key.to_owned())));
+    let mut conditions = Vec::new();
+    if let Some(key) = key {
+        conditions.push(format!("key_id = {}", bind(SqlValue::Text(key.to_owned()))));
+    }
     if let Some(route_id) = &query.route_id {
-        sql += &format!(" AND route_id = {}", bind(SqlValue::Text(route_id.clone())));
+        conditions.push(format!("route_id = {}", bind(SqlValue::Text(route_id.clone()))));
     }
     if let Some(model) = &query.model {
-        sql += &format!(" AND model = {}", bind(SqlValue::Text(model.clone())));
+        conditions.push(format!("model = {}", bind(SqlValue::Text(model.clone()))));
     }
     if let Some(status) = &query.status {
-        sql += &format!(" AND status = {}", bind(SqlValue::Text(status.clone())));
+        conditions.push(format!("status = {}", bind(SqlValue::Text(status.clone()))));
     }
     if let Some(since) = query.since_ms {
-        sql += &format!(" AND created_at >= {}", bind(SqlValue::Integer(since)));
+        conditions.push(format!("created_at >= {}", bind(SqlValue::Integer(since))));
     }
     if let Some(cursor) = cursor {
         let (at, id) = (bind(SqlValue::Integer(cursor.created_at)), bind(SqlValue::Text(cursor.id.clone())));
-        sql += &format!(" AND (created_at < {at} OR (created_at = {at} AND id < {id}))");
+        conditions.push(format!("(created_at < {at} OR (created_at = {at} AND id < {id}))"));
     }
-    sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", bind(SqlValue::Integer(u64::from(query.limit) + 1)));
-    (sql, args)
+    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let limit = bind(SqlValue::Integer(u64::from(query.limit) + 1));
+    (format!("SELECT record FROM actions{filter} ORDER BY created_at DESC, id DESC LIMIT {limit}"), args)
 }
 
 /// Whether `action` belongs on a page of `key`'s history for `query` after `cursor`: what
 /// [`page_sql`] selects, for histories that are not SQL.
-pub fn selects(action: &Action, key: &str, query: &ListQuery, cursor: Option<&Cursor>) -> bool {
-    action.key.as_deref() == Some(key)
+pub fn selects(action: &Action, key: Option<&str>, query: &ListQuery, cursor: Option<&Cursor>) -> bool {
+    key.is_none_or(|key| action.key.as_deref() == Some(key))
         && query.route_id.as_ref().is_none_or(|r| action.route_id.as_ref() == Some(r))
         && query.model.as_ref().is_none_or(|m| action.model.as_ref() == Some(m))
         && query.status.as_ref().is_none_or(|s| action.status == *s)
@@ -203,9 +208,16 @@ mod tests {
 
     #[test]
     fn the_first_page_binds_the_key_and_one_more_than_the_limit() {
-        let (sql, args) = page_sql("team", &ListQuery::default(), None);
+        let (sql, args) = page_sql(Some("team"), &ListQuery::default(), None);
         assert_eq!(sql, "SELECT record FROM actions WHERE key_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2");
         assert_eq!(args, vec![SqlValue::Text("team".into()), SqlValue::Integer(21)]);
+    }
+
+    #[test]
+    fn everyones_history_has_no_key_filter() {
+        let (sql, args) = page_sql(None, &ListQuery::default(), None);
+        assert_eq!(sql, "SELECT record FROM actions ORDER BY created_at DESC, id DESC LIMIT ?1");
+        assert_eq!(args, vec![SqlValue::Integer(21)]);
     }
 
     #[test]
@@ -220,7 +232,7 @@ mod tests {
             after: Some("act_b".into()),
         };
         let cursor = Cursor { created_at: 9000, id: "act_b".into() };
-        let (sql, args) = page_sql("team", &query, Some(&cursor));
+        let (sql, args) = page_sql(Some("team"), &query, Some(&cursor));
         assert_eq!(
             sql,
             "SELECT record FROM actions WHERE key_id = ?1 AND route_id = ?2 AND model = ?3 AND status = ?4 AND created_at >= ?5 \

@@ -4,6 +4,45 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::secret::Secret;
+
+/// The secret that holds the management key: it reads every key's actions, files and routes,
+/// and cannot generate.
+pub const ADMIN_KEY_SECRET: &str = "IMAGEGATE_ADMIN_KEY";
+/// The label the management key is logged and recorded as.
+pub const MANAGEMENT_LABEL: &str = "management";
+
+/// Who reads the gateway's records: a gateway key (by label), which sees its own, or the
+/// management key, which sees everyone's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader<'k> {
+    Key(&'k str),
+    Management,
+}
+
+impl<'k> Reader<'k> {
+    /// The key whose records this reader may see; `None` for all of them.
+    pub fn key(self) -> Option<&'k str> {
+        match self {
+            Reader::Key(key) => Some(key),
+            Reader::Management => None,
+        }
+    }
+}
+
+/// Whether the bearer token of `authorization` is the management key `management` (their
+/// SHA-256 digests compared in constant time).
+pub fn is_management(authorization: Option<&str>, management: &Secret) -> bool {
+    let Some(token) = authorization.and_then(bearer) else { return false };
+    let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let expected: [u8; 32] = Sha256::digest(management.expose().as_bytes()).into();
+    !management.expose().is_empty() && bool::from(presented.ct_eq(&expected))
+}
+
+/// The token of a `Bearer` authorization header.
+fn bearer(header: &str) -> Option<&str> {
+    header.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim()).filter(|token| !token.is_empty())
+}
 
 /// One accepted gateway key: its SHA-256 digest and a label for logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,9 +123,7 @@ pub fn authenticate<'k>(authorization: Option<&str>, keys: &'k KeySet) -> Result
     let Some(header) = authorization else {
         return Err(unauthorized("You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."));
     };
-    let token =
-        header.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim()).filter(|token| !token.is_empty());
-    let Some(token) = token else {
+    let Some(token) = bearer(header) else {
         return Err(unauthorized("The Authorization header must be 'Bearer YOUR_KEY'."));
     };
     keys.check(token).ok_or_else(|| unauthorized("Incorrect API key provided."))
@@ -135,6 +172,18 @@ mod tests {
         let err = KeySet::parse("sk-secret-plaintext-key").unwrap_err();
         assert!(err.contains("entry 1"), "{err}");
         assert!(!err.contains("sk-secret"), "{err}");
+    }
+
+    #[test]
+    fn the_management_key_is_told_from_gateway_keys() {
+        let management = Secret::new("sk-admin");
+        assert!(is_management(Some("Bearer sk-admin"), &management));
+        for header in [None, Some("Bearer sk-one"), Some("Basic sk-admin"), Some("Bearer ")] {
+            assert!(!is_management(header, &management), "{header:?}");
+        }
+        assert!(!is_management(Some("Bearer "), &Secret::new("")), "an empty secret is no key");
+        assert_eq!(Reader::Management.key(), None);
+        assert_eq!(Reader::Key("ci").key(), Some("ci"));
     }
 
     #[test]

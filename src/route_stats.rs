@@ -134,17 +134,17 @@ impl Bucket {
     }
 }
 
-/// The statement that computes the non-empty buckets of `key`'s actions through the route
+/// The statement that computes the non-empty buckets of `key`'s actions (everyone's for `None`) through the route
 /// `route_id` for `query`, ordered by bucket (index `actions_by_route`). Each row: `bucket` (its
 /// number), `requests`, `successes`, `errors`, `cache_hits`, `images`, `cost_usd`, `p50`, `p95`.
-pub fn stats_sql(key: &str, route_id: &str, query: &StatsQuery) -> (&'static str, Vec<SqlValue>) {
+pub fn stats_sql(key: Option<&str>, route_id: &str, query: &StatsQuery) -> (String, Vec<SqlValue>) {
     // Nearest rank: the p-th percentile of n sorted values is the value at rank ceil(p·n/100),
     // the smallest latency among the ranks at or past it.
     const SQL: &str = "WITH ranked AS (\
         SELECT CAST(created_at / ?5 AS INTEGER) AS bucket, status, cache, images, cost_usd, latency_ms, \
         ROW_NUMBER() OVER (PARTITION BY CAST(created_at / ?5 AS INTEGER) ORDER BY latency_ms) AS rank, \
         COUNT(*) OVER (PARTITION BY CAST(created_at / ?5 AS INTEGER)) AS total \
-        FROM actions WHERE key_id = ?1 AND route_id = ?2 AND created_at >= ?3 AND created_at < ?4) \
+        FROM actions WHERE KEY_FILTER route_id = ?2 AND created_at >= ?3 AND created_at < ?4) \
         SELECT bucket, COUNT(*) AS requests, SUM(status = 'success') AS successes, SUM(status <> 'success') AS errors, \
         SUM(cache IS 'HIT') AS cache_hits, COALESCE(SUM(images), 0) AS images, COALESCE(SUM(cost_usd), 0) AS cost_usd, \
         MIN(CASE WHEN rank * 100 >= total * 50 THEN latency_ms END) AS p50, \
@@ -152,21 +152,25 @@ pub fn stats_sql(key: &str, route_id: &str, query: &StatsQuery) -> (&'static str
         FROM ranked GROUP BY bucket ORDER BY bucket";
     let width = query.interval.ms();
     let args = vec![
-        SqlValue::Text(key.to_owned()),
+        SqlValue::Text(key.unwrap_or_default().to_owned()),
         SqlValue::Text(route_id.to_owned()),
         SqlValue::Integer(query.first_bucket() * width),
         SqlValue::Integer((query.last_bucket() + 1) * width),
         SqlValue::Integer(width),
     ];
-    (SQL, args)
+    // Everyone's (the management key's view) leaves `?1` unused.
+    (SQL.replace("KEY_FILTER", if key.is_some() { "key_id = ?1 AND" } else { "?1 = ?1 AND" }), args)
 }
 
 /// The same buckets as [`stats_sql`] over `actions` (for histories that are not SQL).
-pub fn buckets_of(actions: &[Action], key: &str, route_id: &str, query: &StatsQuery) -> Vec<(u64, Bucket)> {
+pub fn buckets_of(actions: &[Action], key: Option<&str>, route_id: &str, query: &StatsQuery) -> Vec<(u64, Bucket)> {
     let width = query.interval.ms();
     let (from, to) = (query.first_bucket() * width, (query.last_bucket() + 1) * width);
     let mut grouped: std::collections::BTreeMap<u64, Vec<&Action>> = std::collections::BTreeMap::new();
-    for action in actions.iter().filter(|a| a.key.as_deref() == Some(key) && a.route_id.as_deref() == Some(route_id) && (from..to).contains(&a.created_at)) {
+    for action in actions
+        .iter()
+        .filter(|a| key.is_none_or(|key| a.key.as_deref() == Some(key)) && a.route_id.as_deref() == Some(route_id) && (from..to).contains(&a.created_at))
+    {
         grouped.entry(action.created_at / width).or_default().push(action);
     }
     grouped
@@ -265,7 +269,7 @@ mod tests {
         actions.push(Action { key: Some("other".into()), ..action(start, "success", 1, None) });
         actions.push(Action { route_id: Some("another".into()), ..action(start, "success", 1, None) });
         let q = StatsQuery { interval: Interval::Hour, from_ms: start, to_ms: start + 3 * hour };
-        let found = buckets_of(&actions, "k", "r", &q);
+        let found = buckets_of(&actions, Some("k"), "r", &q);
         let body = answer("r", &q, found);
         let data = body["data"].as_array().unwrap();
         assert_eq!(data.len(), 3, "three hours, the empty one too");
@@ -285,7 +289,7 @@ mod tests {
     #[test]
     fn the_sql_binds_every_value_and_aligns_the_range_to_buckets() {
         let q = StatsQuery { interval: Interval::Day, from_ms: DAY_MS + 5, to_ms: 3 * DAY_MS + 1 };
-        let (sql, args) = stats_sql("k", "r", &q);
+        let (sql, args) = stats_sql(Some("k"), "r", &q);
         assert!(!sql.contains("'k'") && !sql.contains("'r'"), "values are bound, never spliced");
         assert_eq!(
             args,

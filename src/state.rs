@@ -52,13 +52,13 @@ pub trait History {
     /// The action recorded as `id`, if there is one; `Err` when storage failed.
     fn read<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>>;
 
-    /// One page of `key`'s history for `query`, after `cursor`: up to `query.limit + 1`
+    /// One page of `key`'s history (everyone's for `None`) for `query`, after `cursor`: up to `query.limit + 1`
     /// actions, newest first (see [`action_list::page_sql`]); `Err` when storage failed.
-    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
+    fn list<'a>(&'a self, key: Option<&'a str>, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>>;
 
     /// The non-empty buckets of `key`'s actions through the route `route_id` for `query`, by
     /// bucket number (see [`route_stats::stats_sql`]); `Err` when storage failed.
-    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
+    fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
 
     /// Up to `batch` of the oldest actions created before `cutoff_ms`, oldest first.
     fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>>;
@@ -142,11 +142,11 @@ impl History for Off {
         Box::pin(async { Ok(None) })
     }
 
-    fn list<'a>(&'a self, _key: &'a str, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+    fn list<'a>(&'a self, _key: Option<&'a str>, _query: &'a ListQuery, _cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    fn stats<'a>(&'a self, _key: &'a str, _route_id: &'a str, _query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+    fn stats<'a>(&'a self, _key: Option<&'a str>, _route_id: &'a str, _query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -262,7 +262,7 @@ impl History for MemoryHistory {
         Box::pin(async move { result })
     }
 
-    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+    fn list<'a>(&'a self, key: Option<&'a str>, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
         let mut page: Vec<Action> = self.actions.borrow().iter().filter(|a| action_list::selects(a, key, query, cursor)).cloned().collect();
         page.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         page.truncate(query.limit as usize + 1);
@@ -270,7 +270,7 @@ impl History for MemoryHistory {
         Box::pin(async move { result })
     }
 
-    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+    fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
         let buckets = route_stats::buckets_of(&self.actions.borrow(), key, route_id, query);
         let result = self.reachable().map(|()| buckets);
         Box::pin(async move { result })

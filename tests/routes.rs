@@ -103,6 +103,7 @@ fn a_private_route_is_404_to_an_unlisted_key_and_listed_only_to_its_keys() {
         |key| get(&h, key, "/v1/routes").json()["data"].as_array().unwrap().iter().map(|r| r["identifier"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
     assert_eq!(listed(GATEWAY_KEY), ["acme/thumbs", "acme/resilient"]);
     assert_eq!(listed(OTHER_GATEWAY_KEY), ["acme/thumbs", "acme/secret", "acme/resilient"]);
+    assert_eq!(listed(MANAGEMENT_KEY), ["acme/thumbs", "acme/secret", "acme/resilient"], "the management key sees every route");
     assert_eq!(h.serve("GET", "/v1/routes", None, "", vec![]).status, 401);
 }
 
@@ -161,6 +162,10 @@ fn a_routes_history_and_stats_hold_the_callers_generations_through_it() {
     let last: &Value = data.last().unwrap();
     assert_eq!(last["requests"], 3);
     assert_eq!(get(&h, GATEWAY_KEY, "/v1/routes/acme/thumbs/stats?interval=week").json()["error"]["param"], "interval");
+    let everyone = get(&h, MANAGEMENT_KEY, "/v1/routes/acme/thumbs/stats?interval=hour").json();
+    let total: u64 = everyone["data"].as_array().unwrap().iter().map(|b| b["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, 4, "the management key's stats count every key's use");
+    assert_eq!(get(&h, MANAGEMENT_KEY, "/v1/routes/acme/thumbs/actions").json()["data"].as_array().unwrap().len(), 4);
 }
 
 #[test]

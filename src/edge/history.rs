@@ -64,7 +64,7 @@ impl History for D1History<'_> {
         })
     }
 
-    fn list<'a>(&'a self, key: &'a str, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
+    fn list<'a>(&'a self, key: Option<&'a str>, query: &'a ListQuery, cursor: Option<&'a Cursor>) -> Pending<'a, Result<Vec<Action>, String>> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let (sql, args) = page_sql(key, query, cursor);
@@ -72,12 +72,12 @@ impl History for D1History<'_> {
         })
     }
 
-    fn stats<'a>(&'a self, key: &'a str, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+    fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let (sql, args) = stats_sql(key, route_id, query);
             let failed = failure("stats query");
-            let result = query_rows(db, sql, &bound(args)).await.map_err(&failed)?;
+            let result = query_rows(db, &sql, &bound(args)).await.map_err(&failed)?;
             let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
             let width_secs = query.interval.ms() / 1000;
             Ok(rows

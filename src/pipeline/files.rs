@@ -99,7 +99,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     }
 
     /// `GET /v1/files/{id}`: a stored image, to anyone with a valid signed URL, or to the key
-    /// whose generation made it (another key, like an unknown id, gets a 404). An expired or
+    /// whose generation made it or the management key (another key, like an unknown id, gets a
+    /// 404). An expired or
     /// forged signature is a 403, whatever key comes with it.
     pub(super) async fn file(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let now_secs = self.clock.now_ms() / 1000;
@@ -110,7 +111,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 signature::verify(secret.expose().as_bytes(), id, *expires, sig, now_secs).map_err(files::refused)?;
                 None
             }
-            None => Some(self.caller(head, cx)?),
+            None => self.reader(head, cx)?.key(),
         };
         if !files::valid_id(id) || !self.files.keeps() {
             return Err(files::not_found(id));

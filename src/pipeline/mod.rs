@@ -32,7 +32,7 @@ use std::cell::Cell;
 use crate::action;
 use crate::action_list::{Cursor, ListQuery, Page};
 use crate::answer::Shape;
-use crate::auth::{authenticate, KeySet};
+use crate::auth::{authenticate, is_management, KeySet, Reader, ADMIN_KEY_SECRET, MANAGEMENT_LABEL};
 use crate::catalogue;
 use crate::clock::{Clock, Random};
 use crate::config::Config;
@@ -275,66 +275,97 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
     /// key, like an unknown id, gets a 404).
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = self.caller(head, cx)?;
-        let action = self.with_urls(head, self.found_action(key, id).await?);
+        let reader = self.reader(head, cx)?;
+        let action = self.with_urls(head, self.found_action(reader, id).await?);
         Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
     }
 
     /// `GET /api/v1/generation?id=`: the same record in OpenRouter's generation shape.
     async fn openrouter_generation(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = self.caller(head, cx)?;
+        let reader = self.reader(head, cx)?;
         let id = openrouter_generation::requested_id(head.query.as_deref())?;
-        let action = self.found_action(key, &id).await?;
+        let action = self.found_action(reader, &id).await?;
         Ok(Reply::json(200, openrouter_generation::body(&action)))
     }
 
     /// The label of the gateway key `head` authenticates with, noted as the request's caller.
+    /// The management key is refused here (a 403): it reads, and never generates.
     fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<&'a str, GatewayError> {
-        let key = authenticate(head.authorization.as_deref(), self.keys)?;
-        cx.key = Some(key.to_owned());
-        Ok(key)
+        match authenticate(head.authorization.as_deref(), self.keys) {
+            Ok(key) => {
+                cx.key = Some(key.to_owned());
+                Ok(key)
+            }
+            Err(_) if self.is_management(head) => {
+                cx.key = Some(MANAGEMENT_LABEL.to_owned());
+                Err(GatewayError::new(ErrorKind::Forbidden, "The management key reads actions, files and routes; it cannot generate. Use a gateway key.")
+                    .with_code("management_key"))
+            }
+            Err(error) => Err(error),
+        }
     }
 
-    /// The action `id` if `key` made it: `Ok(None)` whether it is another key's or none at all
-    /// (the caller answers both alike), `Err` (a 503) when the history could not be read.
-    async fn own_action(&self, key: &str, id: &str) -> Result<Option<Action>, GatewayError> {
+    /// Who reads records: a gateway key, which sees its own, or the management key (the secret
+    /// [`ADMIN_KEY_SECRET`]), which sees everyone's.
+    fn reader(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reader<'a>, GatewayError> {
+        match authenticate(head.authorization.as_deref(), self.keys) {
+            Ok(key) => {
+                cx.key = Some(key.to_owned());
+                Ok(Reader::Key(key))
+            }
+            Err(_) if self.is_management(head) => {
+                cx.key = Some(MANAGEMENT_LABEL.to_owned());
+                Ok(Reader::Management)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether the request carries the management key (looked up only when a gateway key failed).
+    fn is_management(&self, head: &RequestHead) -> bool {
+        self.secrets.get(ADMIN_KEY_SECRET).is_some_and(|management| is_management(head.authorization.as_deref(), &management))
+    }
+
+    /// The action `id` if `reader` may see it: `Ok(None)` whether it is another key's or none
+    /// at all (the caller answers both alike), `Err` (a 503) when the history could not be read.
+    async fn own_action(&self, reader: Reader<'_>, id: &str) -> Result<Option<Action>, GatewayError> {
         let action = self.history.read(id).await.map_err(history_unavailable)?;
-        Ok(action.filter(|action| action.key.as_deref() == Some(key)))
+        Ok(action.filter(|action| reader.key().is_none_or(|key| action.key.as_deref() == Some(key))))
     }
 
     /// [`own_action`](Self::own_action), with a missing one as the 404 `action_not_found`.
-    async fn found_action(&self, key: &str, id: &str) -> Result<Action, GatewayError> {
+    async fn found_action(&self, reader: Reader<'_>, id: &str) -> Result<Action, GatewayError> {
         let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
-        self.own_action(key, id).await?.ok_or_else(not_found)
+        self.own_action(reader, id).await?.ok_or_else(not_found)
     }
 
     /// `GET /v1/actions`: a page of the caller's history, newest first, in OpenAI's list
     /// convention. The cursor `after` must be one of the caller's own actions.
     async fn actions(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let key = self.caller(head, cx)?;
+        let reader = self.reader(head, cx)?;
         let mut query = ListQuery::parse(head.query.as_deref())?;
         if let Some(route) = &query.route {
-            let route = routes::find(self.config, route, key)
+            let route = routes::find(self.config, route, reader.key())
                 .map_err(|_| GatewayError::invalid_param("route", format!("'route' is '{route}', which is no route this key may use.")))?;
             query.route_id = Some(route.id.clone());
         }
-        self.list_actions(head, key, query).await
+        self.list_actions(head, reader, query).await
     }
 
-    /// A page of `key`'s history for `query`.
-    async fn list_actions(&self, head: &RequestHead, key: &str, query: ListQuery) -> Result<Reply<U::Body>, GatewayError> {
+    /// A page of the history `reader` may see, for `query`.
+    async fn list_actions(&self, head: &RequestHead, reader: Reader<'_>, query: ListQuery) -> Result<Reply<U::Body>, GatewayError> {
         if !self.history.keeps() {
             return Err(not_recorded());
         }
         let cursor = match &query.after {
             None => None,
             Some(after) => {
-                let action = self.own_action(key, after).await?;
+                let action = self.own_action(reader, after).await?;
                 let action = action.ok_or_else(|| GatewayError::invalid_param("after", format!("'after' is '{after}', which is no action of this key.")))?;
                 Some(Cursor { created_at: action.created_at, id: action.id })
             }
         };
-        let actions = self.history.list(key, &query, cursor.as_ref()).await.map_err(history_unavailable)?;
+        let actions = self.history.list(reader.key(), &query, cursor.as_ref()).await.map_err(history_unavailable)?;
         let actions = actions.into_iter().map(|action| self.with_urls(head, action)).collect();
         Ok(Reply::json(200, serde_json::to_vec(&Page::new(actions, query.limit)).expect("a page always serialises")))
     }
@@ -365,7 +396,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     ) -> Result<Reply<U::Body>, GatewayError> {
         let key = self.caller(head, cx)?;
         cx.generation = true;
-        let route = via.map(|selector| routes::find(self.config, selector, key)).transpose()?;
+        let route = via.map(|selector| routes::find(self.config, selector, Some(key))).transpose()?;
         self.limiter.admit(key, self.clock.now_ms()).await?;
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;

@@ -37,18 +37,18 @@ pub fn parse_path(rest: &str) -> Option<(&str, Verb)> {
     (!selector.is_empty() && selector.matches('/').count() <= 1).then_some((selector, verb))
 }
 
-/// The route `selector` names if the key labelled `key` may use it; a 404 alike for a route that
-/// does not exist and one the key may not see.
-pub fn find<'c>(config: &'c Config, selector: &str, key: &str) -> Result<&'c RouteConfig, GatewayError> {
-    config.routes.iter().find(|route| route.is(selector) && route.allows(key)).ok_or_else(|| {
+/// The route `selector` names if the key labelled `key` may use it (any route for `None`, the
+/// management key); a 404 alike for a route that does not exist and one the key may not see.
+pub fn find<'c>(config: &'c Config, selector: &str, key: Option<&str>) -> Result<&'c RouteConfig, GatewayError> {
+    config.routes.iter().find(|route| route.is(selector) && key.is_none_or(|key| route.allows(key))).ok_or_else(|| {
         GatewayError::new(ErrorKind::NotFound, format!("No route '{selector}' for this key. GET /v1/routes lists the routes it may use."))
             .with_code("route_not_found")
     })
 }
 
-/// The routes the key labelled `key` may use.
-pub fn usable<'c>(config: &'c Config, key: &'c str) -> impl Iterator<Item = &'c RouteConfig> {
-    config.routes.iter().filter(move |route| route.allows(key))
+/// The routes the key labelled `key` may use (all of them for `None`, the management key).
+pub fn usable<'c>(config: &'c Config, key: Option<&'c str>) -> impl Iterator<Item = &'c RouteConfig> {
+    config.routes.iter().filter(move |route| key.is_none_or(|key| route.allows(key)))
 }
 
 /// Applies `route` to a caller's request: every field the caller set (in the body, or in the

@@ -9,6 +9,7 @@ import { startGateway } from './gateway-process.mjs';
 
 const KEY = 'sk-imagegate-routes-a';
 const OTHER_KEY = 'sk-imagegate-routes-b';
+const MANAGEMENT_KEY = 'sk-imagegate-routes-management';
 const digest = (key) => createHash('sha256').update(key).digest('hex');
 const THUMBS = '6f1c2a9e-3b4d-4c5e-8f60-718293a4b5c6';
 let gateway;
@@ -26,7 +27,7 @@ before(async () => {
         { id: '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d', identifier: 'acme/secret', visibility: 'private', keys: ['b'], model: 'imagegate/test-pattern' },
       ],
     },
-    secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)} b:${digest(OTHER_KEY)}` },
+    secrets: { IMAGEGATE_KEYS: `a:${digest(KEY)} b:${digest(OTHER_KEY)}`, IMAGEGATE_ADMIN_KEY: MANAGEMENT_KEY },
   });
 }, { timeout: 180_000 });
 
@@ -87,4 +88,15 @@ test("a route's stats, computed in D1, add up to the requests made, and its hist
   assert.ok(history.data.every((a) => a.route_id === THUMBS));
   const filtered = await (await get('/v1/actions?route=acme/thumbs', OTHER_KEY)).json();
   assert.deepEqual(filtered.data.map((a) => a.id), history.data.map((a) => a.id));
+
+  // The management key's view: every key's use of the route (the first test's two included).
+  const everyone = await (await get('/v1/routes/acme/thumbs/stats?interval=hour', MANAGEMENT_KEY)).json();
+  assert.equal(everyone.data.reduce((total, b) => total + b.requests, 0), 6);
+  const all = await (await get('/v1/actions?route=acme/thumbs&limit=100', MANAGEMENT_KEY)).json();
+  assert.equal(all.data.length, 6);
+  assert.deepEqual(new Set(all.data.map((a) => a.key)), new Set(['a', 'b']));
+  const refused = await fetch(`${gateway.baseURL}/v1/routes/acme/thumbs/use`, {
+    method: 'POST', headers: { authorization: `Bearer ${MANAGEMENT_KEY}`, 'content-type': 'application/json' }, body: '{"prompt":"p"}',
+  });
+  assert.equal(refused.status, 403, 'the management key cannot generate');
 });

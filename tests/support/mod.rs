@@ -177,6 +177,8 @@ impl UpstreamBody for FakeBody<'_> {
     }
 }
 
+/// The management key (the secret `IMAGEGATE_ADMIN_KEY`): reads everyone's records.
+pub const MANAGEMENT_KEY: &str = "sk-imagegate-management";
 /// The secret file URLs are signed with.
 pub const FILES_SECRET: &str = "files-secret-for-tests";
 /// Where the harness's gateway is reached (what its own URLs start with).
@@ -191,6 +193,7 @@ impl Secrets for FixedSecrets {
         match name {
             "MOCK_KEY" => Some(Secret::new(PROVIDER_KEY)),
             imagegate::files::SECRET_NAME => Some(Secret::new(FILES_SECRET)),
+            imagegate::auth::ADMIN_KEY_SECRET => Some(Secret::new(MANAGEMENT_KEY)),
             _ => None,
         }
     }
