@@ -46,8 +46,11 @@ pub struct Action {
     pub cost_usd: Option<f64>,
     /// `HIT`, `MISS`, `REFRESH` or `BYPASS` for a cache-enabled request.
     pub cache: Option<String>,
-    /// Unix milliseconds.
+    /// Unix milliseconds: when the request came, when its first attempt began (absent when
+    /// none did: refused, a cache hit), when it was answered.
     pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     pub finished_at: u64,
     pub latency_ms: u64,
     pub name: Option<String>,

@@ -299,6 +299,7 @@ fn a_generation_names_its_action_which_only_its_key_may_read() {
         (Some("act_0123456789abcdef0123456789abcdef"), Some("action"), Some("success"))
     );
     assert_eq!(action["attempts"].as_array().unwrap().len(), 2);
+    assert!(action["started_at"].as_u64().unwrap() >= action["created_at"].as_u64().unwrap(), "{action}");
     assert_eq!((action["attempts"][0]["status"].as_u64(), action["cost_usd"].as_f64()), (Some(500), Some(0.04)));
     assert_eq!(action["metadata"]["team"], "art");
     for (key, id) in [(OTHER_GATEWAY_KEY, "act_0123456789abcdef0123456789abcdef"), (GATEWAY_KEY, "act_unknown")] {

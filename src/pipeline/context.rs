@@ -87,6 +87,8 @@ pub struct RequestContext {
     pub kept: Option<Kept>,
     /// The id of the route the request was made through.
     pub route_id: Option<String>,
+    /// When the first attempt began (Unix milliseconds).
+    pub started_at: Option<u64>,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -122,6 +124,7 @@ impl RequestContext {
             request_fields: None,
             kept: None,
             route_id: None,
+            started_at: None,
         }
     }
 
@@ -183,6 +186,7 @@ impl RequestContext {
             cost_usd: self.cost_usd,
             cache: self.cache.map(|c| c.name().to_owned()),
             created_at: self.started_ms,
+            started_at: self.started_at,
             finished_at: now_ms,
             latency_ms,
             name: self.name.clone(),

@@ -58,6 +58,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 }
                 let limit_ms = policy.call_timeout_ms.map_or(remaining, |call| call.min(remaining));
                 let started = self.clock.now_ms();
+                cx.started_at.get_or_insert(started);
                 let attempt = self.attempt(provider, model, request, answering, limit_ms, deadline).await;
                 let ms = self.clock.now_ms().saturating_sub(started);
                 cx.attempts.push(AttemptRecord { model: model.id.clone(), provider: provider.id.clone(), status: attempt.status, ms });
