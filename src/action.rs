@@ -47,15 +47,20 @@ pub struct Action {
     /// `HIT`, `MISS`, `REFRESH` or `BYPASS` for a cache-enabled request.
     pub cache: Option<String>,
     /// Unix milliseconds: when the request came, when its first attempt began (absent when
-    /// none did: refused, a cache hit), when it was answered.
+    /// none did: refused, a cache hit), when it was answered (`null` while it runs).
     pub created_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
-    pub finished_at: u64,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
     pub latency_ms: u64,
     pub name: Option<String>,
     pub identity: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// What went wrong, for an action that did not succeed: the message its client was (or
+    /// would have been) told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// How many images came of how many asked, once the request was read.
     pub images: Option<ImageCount>,
     /// The request's image fields as the gateway read them, with the model asked for; the

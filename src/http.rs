@@ -7,8 +7,10 @@ use std::future::Future;
 use crate::answer::Shape;
 use crate::error::{ErrorKind, GatewayError};
 
-/// What the core needs from an incoming request's head.
-#[derive(Debug, Clone, Default)]
+/// What the core needs from an incoming request's head (kept with a [`Job`](crate::jobs::Job)
+/// when the request runs apart from its client).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RequestHead {
     pub method: String,
     /// The path without the query string.
@@ -31,6 +33,11 @@ pub struct RequestHead {
     pub cache_control: Option<String>,
     /// The `If-None-Match` header (a stored file's entity tags the caller holds).
     pub if_none_match: Option<String>,
+    /// The `Prefer` header (`respond-async`, RFC 7240).
+    pub prefer: Option<String>,
+    /// Set where a job runs apart from its client: the request is generated here and now,
+    /// never handed off again.
+    pub in_runner: bool,
 }
 
 /// The scheme and authority of a serialised absolute URL (`https://gw.example:8443`).

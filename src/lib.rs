@@ -18,6 +18,7 @@ pub mod error;
 pub mod fields;
 pub mod files;
 pub mod http;
+pub mod jobs;
 pub mod log;
 pub mod openrouter_generation;
 pub mod pipeline;

@@ -60,6 +60,10 @@ pub trait History {
     /// bucket number (see [`route_stats::stats_sql`]); `Err` when storage failed.
     fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
 
+    /// The latencies of the most recent successes of `model` (at most 50), for a poll's
+    /// `Retry-After`.
+    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>>;
+
     /// Up to `batch` of the oldest actions created before `cutoff_ms`, oldest first.
     fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>>;
 
@@ -147,6 +151,10 @@ impl History for Off {
     }
 
     fn stats<'a>(&'a self, _key: Option<&'a str>, _route_id: &'a str, _query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn recent_latencies<'a>(&'a self, _model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -274,6 +282,15 @@ impl History for MemoryHistory {
         let buckets = route_stats::buckets_of(&self.actions.borrow(), key, route_id, query);
         let result = self.reachable().map(|()| buckets);
         Box::pin(async move { result })
+    }
+
+    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
+        let mut done: Vec<&Action> = Vec::new();
+        let actions = self.actions.borrow();
+        done.extend(actions.iter().filter(|a| a.model.as_deref() == Some(model) && a.status == "success"));
+        done.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+        let latencies: Vec<u64> = done.iter().take(50).map(|a| a.latency_ms).collect();
+        Box::pin(async move { Ok(latencies) })
     }
 
     fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>> {

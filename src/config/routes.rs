@@ -29,8 +29,8 @@ pub enum ExecutionMode {
     /// The caller waits for the answer.
     #[default]
     Sync,
-    /// Answered at once with a queued action (not served yet: refused when the configuration
-    /// loads).
+    /// Answered at once (202) with a queued action that runs apart from the caller, where the
+    /// deployment has a runner (else in place, as `sync`).
     Async,
 }
 
@@ -124,10 +124,6 @@ pub(super) fn check(routes: &[RouteConfig], names: &HashSet<&str>, problems: &mu
         }
         if route.visibility == Visibility::Private && route.keys.is_empty() {
             problems.push(Problem::at(format!("{at}.keys"), format!("{at}.keys is empty, but the route is private: no key could use it")));
-        }
-        if route.execution_mode == ExecutionMode::Async {
-            let message = format!("{at}.execution_mode 'async' is not served yet: this gateway runs routes synchronously ('sync')");
-            problems.push(Problem::at(format!("{at}.execution_mode"), message));
         }
         if !names.contains(route.model.as_str()) {
             problems.push(Problem::at(format!("{at}.model"), format!("{at}.model '{}' is not a configured model or alias", route.model)));

@@ -6,3 +6,6 @@ import { guard } from './guard.mjs';
 export default guard(Gateway);
 // The Durable Object that coalesces identical cache-enabled requests (binding IMAGEGATE_COALESCER).
 export { CacheFlight } from '../../build/index.js';
+// The Durable Object that runs each asynchronous generation apart from its client (binding
+// IMAGEGATE_RUNNER).
+export { ActionRun } from '../../build/index.js';

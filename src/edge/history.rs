@@ -17,9 +17,11 @@ use crate::state::{Action, History, Pending};
 /// The D1 database's binding name in `wrangler.toml`.
 pub const BINDING: &str = "IMAGEGATE_DB";
 
-const INSERT: &str = "INSERT INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record, route_id, cache, images) \
+const INSERT: &str =
+    "INSERT OR REPLACE INTO actions (id, key_id, model, status, http_status, created_at, latency_ms, cost_usd, record, route_id, cache, images) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const SELECT: &str = "SELECT record FROM actions WHERE id = ?1";
+const RECENT_LATENCIES: &str = "SELECT latency_ms FROM actions WHERE model = ?1 AND status = 'success' ORDER BY created_at DESC LIMIT 50";
 
 /// The history of one request: the binding is looked up once, when first needed.
 pub struct D1History<'e> {
@@ -102,6 +104,16 @@ impl History for D1History<'_> {
                     )
                 })
                 .collect())
+        })
+    }
+
+    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let failed = failure("latency query");
+            let result = query_rows(db, RECENT_LATENCIES, &[JsValue::from_str(model)]).await.map_err(&failed)?;
+            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
+            Ok(rows.iter().filter_map(|row| Reflect::get(&row, &JsValue::from_str("latency_ms")).ok()?.as_f64()).map(|ms| ms as u64).collect())
         })
     }
 

@@ -7,6 +7,7 @@ mod fetch;
 mod files;
 mod history;
 mod respond;
+mod runner;
 mod runtime;
 mod settings;
 
@@ -36,10 +37,12 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             let coalescer = coalescer::EdgeCoalescer::new(&env);
             let history = history::D1History::new(&env);
             let files = files::R2Files::new(&env);
+            let runner = runner::EdgeRunner::new(&env);
             let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom)
                 .with_state(&cache, &history, &Off)
                 .with_files(&files)
-                .with_coalescer(&coalescer);
+                .with_coalescer(&coalescer)
+                .with_runner(&runner);
             gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
         }
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),

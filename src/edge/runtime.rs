@@ -67,6 +67,8 @@ pub fn head(req: &Request) -> RequestHead {
         imagegate_cache: header("x-imagegate-cache"),
         cache_control: header("cache-control"),
         if_none_match: header("if-none-match"),
+        prefer: header("prefer"),
+        in_runner: false,
     }
 }
 

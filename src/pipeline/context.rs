@@ -89,6 +89,8 @@ pub struct RequestContext {
     pub route_id: Option<String>,
     /// When the first attempt began (Unix milliseconds).
     pub started_at: Option<u64>,
+    /// Whether the generation was handed to the runner, which records its action.
+    pub handed_off: bool,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -125,6 +127,7 @@ impl RequestContext {
             kept: None,
             route_id: None,
             started_at: None,
+            handed_off: false,
         }
     }
 
@@ -167,7 +170,7 @@ impl RequestContext {
         }
         reply.headers.push(("x-request-id", self.request_id.clone()));
         reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
-        let action = (self.generation && self.recorded).then(|| Action {
+        let action = (self.generation && self.recorded && !self.handed_off).then(|| Action {
             id: action_id(&self.request_id),
             object: "action".to_owned(),
             request_id: self.request_id.clone(),
@@ -187,7 +190,7 @@ impl RequestContext {
             cache: self.cache.map(|c| c.name().to_owned()),
             created_at: self.started_ms,
             started_at: self.started_at,
-            finished_at: now_ms,
+            finished_at: Some(now_ms),
             latency_ms,
             name: self.name.clone(),
             identity: self.identity.clone(),
@@ -201,6 +204,7 @@ impl RequestContext {
                 },
                 asked,
             }),
+            error: error.map(|e| e.message.clone()),
             request: self.request_fields,
             response: self.kept.as_ref().filter(|kept| !kept.response.data.is_empty()).map(|kept| kept.response.clone()),
         });

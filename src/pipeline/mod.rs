@@ -21,6 +21,7 @@ mod fallback;
 mod files;
 mod named;
 mod poll;
+mod run;
 
 pub use crate::cache::entry::{FlightEnd, Store};
 pub use crate::state::AttemptRecord;
@@ -35,11 +36,14 @@ use crate::answer::Shape;
 use crate::auth::{authenticate, is_management, KeySet, Reader, ADMIN_KEY_SECRET, MANAGEMENT_LABEL};
 use crate::catalogue;
 use crate::clock::{Clock, Random};
+use crate::config::routes::ExecutionMode;
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
 use crate::files::NewFile;
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
+use crate::jobs;
+use crate::jobs::Runner;
 use crate::log::RequestLog;
 use crate::openrouter_generation;
 use crate::policy::take_router_fields;
@@ -75,6 +79,8 @@ pub struct Gateway<'a, U, S> {
     pub files_secret: Option<Secret>,
     /// Where identical cache-enabled requests are coalesced; [`Off`] by default.
     pub coalescer: &'a dyn Coalescer,
+    /// Where generations run apart from their clients; [`Off`] by default.
+    pub runner: &'a dyn Runner,
 }
 
 /// The state a gateway keeps when it is given none.
@@ -98,7 +104,13 @@ impl<'a, U, S> Gateway<'a, U, S> {
             coalescer: &OFF,
             files: &OFF,
             files_secret: None,
+            runner: &OFF,
         }
+    }
+
+    /// This gateway with a place to run generations apart from their clients.
+    pub fn with_runner(self, runner: &'a dyn Runner) -> Self {
+        Gateway { runner, ..self }
     }
 
     /// This gateway with a store for the images of recorded generations, signing their URLs with
@@ -155,6 +167,10 @@ enum Route<'p> {
     Action {
         id: &'p str,
     },
+    /// `POST /v1/actions/{id}/cancel`: ends an unfinished one.
+    Cancel {
+        id: &'p str,
+    },
     /// `GET /api/v1/generation?id=`: one recorded generation, in OpenRouter's shape.
     OpenRouterGeneration,
     /// `GET /v1/files/{id}`: a stored image.
@@ -193,6 +209,9 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
         ("GET", "/v1/actions") => Route::Actions,
         ("GET", "/api/v1/generation") => Route::OpenRouterGeneration,
+        ("POST", _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") && path.len() > "/v1/actions//cancel".len() => {
+            Route::Cancel { id: &path["/v1/actions/".len()..path.len() - "/cancel".len()] }
+        }
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if path.starts_with("/v1/files/") && path.len() > "/v1/files/".len() => Route::File { id: &path["/v1/files/".len()..] },
         ("GET", "/v1/routes") => Route::Routes,
@@ -208,6 +227,7 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
             Route::Endpoints { author, slug }
         }
         (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation" | "/v1/routes") => Route::WrongMethod("GET, OPTIONS"),
+        (_, _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") => Route::WrongMethod("POST, OPTIONS"),
         (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
@@ -238,6 +258,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
             Route::Actions => self.actions(head, &mut cx).await,
             Route::Action { id } => self.action(head, id, &mut cx).await,
+            Route::Cancel { id } => self.cancel(head, id, &mut cx).await,
             Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
             Route::File { id } => self.file(head, id, &mut cx).await,
             Route::Routes => self.routes(head, &mut cx),
@@ -277,7 +298,11 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let reader = self.reader(head, cx)?;
         let action = self.with_urls(head, self.found_action(reader, id).await?);
-        Ok(Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises")))
+        let mut reply = Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises"));
+        if run::unfinished(&action) {
+            reply.headers.push(("retry-after", self.retry_after_secs(&action).await.to_string()));
+        }
+        Ok(reply)
     }
 
     /// `GET /api/v1/generation?id=`: the same record in OpenRouter's generation shape.
@@ -438,6 +463,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         }
         .with_request(&router_fields);
         self.config.check_targets(&policy)?;
+        let asynchronous = jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
+        if asynchronous && !head.in_runner && self.runner.available() && cx.recorded {
+            return self.hand_off(head, raw, &model.id, cx).await;
+        }
         let request_id = cx.request_id.clone();
         let named = via.is_some() && cx.recorded;
         let caching = self.cache_plan(head, shape, &request, &policy, model, cx);

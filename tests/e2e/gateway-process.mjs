@@ -29,7 +29,8 @@ export const FILES_SECRET = 'e2e-files-secret';
  * leaves the database without tables (a broken deployment); `objects` ({ key, bytes, contentType })
  * are put in the file store's bucket before the gateway starts, and `files: false` leaves the
  * bucket out (a deployment that keeps no images, whose answers are relayed as they stream); `testScheduled`
- * serves /__scheduled, which runs the cron handler. Resolves once the gateway answers
+ * serves /__scheduled, which runs the cron handler. `crash()` kills it and starts it again on the
+ * same state. Resolves once the gateway answers
  * /healthz, with any status.
  */
 export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, testScheduled = false }) {
@@ -44,6 +45,9 @@ export async function startGateway({ config, secrets, sql = [], objects = [], mi
     // Coalescing identical cache-enabled requests, as in the project's wrangler.toml.
     '[[durable_objects.bindings]]', 'name = "IMAGEGATE_COALESCER"', 'class_name = "CacheFlight"',
     '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["CacheFlight"]',
+    // Asynchronous generation: one Durable Object per action.
+    '[[durable_objects.bindings]]', 'name = "IMAGEGATE_RUNNER"', 'class_name = "ActionRun"',
+    '[[migrations]]', 'tag = "v2"', 'new_sqlite_classes = ["ActionRun"]',
     // Actions, on D1, with the project's migrations applied below before the gateway starts.
     '[[d1_databases]]', 'binding = "IMAGEGATE_DB"', 'database_name = "imagegate"', 'database_id = "imagegate-e2e"',
     `migrations_dir = ${JSON.stringify(path.join(ROOT, 'migrations'))}`,
@@ -74,36 +78,52 @@ export async function startGateway({ config, secrets, sql = [], objects = [], mi
   }
 
   let output = '';
-  const child = spawn(WRANGLER, ['dev', '--config', path.join(dir, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
-    '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false', ...(testScheduled ? ['--test-scheduled'] : [])], {
-    cwd: dir,
-    detached: true, // its own process group, so stopping it stops workerd too
-    env: wranglerEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout.on('data', (d) => { output += d; });
-  child.stderr.on('data', (d) => { output += d; });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-
-  const stop = async () => {
-    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
+  let child;
+  let exited;
+  const launch = () => {
+    child = spawn(WRANGLER, ['dev', '--config', path.join(dir, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
+      '--persist-to', path.join(dir, 'state'), '--show-interactive-dev-session=false', ...(testScheduled ? ['--test-scheduled'] : [])], {
+      cwd: dir,
+      detached: true, // its own process group, so stopping it stops workerd too
+      env: wranglerEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    exited = new Promise((resolve) => child.on('exit', resolve));
+  };
+  const kill = async (signal) => {
+    try { process.kill(-child.pid, signal); } catch { /* already gone */ }
     const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
     await exited;
     clearTimeout(timer);
+  };
+  const stop = async () => {
+    await kill('SIGTERM');
     await rm(dir, { recursive: true, force: true });
   };
   process.once('exit', () => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } });
 
   const baseURL = `http://127.0.0.1:${port}`;
-  const started = Date.now();
-  while (true) {
-    if (child.exitCode !== null) { await stop(); throw new Error(`wrangler dev exited early:\n${output}`); }
-    try {
-      await fetch(`${baseURL}/healthz`);
-      break;
-    } catch { /* not up yet */ }
-    if (Date.now() - started > 120_000) { await stop(); throw new Error(`wrangler dev did not answer in 120 s:\n${output}`); }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return { baseURL, stop, output: () => output };
+  const answering = async () => {
+    const started = Date.now();
+    while (true) {
+      if (child.exitCode !== null) { await stop(); throw new Error(`wrangler dev exited early:\n${output}`); }
+      try {
+        await fetch(`${baseURL}/healthz`);
+        break;
+      } catch { /* not up yet */ }
+      if (Date.now() - started > 120_000) { await stop(); throw new Error(`wrangler dev did not answer in 120 s:\n${output}`); }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+  launch();
+  await answering();
+  /** Kills the gateway at once (SIGKILL, as a crash) and starts it again on the same state. */
+  const crash = async () => {
+    await kill('SIGKILL');
+    launch();
+    await answering();
+  };
+  return { baseURL, stop, crash, output: () => output };
 }

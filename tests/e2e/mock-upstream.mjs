@@ -39,6 +39,7 @@ const behaviours = {
   'big-gzip': (res) => gzipped(res, BIG_ANSWER),
   'small-gzip': (res) => gzipped(res, SMALL_ANSWER),
   slow: (res) => { setTimeout(() => behaviours.ok(res), 10_000).unref(); },
+  'slow-3s': (res) => { setTimeout(() => behaviours.ok(res), 3_000).unref(); },
   // A generation that takes a second: identical requests arrive while it runs.
   'ok-after-1s': (res) => { setTimeout(() => behaviours.ok(res), 1_000).unref(); },
   // Starts a large answer, then stops sending: the gateway must not hang past its deadline.

@@ -14,10 +14,11 @@ use imagegate::clock::{Clock, Random};
 use imagegate::config::Config;
 use imagegate::error::GatewayError;
 use imagegate::http::{IncomingBody, ReplyBody, RequestHead};
+use imagegate::jobs::{Journal, Journaled, MemoryRunner};
 use imagegate::pipeline::FlightEnd;
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::state::{Cache, Files, History, MemoryCache, MemoryFiles, MemoryHistory, MemoryLimiter, ScriptedCoalescer};
+use imagegate::state::{Cache, Files, History, MemoryCache, MemoryFiles, MemoryHistory, MemoryLimiter, Pending, ScriptedCoalescer};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
@@ -88,6 +89,11 @@ pub fn not_sent() -> Script {
     answer(1, "")
 }
 
+/// A call that is made and never answered (for a run killed mid-call).
+pub fn hang() -> Script {
+    answer(2, "")
+}
+
 /// A connection that fails before any answer.
 pub fn connection_refused() -> Script {
     answer(0, "")
@@ -148,6 +154,10 @@ impl<'c> Upstream for FakeUpstream<'c> {
         if script.status == 1 {
             return Err(TransportError::NotSent("the header 'x-key' is not valid".to_owned()));
         }
+        if script.status == 2 {
+            // The call left and no answer ever comes: the run is killed while it waits.
+            std::future::pending::<()>().await;
+        }
         let length = script.declared_length.or_else(|| (script.chunks.len() == 1).then(|| script.chunks[0].len() as u64));
         Ok(UpstreamReply {
             status: script.status,
@@ -186,6 +196,22 @@ pub const BASE: &str = "http://gateway.test";
 
 /// The id every request the harness serves gets (the edge draws one per request).
 pub const REQUEST_ID: &str = "req_0123456789abcdef0123456789abcdef";
+
+/// A journal in memory: the paid calls noted, shared by a run and its reruns.
+#[derive(Default)]
+pub struct MemoryJournal(pub Cell<u32>);
+
+impl Journal for MemoryJournal {
+    fn paid_calls(&self) -> Pending<'_, Result<u32, String>> {
+        let calls = self.0.get();
+        Box::pin(async move { Ok(calls) })
+    }
+
+    fn note_paid_call(&self) -> Pending<'_, Result<(), String>> {
+        self.0.set(self.0.get() + 1);
+        Box::pin(async { Ok(()) })
+    }
+}
 
 pub struct FixedSecrets;
 impl Secrets for FixedSecrets {
@@ -248,6 +274,8 @@ pub struct Harness {
     pub limiter: MemoryLimiter,
     /// Leads every claim unless a test queues other outcomes.
     pub coalescer: ScriptedCoalescer,
+    /// Keeps the jobs of asynchronous requests for [`Harness::run_job`].
+    pub runner: MemoryRunner,
 }
 
 impl Harness {
@@ -277,6 +305,7 @@ impl Harness {
             keep_files: false,
             limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
             coalescer: ScriptedCoalescer::default(),
+            runner: MemoryRunner::default(),
         }
     }
 
@@ -322,9 +351,15 @@ impl Harness {
         let upstream = FakeUpstream::new(&self.clock, script);
         let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw)
             .with_state(&self.cache, &self.history, &self.limiter)
-            .with_coalescer(&self.coalescer);
+            .with_coalescer(&self.coalescer)
+            .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
+        let jobs_before = self.runner.jobs.borrow().len();
         let Handled { reply, log, action, store, files, flight } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body.as_bytes().to_vec())));
+        // The runner writes the queued action of a job it accepts, as the edge's does.
+        for job in self.runner.jobs.borrow().iter().skip(jobs_before) {
+            block_on(self.history.record(job.queued.clone()));
+        }
         for file in files {
             block_on(self.files.put(file)).unwrap();
         }
@@ -346,6 +381,35 @@ impl Harness {
         let leftover = upstream.script.into_inner().len();
         assert_eq!(leftover, 0, "every scripted upstream answer is used");
         Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts, flight }
+    }
+
+    /// Runs the oldest job the runner holds as the edge's runner does, against `script`, with
+    /// `journal` (which a rerun shares with the run it follows): its upstream journaled, its
+    /// images and action recorded. The job stays with the runner (to be run again).
+    pub fn run_job(&self, journal: &MemoryJournal, script: Vec<Script>) -> Served {
+        let job = self.runner.jobs.borrow().first().cloned().expect("a job to run");
+        let upstream = FakeUpstream::new(&self.clock, script);
+        let journaled = Journaled { inner: &upstream, journal };
+        let gateway = Gateway::new(&self.config, &self.keys, &journaled, &FixedSecrets, &self.clock, &self.draw)
+            .with_state(&self.cache, &self.history, &self.limiter)
+            .with_runner(&self.runner);
+        let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
+        let Handled { reply, log, action, files, .. } = block_on(gateway.run(&job, journal));
+        for file in files {
+            block_on(self.files.put(file)).unwrap();
+        }
+        if let Some(action) = action {
+            // The runner's write replaces the queued action.
+            self.history.actions.borrow_mut().retain(|a| a.id != action.id);
+            block_on(self.history.record(action));
+        }
+        let body = match reply.body {
+            ReplyBody::Bytes(bytes) => bytes,
+            ReplyBody::Relay(body) => body.deliver(),
+            _ => Vec::new(),
+        };
+        let calls = upstream.calls.into_inner();
+        Served { status: reply.status, headers: reply.headers, body, calls, limits: Vec::new(), log_line: log.to_line(), attempts: log.attempts, flight: None }
     }
 
     /// Serves a generation by a caller with the gateway key, returning the reply as the edge
