@@ -89,6 +89,11 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// The label `label` as this set holds it, if a key has it.
+    pub fn label(&self, label: &str) -> Option<&str> {
+        self.keys.iter().find(|key| key.label == label).map(|key| key.label.as_str())
+    }
+
     /// Whether no key is configured (every request will be refused).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

@@ -38,6 +38,15 @@ pub struct RequestHead {
     /// Set where a job runs apart from its client: the request is generated here and now,
     /// never handed off again.
     pub in_runner: bool,
+    /// Ouro's async route protocol: `ouro-action-id`, `ouro-webhook-url`,
+    /// `ouro-webhook-token` and `ouro-route-id`.
+    pub ouro_action_id: Option<String>,
+    pub ouro_webhook_url: Option<String>,
+    pub ouro_webhook_token: Option<String>,
+    pub ouro_route_id: Option<String>,
+    /// Where a job runs: the label of the key that asked (a job keeps no key, only its label;
+    /// a key removed since is refused).
+    pub caller_label: Option<String>,
 }
 
 /// The scheme and authority of a serialised absolute URL (`https://gw.example:8443`).

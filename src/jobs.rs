@@ -14,18 +14,98 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
+use crate::clock::Clock;
 use crate::http::RequestHead;
+use crate::secret::Secret;
 use crate::state::{Off, Pending};
-use crate::upstream::{Method, TransportError, Upstream, UpstreamReply, UpstreamRequest};
+use crate::upstream::{HeaderValue, Method, TransportError, Upstream, UpstreamReply, UpstreamRequest};
 
-/// One generation to run apart from its client: the request as it came, and its action as the
-/// client was told it (`queued`).
+/// One generation to run apart from its client: the request as it came (without its key), its
+/// action as the client was told it (`queued`), and whom to tell when it ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub request_id: String,
     pub head: RequestHead,
     pub body: Vec<u8>,
     pub queued: Action,
+    #[serde(default)]
+    pub callback: Option<Callback>,
+}
+
+/// Whom a job tells how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Callback {
+    /// The request's `webhook`: the action, POSTed and signed with `secret`.
+    Webhook { url: String, secret: String },
+    /// Ouro's async route protocol (`ouro-action-id`, `ouro-webhook-url`, `ouro-webhook-token`).
+    Ouro { url: String, token: String, action_id: String, route_id: Option<String> },
+}
+
+/// The waits before a callback's second to fifth attempts.
+pub const CALLBACK_BACKOFF_MS: [u64; 4] = [1_000, 2_000, 4_000, 8_000];
+/// How long one callback attempt may take.
+const CALLBACK_TIMEOUT_MS: u64 = 10_000;
+
+/// The signature of a webhook `body` sent at `timestamp` (Unix seconds): the hex HMAC-SHA256 of
+/// `"{timestamp}.{body}"` with the webhook's secret.
+pub fn webhook_signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The request that tells `callback` how `action` ended (its images already as signed URLs),
+/// at `now_secs`.
+pub fn callback_request(callback: &Callback, action: &Action, now_secs: u64) -> UpstreamRequest {
+    let plain = |value: &str| HeaderValue::Plain(value.to_owned());
+    let (url, body, mut headers) = match callback {
+        Callback::Webhook { url, secret } => {
+            let body = to_json(action);
+            let signature = format!("t={now_secs},v1={}", webhook_signature(secret, now_secs, &body));
+            (url, body, vec![("x-imagegate-signature".to_owned(), plain(&signature)), ("x-imagegate-action-id".to_owned(), plain(&action.id))])
+        }
+        Callback::Ouro { url, token, action_id, route_id } => {
+            let succeeded = action.status == "success";
+            let response = match &action.response {
+                Some(response) if succeeded => serde_json::to_value(response).expect("a response serialises"),
+                _ => serde_json::json!({"error": action.error}),
+            };
+            let body = serde_json::json!({
+                "status": if succeeded { "success" } else { "error" },
+                "ouro_action_id": action_id,
+                "ouro_route_id": route_id.as_deref().or(action.route_id.as_deref()),
+                "response": response,
+            });
+            (url, to_json(&body), vec![("ouro-webhook-token".to_owned(), HeaderValue::Secret(Secret::new(token.clone())))])
+        }
+    };
+    headers.push(("content-type".to_owned(), plain("application/json")));
+    UpstreamRequest { method: Method::Post, url: url.clone(), headers, body: body.into() }
+}
+
+/// Sends a callback, again after each of [`CALLBACK_BACKOFF_MS`] while it fails (a connection
+/// error or a status other than 2xx): the status that took it, or the last failure.
+pub async fn deliver<U: Upstream>(upstream: &U, clock: &dyn Clock, request: UpstreamRequest) -> Result<u16, String> {
+    let mut failure = String::new();
+    for wait_ms in std::iter::once(0).chain(CALLBACK_BACKOFF_MS) {
+        if wait_ms > 0 {
+            clock.sleep(wait_ms).await;
+        }
+        match upstream.send(request.clone(), CALLBACK_TIMEOUT_MS).await {
+            Ok(reply) if (200..300).contains(&reply.status) => return Ok(reply.status),
+            Ok(reply) => failure = format!("the receiver answered {}", reply.status),
+            Err(error) => failure = format!("{error:?}"),
+        }
+    }
+    Err(failure)
+}
+
+/// A callback body.
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a callback body serialises")
 }
 
 /// Where jobs run apart from their clients (at the edge, a Durable Object per action).

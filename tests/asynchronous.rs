@@ -34,6 +34,8 @@ fn respond_async_answers_202_at_once_and_the_job_runs_to_success() {
     let accepted = asynchronous(&h, r#"{"prompt": "p", "model": "gpt-image-1"}"#);
     assert_eq!(accepted.status, 202, "{}", String::from_utf8_lossy(&accepted.body));
     assert!(accepted.calls.is_empty(), "nothing upstream before the answer");
+    let kept = h.runner.jobs.borrow()[0].head.clone();
+    assert_eq!((kept.authorization, kept.caller_label.is_some()), (None, true), "a job keeps the key's label, never the key");
     assert_eq!(accepted.header("location"), Some(&*format!("/v1/actions/{ACTION}")));
     assert_eq!(accepted.header("preference-applied"), Some("respond-async"));
     assert_eq!(accepted.header("x-imagegate-action-id"), Some(ACTION));
@@ -110,4 +112,88 @@ fn without_a_prefer_header_or_a_runner_a_request_is_answered_in_place() {
     let served = h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![answer(200, OK)]);
     assert_eq!((served.status, served.header("preference-applied")), (200, None));
     assert!(h.runner.jobs.borrow().is_empty());
+}
+
+/// The standard configuration, where webhooks may go to `hooks.example.com` and Ouro's callbacks
+/// to its default host.
+fn with_webhooks() -> Harness {
+    Harness::with_config(&CONFIG.replacen("\"deadline_ms\": 1000,", "\"deadline_ms\": 1000, \"webhook_hosts\": [\"hooks.example.com\"],", 1))
+}
+
+fn generation(h: &Harness, body: &str, ouro: Option<(&str, &str, &str)>) -> Served {
+    let head = RequestHead {
+        method: "POST".into(),
+        path: "/v1/images/generations".into(),
+        content_type: Some("application/json".into()),
+        authorization: Some(format!("Bearer {GATEWAY_KEY}")),
+        ouro_action_id: ouro.map(|o| o.0.to_owned()),
+        ouro_webhook_url: ouro.map(|o| o.1.to_owned()),
+        ouro_webhook_token: ouro.map(|o| o.2.to_owned()),
+        ..RequestHead::default()
+    };
+    h.serve_head(head, body, vec![])
+}
+
+#[test]
+fn a_webhook_makes_a_request_asynchronous_and_goes_only_where_the_configuration_allows() {
+    let h = with_webhooks();
+    let accepted = generation(&h, r#"{"prompt": "p", "model": "gpt-image-1", "webhook": {"url": "https://hooks.example.com/done", "secret": "whsec"}}"#, None);
+    assert_eq!((accepted.status, accepted.header("preference-applied")), (202, None));
+    let job = h.runner.jobs.borrow()[0].clone();
+    assert_eq!(job.callback, Some(imagegate::jobs::Callback::Webhook { url: "https://hooks.example.com/done".into(), secret: "whsec".into() }));
+
+    for (webhook, param) in [
+        (r#"{"url": "https://evil.example/done", "secret": "s"}"#, "webhook.url"),
+        (r#"{"url": "http://hooks.example.com/done", "secret": "s"}"#, "webhook.url"),
+        (r#"{"url": "https://10.0.0.1/done", "secret": "s"}"#, "webhook.url"),
+        (r#"{"url": "https://hooks.example.com/done"}"#, "webhook.secret"),
+        (r#"{"url": "https://hooks.example.com/done", "secret": "s", "events": []}"#, "webhook.events"),
+        (r#""https://hooks.example.com""#, "webhook"),
+    ] {
+        let refused = generation(&h, &format!(r#"{{"prompt": "p", "model": "gpt-image-1", "webhook": {webhook}}}"#), None);
+        assert_eq!((refused.status, refused.json()["error"]["param"].as_str()), (400, Some(param)), "{webhook}");
+    }
+    let nowhere = Harness::new();
+    let refused = generation(&nowhere, r#"{"prompt": "p", "model": "gpt-image-1", "webhook": {"url": "https://hooks.example.com/x", "secret": "s"}}"#, None);
+    assert_eq!(refused.status, 400, "no webhook_hosts: no webhooks");
+}
+
+#[test]
+fn ouros_headers_make_a_request_asynchronous_and_its_token_stays_out_of_the_kept_request() {
+    let h = Harness::new();
+    let accepted = generation(&h, r#"{"prompt": "p", "model": "gpt-image-1"}"#, Some(("ouro-1", "https://api.ouro.foundation/hooks/1", "tok-secret")));
+    assert_eq!(accepted.status, 202);
+    let job = h.runner.jobs.borrow()[0].clone();
+    assert!(matches!(&job.callback, Some(imagegate::jobs::Callback::Ouro { action_id, token, .. }) if action_id == "ouro-1" && token == "tok-secret"));
+    assert_eq!(job.head.ouro_webhook_token, None);
+    let partial = generation(&h, r#"{"prompt": "p", "model": "gpt-image-1"}"#, Some(("ouro-1", "https://api.ouro.foundation/hooks/1", "")));
+    assert_eq!(partial.status, 202, "an empty token is still a token");
+    let elsewhere = generation(&h, r#"{"prompt": "p", "model": "gpt-image-1"}"#, Some(("ouro-1", "https://evil.example/hooks/1", "t")));
+    assert_eq!((elsewhere.status, elsewhere.json()["error"]["param"].as_str()), (400, Some("ouro-webhook-url")));
+}
+
+#[test]
+fn a_callback_is_signed_and_tried_again_with_backoff_until_it_is_taken() {
+    use imagegate::jobs::{callback_request, deliver, webhook_signature, Callback};
+    let h = Harness::new();
+    let action = imagegate::state::Action { id: ACTION.into(), status: "success".into(), ..Default::default() };
+    let request = callback_request(&Callback::Webhook { url: "https://hooks.example.com/x".into(), secret: "whsec".into() }, &action, 1_700_000_000);
+    let signature = request.headers.iter().find(|(n, _)| n == "x-imagegate-signature").unwrap().1.expose().to_owned();
+    assert_eq!(signature, format!("t=1700000000,v1={}", webhook_signature("whsec", 1_700_000_000, &request.body)));
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!((body["id"].as_str(), body["status"].as_str()), (Some(ACTION), Some("success")));
+
+    let upstream = FakeUpstream::new(&h.clock, vec![answer(500, ""), connection_refused(), answer(204, "")]);
+    assert_eq!(futures_executor::block_on(deliver(&upstream, &h.clock, request.clone())), Ok(204));
+    assert_eq!(h.clock.1.borrow().as_slice(), [1_000, 2_000], "backoff between the attempts");
+    let refusing = FakeUpstream::new(&h.clock, (0..5).map(|_| answer(500, "")).collect());
+    assert!(futures_executor::block_on(deliver(&refusing, &h.clock, request)).is_err(), "five attempts, then it gives up");
+
+    let ouro = Callback::Ouro { url: "https://api.ouro.foundation/x".into(), token: "tok".into(), action_id: "ouro-1".into(), route_id: Some("r-1".into()) };
+    let failed = imagegate::state::Action { error: Some("boom".into()), status: "error".into(), ..action };
+    let request = callback_request(&ouro, &failed, 0);
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body, serde_json::json!({"status": "error", "ouro_action_id": "ouro-1", "ouro_route_id": "r-1", "response": {"error": "boom"}}));
+    assert_eq!(request.headers.iter().find(|(n, _)| n == "ouro-webhook-token").unwrap().1.expose(), "tok");
+    assert!(!format!("{request:?}").contains("tok\""), "the token is a secret in logs");
 }

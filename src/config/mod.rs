@@ -79,6 +79,13 @@ pub struct Config {
     /// How many days actions are kept before the scheduled handler deletes them (default 30).
     #[serde(default = "limits::default_retention_days")]
     pub retention_days: u32,
+    /// Where an asynchronous request's `webhook.url` may point: host names, `*.domain`
+    /// wildcards (both over https) or exact origins (for a local receiver). Empty: no webhooks.
+    #[serde(default)]
+    pub webhook_hosts: Vec<String>,
+    /// Where Ouro's `ouro-webhook-url` may point (default `api.ouro.foundation`).
+    #[serde(default = "default_ouro_hosts")]
+    pub ouro_hosts: Vec<String>,
     /// Whether the request log line includes the prompt (default false).
     #[serde(default)]
     pub log_prompts: bool,
@@ -109,6 +116,10 @@ pub struct Config {
 pub struct CorsConfig {
     /// Exact origins (`https://app.example.com`) or `*` for any; empty disables CORS.
     pub allowed_origins: Vec<String>,
+}
+
+fn default_ouro_hosts() -> Vec<String> {
+    vec!["api.ouro.foundation".to_owned()]
 }
 
 impl Default for CorsConfig {
@@ -174,6 +185,13 @@ impl Config {
         let names = models::check(&self.models, &self.providers, &mut problems);
         policy::check(self, &names, &mut problems);
         routes::check(&self.routes, &names, &mut problems);
+        for (key, hosts) in [("webhook_hosts", &self.webhook_hosts), ("ouro_hosts", &self.ouro_hosts)] {
+            for (i, entry) in hosts.iter().enumerate() {
+                if let Err(e) = crate::providers::site::check_download_host(entry) {
+                    problems.push(Problem::at(format!("{key}[{i}]"), format!("{key}[{i}]: {e}")));
+                }
+            }
+        }
         problems
     }
 

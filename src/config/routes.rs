@@ -77,7 +77,7 @@ fn default_overridable() -> Vec<String> {
 
 /// The request fields a route can name: the image fields and the routing fields.
 pub fn settable_fields() -> impl Iterator<Item = &'static str> {
-    ["prompt", "model", "n", "response_format"].into_iter().chain(PARAMETERS).chain(ROUTER_FIELDS).chain(["orq", "identity"])
+    ["prompt", "model", "n", "response_format"].into_iter().chain(PARAMETERS).chain(ROUTER_FIELDS).chain(["orq", "identity", "webhook"])
 }
 
 impl RouteConfig {

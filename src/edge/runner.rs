@@ -25,6 +25,8 @@ use crate::state::{Action, Off, Pending};
 pub const BINDING: &str = "IMAGEGATE_RUNNER";
 
 const JOB: &str = "job";
+/// The action the run ended as, kept before its callback is sent (a rerun only sends it).
+const ENDED: &str = "ended";
 const DONE: &str = "done";
 const PAID_CALLS: &str = "paid_calls";
 
@@ -154,9 +156,6 @@ impl DurableObject for ActionRun {
             console_warn!("{{\"warning\":\"the action {} cannot run: the configuration is invalid\"}}", job.queued.id);
             return Response::ok("invalid configuration");
         };
-        let started = Action { status: "in-progress".to_owned(), started_at: Some(runtime::WorkerClock.now_ms()), ..job.queued.clone() };
-        history::record(self.env.clone(), started).await;
-
         let journal = StorageJournal(self.state.storage());
         let upstream = Journaled { inner: &super::fetch::WorkerUpstream, journal: &journal };
         let (secrets, clock) = (runtime::EnvSecrets(&self.env), runtime::WorkerClock);
@@ -166,16 +165,32 @@ impl DurableObject for ActionRun {
             .with_state(&cache, &history, &Off)
             .with_files(&files)
             .with_coalescer(&coalescer);
-        let (stop, registration) = AbortHandle::new_pair();
-        *self.running.borrow_mut() = Some(stop);
-        let ran = Abortable::new(gateway.run(&job, &journal), registration).await;
-        self.running.borrow_mut().take();
-        // Cancelled: the cancel wrote the action and marked the job done.
-        let Ok(handled) = ran else { return Response::ok("cancelled") };
-        console_log!("{}", handled.log.to_line());
-        files::store(&self.env, handled.files).await;
-        if let Some(action) = handled.action {
-            history::record(self.env.clone(), action).await;
+        let ended = match storage.get::<Action>(ENDED).await? {
+            Some(ended) => ended,
+            None => {
+                let started = Action { status: "in-progress".to_owned(), started_at: Some(clock.now_ms()), ..job.queued.clone() };
+                history::record(self.env.clone(), started).await;
+                let (stop, registration) = AbortHandle::new_pair();
+                *self.running.borrow_mut() = Some(stop);
+                let ran = Abortable::new(gateway.run(&job, &journal), registration).await;
+                self.running.borrow_mut().take();
+                // Cancelled: the cancel wrote the action and marked the job done.
+                let Ok(handled) = ran else { return Response::ok("cancelled") };
+                console_log!("{}", handled.log.to_line());
+                files::store(&self.env, handled.files).await;
+                let ended = handled.action.expect("a run always ends an action");
+                history::record(self.env.clone(), ended.clone()).await;
+                storage.put(ENDED, &ended).await?;
+                ended
+            }
+        };
+        if let Some(callback) = &job.callback {
+            let told = gateway.with_urls(&job.head, ended.clone());
+            let request = jobs::callback_request(callback, &told, clock.now_ms() / 1000);
+            match jobs::deliver(&super::fetch::WorkerUpstream, &clock, request).await {
+                Ok(status) => console_log!("{{\"callback\":{{\"action\":\"{}\",\"status\":{status}}}}}", ended.id),
+                Err(why) => console_warn!("{{\"warning\":\"the callback of the action {} failed\",\"error\":{why:?}}}", ended.id),
+            }
         }
         storage.put(DONE, true).await?;
         Response::ok("ran")

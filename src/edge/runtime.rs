@@ -68,7 +68,12 @@ pub fn head(req: &Request) -> RequestHead {
         cache_control: header("cache-control"),
         if_none_match: header("if-none-match"),
         prefer: header("prefer"),
+        ouro_action_id: header("ouro-action-id"),
+        ouro_webhook_url: header("ouro-webhook-url"),
+        ouro_webhook_token: header("ouro-webhook-token"),
+        ouro_route_id: header("ouro-route-id"),
         in_runner: false,
+        caller_label: None,
     }
 }
 

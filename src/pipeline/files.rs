@@ -89,7 +89,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     }
 
     /// `action` with a freshly signed URL for each of its stored images.
-    pub(super) fn with_urls(&self, head: &RequestHead, mut action: Action) -> Action {
+    pub fn with_urls(&self, head: &RequestHead, mut action: Action) -> Action {
         let (Some(secret), Some(base), Some(response)) = (&self.files_secret, head.base.as_deref(), action.response.as_mut()) else { return action };
         let now_secs = self.clock.now_ms() / 1000;
         for image in &mut response.data {

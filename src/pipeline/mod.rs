@@ -316,7 +316,15 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// The label of the gateway key `head` authenticates with, noted as the request's caller.
     /// The management key is refused here (a 403): it reads, and never generates.
     fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<&'a str, GatewayError> {
-        match authenticate(head.authorization.as_deref(), self.keys) {
+        let authenticated = match (head.in_runner, &head.caller_label) {
+            // A job keeps its key's label, never the key.
+            (true, Some(label)) => self.keys.label(label).ok_or_else(|| {
+                GatewayError::new(ErrorKind::InvalidApiKey, "The gateway key that asked for this generation is no longer accepted.")
+                    .with_code("invalid_api_key")
+            }),
+            _ => authenticate(head.authorization.as_deref(), self.keys),
+        };
+        match authenticated {
             Ok(key) => {
                 cx.key = Some(key.to_owned());
                 Ok(key)
@@ -436,6 +444,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             routes::apply(route, &mut fields, head.imagegate_config.as_deref())?;
             cx.route_id = Some(route.id.clone());
         }
+        let callback = self.callback(head, &mut fields)?;
         let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
         if let Some(count) = router_fields.retry_count.filter(|c| *c > self.config.max_retry_count) {
             let max = self.config.max_retry_count;
@@ -463,9 +472,20 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         }
         .with_request(&router_fields);
         self.config.check_targets(&policy)?;
-        let asynchronous = jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
-        if asynchronous && !head.in_runner && self.runner.available() && cx.recorded {
-            return self.hand_off(head, raw, &model.id, cx).await;
+        // A callback makes a request asynchronous; a preference for it is followed where a
+        // runner is, else the request is answered in place (RFC 7240 lets a server ignore it).
+        let asynchronous =
+            callback.is_some() || jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
+        if asynchronous && !head.in_runner {
+            if self.runner.available() && cx.recorded {
+                return self.hand_off(head, raw, &model.id, callback, cx).await;
+            }
+            if callback.is_some() {
+                return Err(GatewayError::invalid_param(
+                    if head.ouro_action_id.is_some() { "ouro-webhook-url" } else { "webhook" },
+                    "This deployment cannot run a generation apart from its client (it has no runner or no history), so it cannot call back.",
+                ));
+            }
         }
         let request_id = cx.request_id.clone();
         let named = via.is_some() && cx.recorded;

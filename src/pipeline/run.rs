@@ -5,7 +5,10 @@
 use crate::action::{Action, ImageCount};
 use crate::error::GatewayError;
 use crate::http::{Reply, RequestHead};
-use crate::jobs::{self, HeldBody, Job, Journal};
+use serde_json::{Map, Value};
+
+use crate::jobs::{self, Callback, HeldBody, Job, Journal};
+use crate::providers::site;
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
 
@@ -25,7 +28,14 @@ pub fn unfinished(action: &Action) -> bool {
 impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// Hands a validated generation to the runner and answers `202 Accepted` with its queued
     /// action, `Location` to poll and a `Retry-After`; a runner that cannot take it is a 503.
-    pub(super) async fn hand_off(&self, head: &RequestHead, body: Vec<u8>, model: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+    pub(super) async fn hand_off(
+        &self,
+        head: &RequestHead,
+        body: Vec<u8>,
+        model: &str,
+        callback: Option<Callback>,
+        cx: &mut RequestContext,
+    ) -> Result<Reply<U::Body>, GatewayError> {
         let id = action_id(&cx.request_id);
         let queued = Action {
             id: id.clone(),
@@ -44,16 +54,59 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             request: cx.request_fields.clone(),
             ..Action::default()
         };
-        let job = Job { request_id: cx.request_id.clone(), head: head.clone(), body, queued };
+        // The job keeps the key's label, never the key itself; Ouro's token only in its callback.
+        let head = RequestHead { authorization: None, caller_label: cx.key.clone(), ouro_webhook_token: None, ..head.clone() };
+        let job = Job { request_id: cx.request_id.clone(), head, body, queued, callback };
         self.runner.start(&job).await.map_err(|detail| storage_unavailable("The action runner", detail))?;
         cx.handed_off = true;
         let mut reply = Reply::json(202, serde_json::to_vec(&job.queued).expect("an action serialises"));
         reply.headers.push(("location", format!("/v1/actions/{id}")));
-        if jobs::prefers_async(head.prefer.as_deref()) {
+        if jobs::prefers_async(job.head.prefer.as_deref()) {
             reply.headers.push(("preference-applied", "respond-async".to_owned()));
         }
         reply.headers.push(("retry-after", self.retry_after_secs(&job.queued).await.to_string()));
         Ok(reply)
+    }
+
+    /// Whom this generation tells how it ended, if anyone: the body's `webhook` (`{url, secret}`,
+    /// taken out of `fields`) or Ouro's headers, each URL on a host the configuration allows
+    /// (`webhook_hosts`, `ouro_hosts`); anything else is a 400 naming the field or header.
+    /// Where the job runs, the callback is the job's: the field is only taken out.
+    pub(super) fn callback(&self, head: &RequestHead, fields: &mut Map<String, Value>) -> Result<Option<Callback>, GatewayError> {
+        if head.in_runner {
+            fields.remove("webhook");
+            return Ok(None);
+        }
+        if let Some(webhook) = crate::fields::take(fields, "webhook") {
+            let Value::Object(mut webhook) = webhook else {
+                return Err(GatewayError::invalid_param("webhook", "'webhook' must be an object: {\"url\", \"secret\"}."));
+            };
+            let url =
+                crate::fields::optional_string(&mut webhook, "url")?.ok_or_else(|| GatewayError::invalid_param("webhook.url", "'webhook.url' is required."))?;
+            let secret = crate::fields::optional_string(&mut webhook, "secret")?.filter(|s| !s.is_empty() && s.len() <= 256);
+            let secret = secret
+                .ok_or_else(|| GatewayError::invalid_param("webhook.secret", "'webhook.secret' is required: 1 to 256 characters to sign the callback with."))?;
+            if let Some(unknown) = webhook.keys().next() {
+                return Err(GatewayError::invalid_param(
+                    &format!("webhook.{unknown}"),
+                    format!("Unknown parameter: 'webhook.{unknown}'. A webhook has 'url' and 'secret'."),
+                ));
+            }
+            site::callback_url(&url, &self.config.webhook_hosts)
+                .map_err(|why| GatewayError::invalid_param("webhook.url", format!("'webhook.url' is refused: {why} (webhook_hosts).")))?;
+            return Ok(Some(Callback::Webhook { url, secret }));
+        }
+        let ouro = [("ouro-action-id", &head.ouro_action_id), ("ouro-webhook-url", &head.ouro_webhook_url), ("ouro-webhook-token", &head.ouro_webhook_token)];
+        if ouro.iter().all(|(_, value)| value.is_none()) {
+            return Ok(None);
+        }
+        if let Some((missing, _)) = ouro.iter().find(|(_, value)| value.is_none()) {
+            return Err(GatewayError::invalid_param(missing, format!("Ouro's async route protocol needs the header '{missing}' too.")));
+        }
+        let [action_id, url, token] = ouro.map(|(_, value)| value.clone().expect("checked"));
+        site::callback_url(&url, &self.config.ouro_hosts)
+            .map_err(|why| GatewayError::invalid_param("ouro-webhook-url", format!("'ouro-webhook-url' is refused: {why} (ouro_hosts).")))?;
+        Ok(Some(Callback::Ouro { url, token, action_id, route_id: head.ouro_route_id.clone() }))
     }
 
     /// Runs `job` where the runner keeps it: the request as it came, generated in place, with
@@ -84,10 +137,18 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         }
         let head = RequestHead { in_runner: true, ..job.head.clone() };
         let mut handled = self.handle(job.request_id.clone(), &head, HeldBody(job.body.clone())).await;
-        if let Some(action) = &mut handled.action {
-            action.created_at = job.queued.created_at;
-            action.latency_ms = action.finished_at.unwrap_or(now_ms).saturating_sub(action.created_at);
-        }
+        // Refused before it generated (its key is gone): the action still ends, as an error.
+        let refused = || Action {
+            status: "error".to_owned(),
+            http_status: handled.reply.status,
+            error: handled.log.error.clone(),
+            finished_at: Some(self.clock.now_ms()),
+            ..job.queued.clone()
+        };
+        let mut action = handled.action.take().unwrap_or_else(refused);
+        action.created_at = job.queued.created_at;
+        action.latency_ms = action.finished_at.unwrap_or(now_ms).saturating_sub(action.created_at);
+        handled.action = Some(action);
         handled
     }
 

@@ -104,6 +104,15 @@ pub fn check_download_host(entry: &str) -> Result<(), String> {
     allowed(&entry.to_ascii_lowercase()).map(|_| ())
 }
 
+/// The parsed URL when the gateway may call back `url` (a webhook) because `hosts` allows it:
+/// the same entries as `download_hosts`, but an empty list allows nothing.
+pub fn callback_url(url: &str, hosts: &[String]) -> Result<Url, String> {
+    if hosts.is_empty() {
+        return Err("this gateway allows no callback hosts".to_owned());
+    }
+    download_url(url, hosts).map_err(|_| "the URL is not https on a host this gateway allows, nor an origin it lists".to_owned())
+}
+
 /// The parsed URL when the gateway may download an image from it (see the module's rules), or
 /// why not, in words that can be shown (the URL is the provider's, not a secret).
 pub fn download_url(url: &str, download_hosts: &[String]) -> Result<Url, String> {

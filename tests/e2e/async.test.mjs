@@ -3,7 +3,8 @@
 // and is polled to its end; cancel stops one.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import http from 'node:http';
 import OpenAI from 'openai';
 
 import { startMockUpstream } from './mock-upstream.mjs';
@@ -13,12 +14,27 @@ const KEY = 'sk-imagegate-async';
 const digest = (key) => createHash('sha256').update(key).digest('hex');
 let mock;
 let gateway;
+/** A webhook receiver on 127.0.0.1: every POST it got, with its headers and raw body. */
+let receiver;
+const received = [];
 
 before(async () => {
+  receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      received.push({ path: req.url, headers: req.headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const hooks = `http://127.0.0.1:${receiver.address().port}`;
   mock = await startMockUpstream();
   gateway = await startGateway({
     config: {
       deadline_ms: 30000,
+      webhook_hosts: [hooks],
+      ouro_hosts: [hooks],
       providers: [{ id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' }],
       models: [
         { id: 'mock/slow', provider: 'mock', upstream_model: 'slow-3s', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
@@ -33,6 +49,7 @@ before(async () => {
 after(async () => {
   await gateway?.stop();
   await mock?.stop();
+  receiver?.close();
 });
 
 const headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
@@ -109,4 +126,47 @@ test('a run killed mid-call is not run again: one upstream call in all, and the 
   assert.match(done.error, /outcome is unknown/);
   await new Promise((r) => setTimeout(r, 11_000)); // past the slow upstream's answer
   assert.equal(mock.callsFor('slow').filter((c) => c.body.prompt === 'interrupted').length, 1, 'never called again');
+});
+
+/** The callbacks received at `path`, once `count` have come (or after 15 s). */
+async function callbacks(path, count = 1) {
+  for (let i = 0; i < 150 && received.filter((r) => r.path === path).length < count; i++) await new Promise((r) => setTimeout(r, 100));
+  return received.filter((r) => r.path === path);
+}
+
+test('a webhook receiver gets one signed POST of the ended action, and the signature verifies', async () => {
+  const hooks = `http://127.0.0.1:${receiver.address().port}`;
+  const res = await fetch(`${gateway.baseURL}/v1/images/generations`, {
+    method: 'POST', headers, body: JSON.stringify({ model: 'mock/slow', prompt: 'hooked', webhook: { url: `${hooks}/hook`, secret: 'whsec_test' } }),
+  });
+  assert.equal(res.status, 202, 'a webhook makes the request asynchronous');
+  const queued = await res.json();
+  const [call, ...more] = await callbacks('/hook');
+  assert.ok(call, 'the webhook came');
+  const [, t, v1] = call.headers['x-imagegate-signature'].match(/^t=(\d+),v1=([0-9a-f]{64})$/);
+  assert.equal(v1, createHmac('sha256', 'whsec_test').update(`${t}.${call.body}`).digest('hex'), 'the signature verifies');
+  assert.ok(Math.abs(Date.now() / 1000 - Number(t)) < 120, 'a fresh timestamp');
+  const action = JSON.parse(call.body);
+  assert.equal(action.id, queued.id);
+  assert.equal(action.status, 'success');
+  assert.equal((await fetch(action.response.data[0].url)).status, 200, 'its image URL loads');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(more.length + (await callbacks('/hook')).length - 1, 0, 'one POST');
+});
+
+test("Ouro's headers get a 202 and Ouro's callback, with its token", async () => {
+  const hooks = `http://127.0.0.1:${receiver.address().port}`;
+  const res = await fetch(`${gateway.baseURL}/v1/images/generations`, {
+    method: 'POST',
+    headers: { ...headers, 'ouro-action-id': 'ouro-action-7', 'ouro-webhook-url': `${hooks}/ouro`, 'ouro-webhook-token': 'ouro-token-7', 'ouro-route-id': 'ouro-route-3' },
+    body: JSON.stringify({ model: 'mock/slow', prompt: 'for ouro' }),
+  });
+  assert.equal(res.status, 202);
+  const [call] = await callbacks('/ouro');
+  assert.equal(call.headers['ouro-webhook-token'], 'ouro-token-7');
+  const body = JSON.parse(call.body);
+  assert.equal(body.status, 'success');
+  assert.equal(body.ouro_action_id, 'ouro-action-7');
+  assert.equal(body.ouro_route_id, 'ouro-route-3');
+  assert.ok(body.response.data[0].url.startsWith(gateway.baseURL));
 });
