@@ -32,6 +32,24 @@ pub struct Job {
     pub callback: Option<Callback>,
 }
 
+/// The answer of a job run for a waiting client: status, headers and body as the runner's
+/// gateway made them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a job run for a waiting client gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The runner could not be reached or did not take the job: nothing runs.
+    NotStarted(String),
+    /// The runner took the job and the wait for it broke: it may be running, or done.
+    Lost(String),
+}
+
 /// Whom a job tells how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -118,6 +136,10 @@ pub trait Runner {
     /// end whatever becomes of this request.
     fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), String>>;
 
+    /// Runs `job` there and waits for its answer: the job runs to its end even if this request
+    /// ends first (its client hung up).
+    fn run<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<RunReply, RunFailure>>;
+
     /// Cancels the action `id` if it has not finished: the action as it ended, or `None` when
     /// the runner holds no unfinished run of it.
     fn cancel<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>>;
@@ -132,6 +154,10 @@ impl Runner for Off {
         Box::pin(async { Err("no runner".to_owned()) })
     }
 
+    fn run<'a>(&'a self, _job: &'a Job) -> Pending<'a, Result<RunReply, RunFailure>> {
+        Box::pin(async { Err(RunFailure::NotStarted("no runner".to_owned())) })
+    }
+
     fn cancel<'a>(&'a self, _id: &'a str) -> Pending<'a, Result<Option<Action>, String>> {
         Box::pin(async { Ok(None) })
     }
@@ -144,6 +170,11 @@ pub struct MemoryRunner {
     pub jobs: RefCell<Vec<Job>>,
     /// The ids of the actions cancelled.
     pub cancelled: RefCell<Vec<String>>,
+    /// The jobs run for waiting clients.
+    pub ran: RefCell<Vec<Job>>,
+    /// How the jobs run for waiting clients end, in order; when none is left, such a job is
+    /// not taken (and the gateway generates in place).
+    pub replies: RefCell<Vec<Result<RunReply, RunFailure>>>,
 }
 
 impl Runner for MemoryRunner {
@@ -154,6 +185,17 @@ impl Runner for MemoryRunner {
     fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), String>> {
         self.jobs.borrow_mut().push(job.clone());
         Box::pin(async { Ok(()) })
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<RunReply, RunFailure>> {
+        let mut replies = self.replies.borrow_mut();
+        let reply = if replies.is_empty() {
+            Err(RunFailure::NotStarted("no reply scripted".to_owned()))
+        } else {
+            self.ran.borrow_mut().push(job.clone());
+            replies.remove(0)
+        };
+        Box::pin(async move { reply })
     }
 
     fn cancel<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Option<Action>, String>> {

@@ -49,6 +49,9 @@ pub struct RequestLog {
     /// What the response cache did (`HIT`, `MISS`, `REFRESH`, `BYPASS`), for cache-enabled requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
+    /// Whether the generation ran in its action's place (the runner), which logs its own line.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ran_apart: bool,
     /// Why an image the client got as a URL could not be stored (it got the image inline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_error: Option<String>,

@@ -197,3 +197,35 @@ fn a_callback_is_signed_and_tried_again_with_backoff_until_it_is_taken() {
     assert_eq!(request.headers.iter().find(|(n, _)| n == "ouro-webhook-token").unwrap().1.expose(), "tok");
     assert!(!format!("{request:?}").contains("tok\""), "the token is a secret in logs");
 }
+
+#[test]
+fn a_synchronous_generation_runs_in_its_actions_place_and_its_answer_comes_back() {
+    use imagegate::jobs::{RunFailure, RunReply};
+    let h = Harness::new();
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-imagegate-attempts".to_owned(), "mock/gpt-image-1;200;12".to_owned()),
+        ("x-request-id".to_owned(), "req_the_runners".to_owned()),
+        ("set-cookie".to_owned(), "never=relayed".to_owned()),
+    ];
+    h.runner.replies.borrow_mut().push(Ok(RunReply { status: 200, headers, body: OK.as_bytes().to_vec() }));
+    let served = h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![]);
+    assert_eq!((served.status, served.calls.len(), served.body.as_slice()), (200, 0, OK.as_bytes()), "generated where the runner keeps it");
+    assert_eq!(served.header("x-imagegate-attempts"), Some("mock/gpt-image-1;200;12"));
+    assert_eq!((served.header("x-request-id"), served.header("set-cookie")), (Some(REQUEST_ID), None), "its own id; nothing else passed on");
+    assert_eq!(served.header("x-imagegate-action-id"), Some(ACTION));
+    assert!(h.history.actions.borrow().is_empty(), "the runner records the action, not the waiting request");
+    assert!(served.log_line.contains(r#""ran_apart":true"#), "{}", served.log_line);
+    assert!(h.runner.ran.borrow()[0].head.authorization.is_none());
+
+    h.runner.replies.borrow_mut().push(Err(RunFailure::Lost("the object was reset".to_owned())));
+    let lost = h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![]);
+    let error = lost.json()["error"].clone();
+    assert_eq!((lost.status, error["code"].as_str(), lost.header("x-should-retry")), (502, Some("generation_detached"), Some("false")));
+    assert!(error["message"].as_str().unwrap().contains(&format!("GET /v1/actions/{ACTION}")), "{error}");
+    assert_eq!(lost.calls.len(), 0, "never generated twice");
+
+    // A runner that cannot take the job: generated in place.
+    let in_place = h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![answer(200, OK)]);
+    assert_eq!((in_place.status, in_place.calls.len(), h.history.actions.borrow().len()), (200, 1, 1));
+}

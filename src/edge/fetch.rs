@@ -78,9 +78,19 @@ impl Upstream for WorkerUpstream {
         // Never followed here: the core follows an image download's redirects itself, checking
         // each hop, and no other request follows one.
         init.set_redirect(RequestRedirect::Manual);
+        // Aborted when its time is up: the upstream connection closes at once, also where the
+        // runtime would keep the call (a Durable Object outlives the request that started it).
+        let stop = AbortController::new().map_err(failure)?;
+        init.set_signal(Some(&stop.signal()));
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
-        let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
+        let response: Response = match within(limit_ms, async { sent.await.map_err(failure) }).await {
+            Err(TransportError::Timeout) => {
+                stop.abort();
+                return Err(TransportError::Timeout);
+            }
+            answered => answered?.unchecked_into(),
+        };
         let headers = response.headers();
         let retry_after = headers.get("retry-after").ok().flatten();
         let retry_after_ms = headers.get("retry-after-ms").ok().flatten();

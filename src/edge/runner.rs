@@ -8,16 +8,28 @@
 //! alarm is delivered at least once: a rerun finds the job done, or finds the paid calls its
 //! interrupted run noted and ends the action without calling again ([`crate::jobs`]).
 //! `POST /cancel` ends an unfinished action (`cancelled`) and stops its run.
+//!
+//! A synchronous generation is run the same way (`POST /start` with `x-wait`, which writes no
+//! queued action), and its request then waits with `POST /wait` (header `x-until`, its deadline):
+//! the answer comes back as the body, with `x-run-status` and `x-run-headers` (JSON). If the
+//! client hangs up, the wait ends and the run does not.
 
 use std::cell::{OnceCell, RefCell};
+use std::time::Duration;
 
-use futures_util::future::{AbortHandle, Abortable};
+use futures_channel::oneshot;
+use futures_util::future::{select, AbortHandle, Abortable, Either};
+use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
-use worker::{console_log, console_warn, durable_object, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, State, Storage};
+use worker::{
+    console_log, console_warn, durable_object, Date, Delay, DurableObject, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response, Result,
+    State, Storage,
+};
 
 use super::{cache, coalescer, files, history, runtime, settings};
 use crate::clock::Clock;
-use crate::jobs::{self, Job, Journal, Journaled, Runner};
+use crate::http::ReplyBody;
+use crate::jobs::{self, Job, Journal, Journaled, RunFailure, RunReply, Runner};
 use crate::pipeline::Gateway;
 use crate::state::{Action, Off, Pending};
 
@@ -29,6 +41,9 @@ const JOB: &str = "job";
 const ENDED: &str = "ended";
 const DONE: &str = "done";
 const PAID_CALLS: &str = "paid_calls";
+/// How long past its deadline a waiting request waits for its run (the run's own answer ends it
+/// at the deadline; this is for the writes after).
+const WAIT_MARGIN_MS: u64 = 5_000;
 
 /// The runner of one request: the namespace is looked up once, when first needed.
 pub struct EdgeRunner<'e> {
@@ -47,10 +62,14 @@ impl<'e> EdgeRunner<'e> {
 
     /// A request to the object of `action_id`.
     async fn send(&self, action_id: &str, path: &str, body: Option<String>) -> std::result::Result<Response, String> {
+        self.send_with(action_id, path, body, Headers::new()).await
+    }
+
+    async fn send_with(&self, action_id: &str, path: &str, body: Option<String>, headers: Headers) -> std::result::Result<Response, String> {
         let namespace = self.namespace().ok_or("no runner binding")?;
         let stub = namespace.id_from_name(action_id).and_then(|id| id.get_stub()).map_err(|e| e.to_string())?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post);
+        init.with_method(Method::Post).with_headers(headers);
         if let Some(body) = body {
             init.with_body(Some(JsValue::from_str(&body)));
         }
@@ -72,6 +91,28 @@ impl Runner for EdgeRunner<'_> {
                 200 => Ok(()),
                 status => Err(format!("the runner answered {status}")),
             }
+        })
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> Pending<'a, std::result::Result<RunReply, RunFailure>> {
+        Box::pin(async move {
+            let id = &job.queued.id;
+            let body = serde_json::to_string(job).expect("a job serialises");
+            let waiting = Headers::new();
+            let _ = waiting.set("x-wait", "1");
+            let started = self.send_with(id, "/start", Some(body), waiting).await.map_err(RunFailure::NotStarted)?;
+            if started.status_code() != 200 {
+                return Err(RunFailure::NotStarted(format!("the runner answered {}", started.status_code())));
+            }
+            let until = Headers::new();
+            let deadline_ms = settings::load(self.env).as_ref().as_ref().map_or(0, |s| s.config.deadline_ms);
+            let _ = until.set("x-until", &(job.queued.created_at + deadline_ms + WAIT_MARGIN_MS).to_string());
+            let mut answer = self.send_with(id, "/wait", None, until).await.map_err(RunFailure::Lost)?;
+            let header = |name: &str| answer.headers().get(name).ok().flatten();
+            let status = header("x-run-status").and_then(|s| s.parse().ok()).ok_or_else(|| RunFailure::Lost("the run did not end in time".to_owned()))?;
+            let headers = header("x-run-headers").and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default();
+            let body = answer.bytes().await.map_err(|e| RunFailure::Lost(e.to_string()))?;
+            Ok(RunReply { status, headers, body })
         })
     }
 
@@ -109,24 +150,63 @@ pub struct ActionRun {
     env: Env,
     /// Stops the run in progress, if one is.
     running: RefCell<Option<AbortHandle>>,
+    /// The requests waiting for the run's answer, and the answer once there is one.
+    waiters: RefCell<Vec<oneshot::Sender<RunReply>>>,
+    answered: RefCell<Option<RunReply>>,
+    /// Whether a request will wait for the answer (kept only then, until it is taken).
+    awaited: std::cell::Cell<bool>,
 }
 
 impl DurableObject for ActionRun {
     fn new(state: State, env: Env) -> Self {
-        ActionRun { state, env, running: RefCell::new(None) }
+        ActionRun {
+            state,
+            env,
+            running: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+            answered: RefCell::new(None),
+            awaited: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let storage = self.state.storage();
         match req.path().as_str() {
             "/start" => {
+                let waited = req.headers().get("x-wait").ok().flatten().is_some();
+                self.awaited.set(waited);
                 let job: Job = req.json().await?;
                 if storage.get::<Job>(JOB).await?.is_none() {
                     storage.put(JOB, &job).await?;
-                    history::record(self.env.clone(), job.queued.clone()).await;
+                    if !waited {
+                        // Polled from now on: the queued action is there before the 202.
+                        history::record(self.env.clone(), job.queued.clone()).await;
+                    }
                     storage.set_alarm(0).await?;
                 }
                 Response::ok("started")
+            }
+            "/wait" => {
+                let until_ms: u64 = req.headers().get("x-until").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let answered = self.answered.borrow_mut().take();
+                let reply = match answered {
+                    Some(reply) => Some(reply),
+                    None => {
+                        let (tell, told) = oneshot::channel();
+                        self.waiters.borrow_mut().push(tell);
+                        let timer = Delay::from(Duration::from_millis(until_ms.saturating_sub(Date::now().as_millis())));
+                        pin_mut!(timer);
+                        match select(told, timer).await {
+                            Either::Left((Ok(reply), _)) => Some(reply),
+                            _ => None,
+                        }
+                    }
+                };
+                let Some(reply) = reply else { return Response::ok("pending") };
+                let headers = Headers::new();
+                headers.set("x-run-status", &reply.status.to_string())?;
+                headers.set("x-run-headers", &serde_json::to_string(&reply.headers).expect("headers serialise"))?;
+                Ok(Response::from_bytes(reply.body)?.with_headers(headers))
             }
             "/cancel" => {
                 let Some(job) = storage.get::<Job>(JOB).await? else { return Response::error("no job", 404) };
@@ -175,8 +255,9 @@ impl DurableObject for ActionRun {
                 let ran = Abortable::new(gateway.run(&job, &journal), registration).await;
                 self.running.borrow_mut().take();
                 // Cancelled: the cancel wrote the action and marked the job done.
-                let Ok(handled) = ran else { return Response::ok("cancelled") };
+                let Ok(mut handled) = ran else { return Response::ok("cancelled") };
                 console_log!("{}", handled.log.to_line());
+                self.answer(&mut handled.reply);
                 files::store(&self.env, handled.files).await;
                 let ended = handled.action.expect("a run always ends an action");
                 history::record(self.env.clone(), ended.clone()).await;
@@ -194,5 +275,28 @@ impl DurableObject for ActionRun {
         }
         storage.put(DONE, true).await?;
         Response::ok("ran")
+    }
+}
+
+impl ActionRun {
+    /// Gives the run's answer to the requests waiting for it, and keeps it for one that asks
+    /// later.
+    fn answer(&self, reply: &mut crate::http::Reply<super::fetch::WorkerBody>) {
+        let body = match std::mem::replace(&mut reply.body, ReplyBody::Empty) {
+            ReplyBody::Bytes(bytes) => bytes,
+            _ => Vec::new(),
+        };
+        let headers = reply.headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
+        let answer = RunReply { status: reply.status, headers, body };
+        let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
+        if waiters.is_empty() {
+            if self.awaited.get() {
+                *self.answered.borrow_mut() = Some(answer);
+            }
+            return;
+        }
+        for waiter in waiters {
+            let _ = waiter.send(answer.clone());
+        }
     }
 }

@@ -229,6 +229,7 @@ impl RequestContext {
             identity: self.identity,
             metadata: self.metadata,
             cache: self.cache.map(CacheStatus::name),
+            ran_apart: self.handed_off,
             files_error: self.kept.and_then(|kept| kept.failure),
             cache_bypass: match self.cache {
                 Some(CacheStatus::Bypass(reason)) => Some(reason),

@@ -498,8 +498,15 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 return Ok(hit);
             }
         }
+        if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded {
+            // Generated in its action's place, so that a client who hangs up loses nothing.
+            if let Some(reply) = self.run_apart(head, raw, &model.id, cx).await? {
+                return Ok(reply);
+            }
+        }
         let files = self.filing(head, &request_id, key, cx.recorded);
-        let answering = Answering { shape, for_cache: caching.is_some(), files, whole: named };
+        // Where a job runs, its answer goes back whole to the request that waits for it.
+        let answering = Answering { shape, for_cache: caching.is_some(), files, whole: named || head.in_runner };
         let mut result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
         if named {
             // A route's answer names its action (read whole above, so never a relay).

@@ -3,11 +3,11 @@
 //! `Retry-After` a poll of an unfinished action gets.
 
 use crate::action::{Action, ImageCount};
-use crate::error::GatewayError;
-use crate::http::{Reply, RequestHead};
+use crate::error::{ErrorKind, GatewayError};
+use crate::http::{Reply, ReplyBody, RequestHead};
 use serde_json::{Map, Value};
 
-use crate::jobs::{self, Callback, HeldBody, Job, Journal};
+use crate::jobs::{self, Callback, HeldBody, Job, Journal, RunFailure};
 use crate::providers::site;
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
@@ -19,6 +19,25 @@ use super::{storage_unavailable, Gateway, Handled, RequestContext};
 const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 /// The longest a poll is told to wait.
 const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+/// The headers of a runner's answer that the waiting request passes on (those it sets itself,
+/// such as `x-request-id`, it renders from its own record).
+fn relayed_header(name: &str) -> Option<&'static str> {
+    const RELAYED: [&str; 11] = [
+        "content-type",
+        "x-imagegate-attempts",
+        "x-imagegate-model",
+        "x-imagegate-cost-usd",
+        "x-imagegate-images",
+        "x-imagegate-cache",
+        "x-should-retry",
+        "retry-after",
+        "www-authenticate",
+        "allow",
+        "preference-applied",
+    ];
+    RELAYED.into_iter().find(|known| known.eq_ignore_ascii_case(name))
+}
 
 /// Whether an action's status says it has not finished.
 pub fn unfinished(action: &Action) -> bool {
@@ -36,6 +55,51 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         callback: Option<Callback>,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
+        let job = self.job(head, body, model, callback, cx);
+        self.runner.start(&job).await.map_err(|detail| storage_unavailable("The action runner", detail))?;
+        cx.handed_off = true;
+        let id = job.queued.id.clone();
+        let mut reply = Reply::json(202, serde_json::to_vec(&job.queued).expect("an action serialises"));
+        reply.headers.push(("location", format!("/v1/actions/{id}")));
+        if jobs::prefers_async(job.head.prefer.as_deref()) {
+            reply.headers.push(("preference-applied", "respond-async".to_owned()));
+        }
+        reply.headers.push(("retry-after", self.retry_after_secs(&job.queued).await.to_string()));
+        Ok(reply)
+    }
+
+    /// Runs a validated synchronous generation in its action's place and waits for its answer,
+    /// so that the generation ends, and is recorded, even if this request's client hangs up.
+    /// `None` when the runner could not take it (the caller then generates in place); a 502
+    /// when the wait broke after the runner took it (the generation may go on: its action says).
+    pub(super) async fn run_apart(
+        &self,
+        head: &RequestHead,
+        body: Vec<u8>,
+        model: &str,
+        cx: &mut RequestContext,
+    ) -> Result<Option<Reply<U::Body>>, GatewayError> {
+        let job = self.job(head, body, model, None, cx);
+        match self.runner.run(&job).await {
+            Ok(ran) => {
+                cx.handed_off = true;
+                let headers = ran.headers.into_iter().filter_map(|(name, value)| relayed_header(&name).map(|name| (name, value))).collect();
+                Ok(Some(Reply { status: ran.status, headers, body: ReplyBody::Bytes(ran.body) }))
+            }
+            Err(RunFailure::NotStarted(_)) => Ok(None),
+            Err(RunFailure::Lost(detail)) => {
+                cx.handed_off = true;
+                let id = &job.queued.id;
+                Err(GatewayError::new(ErrorKind::BadUpstream, format!("The gateway lost the wait for this generation, which may still be running; GET /v1/actions/{id} tells how it ends. It was not retried."))
+                    .with_code("generation_detached")
+                    .with_log_detail(detail)
+                    .final_answer())
+            }
+        }
+    }
+
+    /// The job of a validated generation, with its action as queued now.
+    fn job(&self, head: &RequestHead, body: Vec<u8>, model: &str, callback: Option<Callback>, cx: &RequestContext) -> Job {
         let id = action_id(&cx.request_id);
         let queued = Action {
             id: id.clone(),
@@ -56,16 +120,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         };
         // The job keeps the key's label, never the key itself; Ouro's token only in its callback.
         let head = RequestHead { authorization: None, caller_label: cx.key.clone(), ouro_webhook_token: None, ..head.clone() };
-        let job = Job { request_id: cx.request_id.clone(), head, body, queued, callback };
-        self.runner.start(&job).await.map_err(|detail| storage_unavailable("The action runner", detail))?;
-        cx.handed_off = true;
-        let mut reply = Reply::json(202, serde_json::to_vec(&job.queued).expect("an action serialises"));
-        reply.headers.push(("location", format!("/v1/actions/{id}")));
-        if jobs::prefers_async(job.head.prefer.as_deref()) {
-            reply.headers.push(("preference-applied", "respond-async".to_owned()));
-        }
-        reply.headers.push(("retry-after", self.retry_after_secs(&job.queued).await.to_string()));
-        Ok(reply)
+        Job { request_id: cx.request_id.clone(), head, body, queued, callback }
     }
 
     /// Whom this generation tells how it ended, if anyone: the body's `webhook` (`{url, secret}`,

@@ -170,3 +170,25 @@ test("Ouro's headers get a 202 and Ouro's callback, with its token", async () =>
   assert.equal(body.ouro_route_id, 'ouro-route-3');
   assert.ok(body.response.data[0].url.startsWith(gateway.baseURL));
 });
+
+test('a client that hangs up on a synchronous request loses nothing: the generation ends and is recorded, once', async () => {
+  const hangUp = new AbortController();
+  const sent = fetch(`${gateway.baseURL}/v1/images/generations`, {
+    method: 'POST', headers, signal: hangUp.signal,
+    body: JSON.stringify({ model: 'mock/slow', prompt: 'abandoned', metadata: { tag: 'hung-up' } }),
+  });
+  await new Promise((r) => setTimeout(r, 800));
+  hangUp.abort();
+  await assert.rejects(sent);
+  let found;
+  for (let i = 0; i < 100 && found?.status !== 'success'; i++) {
+    const listed = await (await fetch(`${gateway.baseURL}/v1/actions?limit=20`, { headers })).json();
+    found = listed.data.find((a) => a.metadata?.tag === 'hung-up');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(found?.status, 'success', JSON.stringify(found));
+  const lines = gateway.output().split('\n').filter((line) => line.includes(found.request_id));
+  assert.ok(lines.some((line) => line.includes('"ran_apart":true')), `generated in its action's Durable Object, apart from the request: ${lines.join('\n')}`);
+  assert.equal((await fetch(found.response.data[0].url)).status, 200, 'with its image');
+  assert.equal(mock.callsFor('slow-3s').filter((c) => c.body.prompt === 'abandoned').length, 1, 'one upstream call');
+});

@@ -28,12 +28,13 @@ export const FILES_SECRET = 'e2e-files-secret';
  * database after the migrations (rows a test needs, such as old actions), and `migrate: false`
  * leaves the database without tables (a broken deployment); `objects` ({ key, bytes, contentType })
  * are put in the file store's bucket before the gateway starts, and `files: false` leaves the
- * bucket out (a deployment that keeps no images, whose answers are relayed as they stream); `testScheduled`
+ * bucket out (a deployment that keeps no images, whose answers are relayed as they stream), and
+ * `runner: false` the Durable Object that runs generations apart from their clients; `testScheduled`
  * serves /__scheduled, which runs the cron handler. `crash()` kills it and starts it again on the
  * same state. Resolves once the gateway answers
  * /healthz, with any status.
  */
-export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, testScheduled = false }) {
+export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, runner = true, testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -45,8 +46,8 @@ export async function startGateway({ config, secrets, sql = [], objects = [], mi
     // Coalescing identical cache-enabled requests, as in the project's wrangler.toml.
     '[[durable_objects.bindings]]', 'name = "IMAGEGATE_COALESCER"', 'class_name = "CacheFlight"',
     '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["CacheFlight"]',
-    // Asynchronous generation: one Durable Object per action.
-    '[[durable_objects.bindings]]', 'name = "IMAGEGATE_RUNNER"', 'class_name = "ActionRun"',
+    // Generation apart from the client: one Durable Object per action (unless `runner: false`).
+    ...(runner ? ['[[durable_objects.bindings]]', 'name = "IMAGEGATE_RUNNER"', 'class_name = "ActionRun"'] : []),
     '[[migrations]]', 'tag = "v2"', 'new_sqlite_classes = ["ActionRun"]',
     // Actions, on D1, with the project's migrations applied below before the gateway starts.
     '[[d1_databases]]', 'binding = "IMAGEGATE_DB"', 'database_name = "imagegate"', 'database_id = "imagegate-e2e"',

@@ -40,10 +40,12 @@ function post(body, { headers = {}, auth = GATEWAY_KEY } = {}) {
 
 before(async () => {
   mock = await startMockUpstream();
-  // The plain path: no file store, so upstream answers are relayed as they stream and URLs
-  // stay the providers' (actions.test.mjs covers a deployment that keeps images).
+  // The plain path: no file store and no runner, so upstream answers are relayed as they
+  // stream from the worker itself and URLs stay the providers' (actions.test.mjs and
+  // async.test.mjs cover a deployment that keeps images and runs generations apart).
   gateway = await startGateway({
     files: false,
+    runner: false,
     config: {
       deadline_ms: DEADLINE_MS,
       max_body_bytes: MAX_BODY_BYTES,

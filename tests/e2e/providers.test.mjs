@@ -36,10 +36,12 @@ before(async () => {
   // The mock serves images over plain http on loopback: the operator allows exactly its origin.
   const downloads = { download_hosts: [mock.base] };
   const provider = (id, kind, prefix, secret, extra = {}) => ({ id, kind, base_url: `${mock.base}${prefix}`, api_key_secret: secret, ...extra });
-  // The plain path: no file store, so upstream answers are relayed as they stream and URLs
-  // stay the providers' (actions.test.mjs covers a deployment that keeps images).
+  // The plain path: no file store and no runner, so upstream answers are relayed as they
+  // stream from the worker itself and URLs stay the providers' (actions.test.mjs and
+  // async.test.mjs cover a deployment that keeps images and runs generations apart).
   gateway = await startGateway({
     files: false,
+    runner: false,
     config: {
       deadline_ms: 30000,
       providers: [
