@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever is missing to build, run and test imagegate: the wasm32 target, rustfmt and
-# clippy, worker-build, a wasm-bindgen CLI matching Cargo.lock, and the npm packages (wrangler,
-# Node 22, binaryen, the OpenAI client). Idempotent, and quick when everything is already there.
+# clippy, worker-build, a wasm-bindgen CLI matching Cargo.lock, the npm packages (wrangler,
+# Node 22, binaryen, the OpenAI client) and the OpenAI Python client in .venv. Idempotent, and
+# quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +51,13 @@ if [[ ! -f node_modules/.setup-done || package-lock.json -nt node_modules/.setup
   # packages (workerd, esbuild) that this npm leaves out of the lock file.
   npm install --no-audit --no-fund --loglevel=error
   touch node_modules/.setup-done
+fi
+
+# The OpenAI Python client, for the end-to-end test that Python callers see (requirements-test.txt),
+# in a virtual environment of its own.
+if [[ ! -f .venv/.setup-done || requirements-test.txt -nt .venv/.setup-done ]]; then
+  say "installing the Python test client"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+  touch .venv/.setup-done
 fi

@@ -4,13 +4,19 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import OpenAI from 'openai';
 
 import { startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
 
 const KEY = 'sk-imagegate-async';
+/** The OpenAI Python client's interpreter (scripts/setup.sh installs it in .venv). */
+const PYTHON = path.join(import.meta.dirname, '../../.venv/bin/python');
+const run = promisify(execFile);
 const digest = (key) => createHash('sha256').update(key).digest('hex');
 let mock;
 let gateway;
@@ -191,4 +197,19 @@ test('a client that hangs up on a synchronous request loses nothing: the generat
   assert.ok(lines.some((line) => line.includes('"ran_apart":true')), `generated in its action's Durable Object, apart from the request: ${lines.join('\n')}`);
   assert.equal((await fetch(found.response.data[0].url)).status, 200, 'with its image');
   assert.equal(mock.callsFor('slow-3s').filter((c) => c.body.prompt === 'abandoned').length, 1, 'one upstream call');
+});
+
+test('the OpenAI Python client, with extra_headers Prefer: respond-async, sees the 202 body', async () => {
+  const script = [
+    'import json, os, openai',
+    'client = openai.OpenAI(api_key=os.environ["KEY"], base_url=os.environ["BASE"], max_retries=0)',
+    'raw = client.images.with_raw_response.generate(model="mock/slow", prompt="from python", extra_headers={"Prefer": "respond-async"})',
+    'print(json.dumps({"status": raw.http_response.status_code, "body": raw.parse().to_dict()}))',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-c', script], { env: { ...process.env, KEY, BASE: `${gateway.baseURL}/v1` } });
+  const { status, body } = JSON.parse(stdout);
+  assert.equal(status, 202);
+  assert.equal(body.status, 'queued');
+  assert.match(body.id, /^act_/);
+  assert.equal((await settled(body.id)).status, 'success');
 });
