@@ -37,10 +37,13 @@ const SCENARIOS = [
   // read whole and decoded, the `waitUntil` writes); the other targets relay the same answer.
   { name: 'small answer, actions recorded (imagegate), concurrency 1', answer: 'recorded', connections: 1 },
   { name: '2 MB answer, actions recorded (imagegate), concurrency 1', answer: 'recorded-big', connections: 1 },
+  // As the sixth, and every generation runs in its action's Durable Object (the runner, storage
+  // in memory), so that a client who hangs up loses nothing: what that durability costs.
+  { name: 'small answer, generated in a Durable Object (imagegate), concurrency 1', answer: 'durable', connections: 1 },
 ];
 
 /** What the targets other than imagegate relay for a scenario's answer. */
-const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big' };
+const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small' };
 
 function fmt(value, digits = 2) {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
@@ -92,6 +95,7 @@ async function main() {
   const inspecting = await startInspectingRelay(RUN, upstream);
   const imagegate = await startImagegate(RUN, upstream, bundle);
   const recording = await startImagegate(RUN, upstream, bundle, { recording: true });
+  const durable = await startImagegate(RUN, upstream, bundle, { recording: true, durable: true });
   const targets = QUICK ? [relay, inspecting, imagegate] : [upstream, relay, inspecting, imagegate, await startPortkey(RUN, upstream)];
   const results = {};
   for (const [index, scenario] of SCENARIOS.entries()) {
@@ -99,7 +103,8 @@ async function main() {
     results[scenario.name] = {};
     for (const listed of targets) {
       // The recording scenario measures the deployment with a history in imagegate's place.
-      const target = scenario.answer.startsWith('recorded') && listed.name === 'imagegate' ? recording : listed;
+      const stateful = { recorded: recording, 'recorded-big': recording, durable }[scenario.answer];
+      const target = stateful && listed.name === 'imagegate' ? stateful : listed;
       const figures = measure(target, scenario);
       results[scenario.name][listed.name] = figures;
       process.stderr.write(`${scenario.name.padEnd(30)} ${target.name.padEnd(11)} p50 ${fmt(figures.p50)} ms  ${fmt(figures.rps, 0)} req/s  ${fmt(figures.cpuUsPerRequest, 0)} CPU µs/req\n`);

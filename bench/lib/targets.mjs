@@ -39,7 +39,7 @@ export function buildBundle(outDir) {
  * bindings, each the stand-in that stores nothing, `bench/fixtures/d1-memory.js`, and `r2` the R2
  * bindings, each the stand-in that keeps nothing, `bench/fixtures/r2-memory.js`.
  */
-function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 = [] }) {
+function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 = [], runner = false }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes
   const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
   const binds = [
@@ -47,7 +47,12 @@ function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 =
     ...kv.map((name) => `(name = ${quote(name)}, kvNamespace = "kv")`),
     ...d1.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:d1-memory"))`),
     ...r2.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:r2-memory"))`),
+    ...(runner ? ['(name = "IMAGEGATE_RUNNER", durableObjectNamespace = "ActionRun")'] : []),
   ].join(',\n        ');
+  // The runner's Durable Objects, with their storage (and alarms) in memory.
+  const objects = runner
+    ? 'durableObjectNamespaces = [(className = "ActionRun", uniqueKey = "bench-action-run", enableSql = true)],\n      durableObjectStorage = (inMemory = void),'
+    : '';
   const standIn = (name) => `(name = "bench:${name}", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, `bench/fixtures/${name}.js`)))}, internal = true)`;
   const standIns = [...(d1.length ? ['d1-memory'] : []), ...(r2.length ? ['r2-memory'] : [])];
   const extensions = standIns.length === 0 ? '' : `extensions = [(modules = [${standIns.map(standIn).join(', ')}])],`;
@@ -66,6 +71,7 @@ const config :Workerd.Config = (
       bindings = [
         ${binds}
       ],
+      ${objects}
     )),
     (name = "internet", network = (allow = ["public", "private", "local"])),
     ${kvService}
@@ -131,10 +137,11 @@ export function startInspectingRelay(runDir, upstream) {
  * imagegate in workerd with a realistic deployment: auth on (two keys), validation, a routing
  * policy with retries and a fallback (configured, not triggered), aliases, the production
  * deadline, logging as in production. `inspectorPort` opens the inspector for profiling;
- * `recording` gives it a history and a file store (the D1 and R2 stand-ins), so that every generation records an action and keeps its images.
+ * `recording` gives it a history and a file store (the D1 and R2 stand-ins), so that every generation records an action and keeps its images;
+ * `durable` adds the runner, so that every generation runs in its action's Durable Object.
  */
-export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false } = {}) {
-  const name = recording ? 'imagegate-recording' : 'imagegate';
+export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false, durable = false } = {}) {
+  const name = durable ? 'imagegate-durable' : recording ? 'imagegate-recording' : 'imagegate';
   const port = await freePort();
   const config = {
     deadline_ms: 150000,
@@ -169,18 +176,19 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
     kv: ['IMAGEGATE_CACHE'],
     d1: recording ? ['IMAGEGATE_DB'] : [],
     r2: recording ? ['IMAGEGATE_FILES'] : [],
+    runner: durable,
   }));
   const args = ['serve', path.join(runDir, `${name}.capnp`)];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
   const child = await start({ name, logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
   return {
-    name, label: recording ? 'imagegate in workerd, actions recorded with their images' : 'imagegate in workerd', child,
+    name, label: durable ? 'imagegate in workerd, generating in Durable Objects' : recording ? 'imagegate in workerd, actions recorded with their images' : 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
     headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     body: (answer) => (answer === 'cached'
       ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big' }[answer] ?? answer}`)),
+      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small' }[answer] ?? answer}`)),
   };
 }
 

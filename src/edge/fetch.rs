@@ -27,6 +27,7 @@ use web_sys::{
 use worker::{Date, Delay};
 
 use crate::answer_scan::SMALL_ANSWER_BYTES;
+use crate::jobs::Journal;
 use crate::upstream::{ByteBudget, Method, TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 
 /// The largest answer of known length read whole (one native call) rather than streamed: the
@@ -51,8 +52,15 @@ extern "C" {
     fn new() -> IdentityTransformStream;
 }
 
-/// Upstream calls with the runtime's `fetch`.
-pub struct WorkerUpstream;
+/// Upstream calls with the runtime's `fetch`; where a job runs, each paid call (`POST`) is first
+/// noted in its journal, as [`crate::jobs::Journaled`] does. (One type for both, so that the
+/// whole pipeline is compiled once into the wasm, not once per upstream type.)
+pub struct WorkerUpstream<'j> {
+    pub journal: Option<&'j dyn Journal>,
+}
+
+/// The upstream of a request served in place.
+pub const PLAIN: WorkerUpstream<'static> = WorkerUpstream { journal: None };
 
 fn failure(error: JsValue) -> TransportError {
     let text =
@@ -60,10 +68,16 @@ fn failure(error: JsValue) -> TransportError {
     TransportError::Failed(text)
 }
 
-impl Upstream for WorkerUpstream {
+impl Upstream for WorkerUpstream<'_> {
     type Body = WorkerBody;
 
     async fn send(&self, request: UpstreamRequest, limit_ms: u64) -> Result<UpstreamReply<WorkerBody>, TransportError> {
+        if let (Some(journal), Method::Post) = (self.journal, request.method) {
+            journal
+                .note_paid_call()
+                .await
+                .map_err(|error| TransportError::NotSent(format!("the run could not note the call it was about to make: {error}")))?;
+        }
         let deadline_ms = Date::now().as_millis() + limit_ms;
         let headers = Headers::new().map_err(failure)?;
         for (name, value) in &request.headers {

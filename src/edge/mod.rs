@@ -38,7 +38,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             let history = history::D1History::new(&env);
             let files = files::R2Files::new(&env);
             let runner = runner::EdgeRunner::new(&env);
-            let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::WorkerUpstream, &secrets, &clock, &runtime::WorkerRandom)
+            let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::PLAIN, &secrets, &clock, &runtime::WorkerRandom)
                 .with_state(&cache, &history, &Off)
                 .with_files(&files)
                 .with_coalescer(&coalescer)

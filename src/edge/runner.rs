@@ -29,7 +29,7 @@ use worker::{
 use super::{cache, coalescer, files, history, runtime, settings};
 use crate::clock::Clock;
 use crate::http::ReplyBody;
-use crate::jobs::{self, Job, Journal, Journaled, RunFailure, RunReply, Runner};
+use crate::jobs::{self, Job, Journal, RunFailure, RunReply, Runner};
 use crate::pipeline::Gateway;
 use crate::state::{Action, Off, Pending};
 
@@ -120,7 +120,10 @@ impl Runner for EdgeRunner<'_> {
         Box::pin(async move {
             let mut answer = self.send(id, "/cancel", None).await?;
             match answer.status_code() {
-                200 => answer.json().await.map(Some).map_err(|e| e.to_string()),
+                200 => {
+                    let text = answer.text().await.map_err(|e| e.to_string())?;
+                    serde_json::from_str(&text).map(Some).map_err(|e| e.to_string())
+                }
                 _ => Ok(None),
             }
         })
@@ -175,9 +178,10 @@ impl DurableObject for ActionRun {
             "/start" => {
                 let waited = req.headers().get("x-wait").ok().flatten().is_some();
                 self.awaited.set(waited);
-                let job: Job = req.json().await?;
-                if storage.get::<Job>(JOB).await?.is_none() {
-                    storage.put(JOB, &job).await?;
+                let text = req.text().await?;
+                let job: Job = serde_json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                if storage.get::<String>(JOB).await?.is_none() {
+                    storage.put(JOB, &text).await?;
                     if !waited {
                         // Polled from now on: the queued action is there before the 202.
                         history::record(self.env.clone(), job.queued.clone()).await;
@@ -209,7 +213,7 @@ impl DurableObject for ActionRun {
                 Ok(Response::from_bytes(reply.body)?.with_headers(headers))
             }
             "/cancel" => {
-                let Some(job) = storage.get::<Job>(JOB).await? else { return Response::error("no job", 404) };
+                let Some(job) = kept::<Job>(&storage, JOB).await? else { return Response::error("no job", 404) };
                 if storage.get::<bool>(DONE).await?.unwrap_or(false) {
                     return Response::error("finished", 409);
                 }
@@ -220,7 +224,7 @@ impl DurableObject for ActionRun {
                 }
                 let ended = jobs::cancelled(&job.queued, runtime::WorkerClock.now_ms());
                 history::record(self.env.clone(), ended.clone()).await;
-                Response::from_json(&ended)
+                Response::ok(serde_json::to_string(&ended).expect("an action serialises"))
             }
             _ => Response::error("unknown", 404),
         }
@@ -228,7 +232,7 @@ impl DurableObject for ActionRun {
 
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
-        let Some(job) = storage.get::<Job>(JOB).await? else { return Response::ok("no job") };
+        let Some(job) = kept::<Job>(&storage, JOB).await? else { return Response::ok("no job") };
         if storage.get::<bool>(DONE).await?.unwrap_or(false) {
             return Response::ok("done");
         }
@@ -237,7 +241,7 @@ impl DurableObject for ActionRun {
             return Response::ok("invalid configuration");
         };
         let journal = StorageJournal(self.state.storage());
-        let upstream = Journaled { inner: &super::fetch::WorkerUpstream, journal: &journal };
+        let upstream = super::fetch::WorkerUpstream { journal: Some(&journal) };
         let (secrets, clock) = (runtime::EnvSecrets(&self.env), runtime::WorkerClock);
         let (cache, history, files) = (cache::EdgeCache::new(&self.env), history::D1History::new(&self.env), files::R2Files::new(&self.env));
         let coalescer = coalescer::EdgeCoalescer::new(&self.env);
@@ -245,7 +249,7 @@ impl DurableObject for ActionRun {
             .with_state(&cache, &history, &Off)
             .with_files(&files)
             .with_coalescer(&coalescer);
-        let ended = match storage.get::<Action>(ENDED).await? {
+        let ended = match kept::<Action>(&storage, ENDED).await? {
             Some(ended) => ended,
             None => {
                 let started = Action { status: "in-progress".to_owned(), started_at: Some(clock.now_ms()), ..job.queued.clone() };
@@ -261,14 +265,14 @@ impl DurableObject for ActionRun {
                 files::store(&self.env, handled.files).await;
                 let ended = handled.action.expect("a run always ends an action");
                 history::record(self.env.clone(), ended.clone()).await;
-                storage.put(ENDED, &ended).await?;
+                storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
                 ended
             }
         };
         if let Some(callback) = &job.callback {
             let told = gateway.with_urls(&job.head, ended.clone());
             let request = jobs::callback_request(callback, &told, clock.now_ms() / 1000);
-            match jobs::deliver(&super::fetch::WorkerUpstream, &clock, request).await {
+            match jobs::deliver(&super::fetch::PLAIN, &clock, request).await {
                 Ok(status) => console_log!("{{\"callback\":{{\"action\":\"{}\",\"status\":{status}}}}}", ended.id),
                 Err(why) => console_warn!("{{\"warning\":\"the callback of the action {} failed\",\"error\":{why:?}}}", ended.id),
             }
@@ -276,6 +280,13 @@ impl DurableObject for ActionRun {
         storage.put(DONE, true).await?;
         Response::ok("ran")
     }
+}
+
+/// A value kept in `storage` as JSON under `key` (JSON text rather than structured values: the
+/// types' serde code is compiled once, for JSON).
+async fn kept<T: serde::de::DeserializeOwned>(storage: &Storage, key: &str) -> Result<Option<T>> {
+    let Some(text) = storage.get::<String>(key).await? else { return Ok(None) };
+    serde_json::from_str(&text).map(Some).map_err(|e| worker::Error::RustError(format!("the kept {key} does not parse: {e}")))
 }
 
 impl ActionRun {

@@ -8,6 +8,8 @@ import { execFile } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import OpenAI from 'openai';
 
 import { startMockUpstream } from './mock-upstream.mjs';
@@ -134,6 +136,20 @@ test('a run killed mid-call is not run again: one upstream call in all, and the 
   assert.equal(mock.callsFor('slow').filter((c) => c.body.prompt === 'interrupted').length, 1, 'never called again');
 });
 
+/** The README's webhook verification snippet, as a module. */
+async function readmeSnippet() {
+  const readme = await readFile(path.join(import.meta.dirname, '../../README.md'), 'utf8');
+  const snippet = readme.split('```js\n').map((block) => block.split('\n```')[0]).find((block) => block.includes('verifyWebhook'));
+  const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-readme-'));
+  const file = path.join(dir, 'verify.mjs');
+  await writeFile(file, snippet);
+  try {
+    return await import(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** The callbacks received at `path`, once `count` have come (or after 15 s). */
 async function callbacks(path, count = 1) {
   for (let i = 0; i < 150 && received.filter((r) => r.path === path).length < count; i++) await new Promise((r) => setTimeout(r, 100));
@@ -149,9 +165,13 @@ test('a webhook receiver gets one signed POST of the ended action, and the signa
   const queued = await res.json();
   const [call, ...more] = await callbacks('/hook');
   assert.ok(call, 'the webhook came');
-  const [, t, v1] = call.headers['x-imagegate-signature'].match(/^t=(\d+),v1=([0-9a-f]{64})$/);
-  assert.equal(v1, createHmac('sha256', 'whsec_test').update(`${t}.${call.body}`).digest('hex'), 'the signature verifies');
-  assert.ok(Math.abs(Date.now() / 1000 - Number(t)) < 120, 'a fresh timestamp');
+  const signature = call.headers['x-imagegate-signature'];
+  const { verifyWebhook } = await readmeSnippet();
+  assert.equal(verifyWebhook(signature, call.body, 'whsec_test'), true, "the README's snippet verifies it");
+  assert.equal(verifyWebhook(signature, call.body, 'another secret'), false);
+  assert.equal(verifyWebhook(signature, call.body.replace('success', 'error'), 'whsec_test'), false, 'a changed body does not verify');
+  const [, t, v1] = signature.match(/^t=(\d+),v1=([0-9a-f]{64})$/);
+  assert.equal(v1, createHmac('sha256', 'whsec_test').update(`${t}.${call.body}`).digest('hex'));
   const action = JSON.parse(call.body);
   assert.equal(action.id, queued.id);
   assert.equal(action.status, 'success');
