@@ -229,3 +229,14 @@ fn a_synchronous_generation_runs_in_its_actions_place_and_its_answer_comes_back(
     let in_place = h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![answer(200, OK)]);
     assert_eq!((in_place.status, in_place.calls.len(), h.history.actions.borrow().len()), (200, 1, 1));
 }
+
+#[test]
+fn an_asynchronous_action_past_its_deadline_ends_timed_out() {
+    let h = Harness::new();
+    asynchronous(&h, r#"{"prompt": "p", "model": "gpt-image-1", "retry": {"count": 0}}"#);
+    let slow = Script { latency_ms: 5_000, ..answer(200, OK) };
+    let ran = h.run_job(&MemoryJournal::default(), vec![slow]);
+    assert_eq!(ran.status, 524);
+    let action = poll(&h).json();
+    assert_eq!((action["status"].as_str(), action["http_status"].as_u64()), (Some("timed-out"), Some(524)));
+}
