@@ -60,9 +60,9 @@ pub trait History {
     /// bucket number (see [`route_stats::stats_sql`]); `Err` when storage failed.
     fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
 
-    /// The latencies of the most recent successes of `model` (at most 50), for a poll's
-    /// `Retry-After`.
-    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>>;
+    /// The latencies of the most recent successes (at most 50) through the route `route_id`, or
+    /// else of `model`, for a poll's `Retry-After`.
+    fn recent_latencies<'a>(&'a self, model: &'a str, route_id: Option<&'a str>) -> Pending<'a, Result<Vec<u64>, String>>;
 
     /// Up to `batch` of the oldest actions created before `cutoff_ms`, oldest first.
     fn oldest_before(&self, cutoff_ms: u64, batch: u32) -> Pending<'_, Result<Vec<Action>, String>>;
@@ -154,7 +154,7 @@ impl History for Off {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    fn recent_latencies<'a>(&'a self, _model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
+    fn recent_latencies<'a>(&'a self, _model: &'a str, _route_id: Option<&'a str>) -> Pending<'a, Result<Vec<u64>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -284,10 +284,14 @@ impl History for MemoryHistory {
         Box::pin(async move { result })
     }
 
-    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
+    fn recent_latencies<'a>(&'a self, model: &'a str, route_id: Option<&'a str>) -> Pending<'a, Result<Vec<u64>, String>> {
         let mut done: Vec<&Action> = Vec::new();
         let actions = self.actions.borrow();
-        done.extend(actions.iter().filter(|a| a.model.as_deref() == Some(model) && a.status == "success"));
+        let scoped = |a: &Action| match route_id {
+            Some(route_id) => a.route_id.as_deref() == Some(route_id),
+            None => a.model.as_deref() == Some(model),
+        };
+        done.extend(actions.iter().filter(|a| scoped(a) && a.status == "success"));
         done.sort_by_key(|a| std::cmp::Reverse(a.created_at));
         let latencies: Vec<u64> = done.iter().take(50).map(|a| a.latency_ms).collect();
         Box::pin(async move { Ok(latencies) })

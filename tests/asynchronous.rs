@@ -240,3 +240,43 @@ fn an_asynchronous_action_past_its_deadline_ends_timed_out() {
     let action = poll(&h).json();
     assert_eq!((action["status"].as_str(), action["http_status"].as_u64()), (Some("timed-out"), Some(524)));
 }
+
+#[test]
+fn an_async_route_answers_202_and_calls_back_the_webhook_it_configures() {
+    let route = r#"{"id": "6f1c2a9e-3b4d-4c5e-8f60-718293a4b5c6", "identifier": "acme/later", "model": "gpt-image-1", "execution_mode": "async",
+                   "webhook": {"url": "https://hooks.example.com/later", "secret_name": "MOCK_KEY"}}"#;
+    let config = CONFIG.replacen("\"deadline_ms\": 1000,", "\"deadline_ms\": 1000, \"webhook_hosts\": [\"hooks.example.com\"],", 1);
+    let config = format!("{}, \"routes\": [{route}]}}", config.trim_end().strip_suffix('}').unwrap());
+    let h = Harness::with_config(&config);
+    let accepted = h.serve("POST", "/v1/routes/acme/later/use", Some(&format!("Bearer {GATEWAY_KEY}")), r#"{"prompt": "p"}"#, vec![]);
+    assert_eq!((accepted.status, accepted.header("preference-applied")), (202, None), "async by the route, not by a preference");
+    let callback = h.runner.jobs.borrow()[0].callback.clone();
+    assert_eq!(callback, Some(imagegate::jobs::Callback::Webhook { url: "https://hooks.example.com/later".into(), secret: PROVIDER_KEY.into() }));
+
+    let elsewhere = config.replace("https://hooks.example.com/later", "https://evil.example/later");
+    assert!(imagegate::config::Config::from_json(&elsewhere).unwrap_err().contains("routes[0].webhook.url"));
+    let pasted = config.replace("\"secret_name\": \"MOCK_KEY\"", "\"secret_name\": \"whsec-pasted\"");
+    let error = imagegate::config::Config::from_json(&pasted).unwrap_err();
+    assert!(error.contains("routes[0].webhook.secret_name") && !error.contains("whsec-pasted"), "{error}");
+}
+
+#[test]
+fn retry_after_is_what_is_left_of_the_models_median_latency() {
+    let h = Harness::new();
+    for (i, latency_ms) in [10_000, 20_000, 90_000].into_iter().enumerate() {
+        let done = imagegate::state::Action {
+            id: format!("act_{i}"),
+            model: Some("mock/gpt-image-1".into()),
+            status: "success".into(),
+            latency_ms,
+            ..Default::default()
+        };
+        h.history.actions.borrow_mut().push(done);
+    }
+    let accepted = asynchronous(&h, r#"{"prompt": "p", "model": "gpt-image-1"}"#);
+    assert_eq!(accepted.header("retry-after"), Some("20"), "the median of 10, 20 and 90 s");
+    h.clock.0.set(h.clock.0.get() + 15_000);
+    assert_eq!(poll(&h).header("retry-after"), Some("5"), "15 s of the 20 have passed");
+    h.clock.0.set(h.clock.0.get() + 60_000);
+    assert_eq!(poll(&h).header("retry-after"), Some("1"), "past the median: at least a second");
+}

@@ -184,7 +184,7 @@ impl Config {
         }
         let names = models::check(&self.models, &self.providers, &mut problems);
         policy::check(self, &names, &mut problems);
-        routes::check(&self.routes, &names, &mut problems);
+        routes::check(&self.routes, &names, &self.webhook_hosts, &mut problems);
         for (key, hosts) in [("webhook_hosts", &self.webhook_hosts), ("ouro_hosts", &self.ouro_hosts)] {
             for (i, entry) in hosts.iter().enumerate() {
                 if let Err(e) = crate::providers::site::check_download_host(entry) {

@@ -69,6 +69,18 @@ pub struct RouteConfig {
     /// The fields a caller may set (default: `prompt` only); any other is a 400 naming it.
     #[serde(default = "default_overridable")]
     pub overridable: Vec<String>,
+    /// Where the route's asynchronous uses are called back when a caller gives no webhook.
+    #[serde(default)]
+    pub webhook: Option<RouteWebhook>,
+}
+
+/// A route's webhook: the URL (on a host of `webhook_hosts`) and the name of the secret that
+/// signs its callbacks (a secret's name, never the secret).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWebhook {
+    pub url: String,
+    pub secret_name: String,
 }
 
 fn default_overridable() -> Vec<String> {
@@ -106,7 +118,7 @@ fn is_identifier(identifier: &str) -> bool {
 
 /// Every problem of the routes: ids, identifiers, visibility, mode, model, defaults and the
 /// fields they let callers set, each naming its key path.
-pub(super) fn check(routes: &[RouteConfig], names: &HashSet<&str>, problems: &mut Vec<Problem>) {
+pub(super) fn check(routes: &[RouteConfig], names: &HashSet<&str>, webhook_hosts: &[String], problems: &mut Vec<Problem>) {
     let mut ids = HashSet::new();
     let mut identifiers = HashSet::new();
     for (i, route) in routes.iter().enumerate() {
@@ -135,6 +147,19 @@ pub(super) fn check(routes: &[RouteConfig], names: &HashSet<&str>, problems: &mu
         for (j, field) in route.overridable.iter().enumerate() {
             if !settable_fields().any(|known| known == field) {
                 problems.push(Problem::at(format!("{at}.overridable[{j}]"), format!("{at}.overridable[{j}] '{field}' is not a request field")));
+            }
+        }
+        if let Some(webhook) = &route.webhook {
+            if let Err(why) = crate::providers::site::callback_url(&webhook.url, webhook_hosts) {
+                problems.push(Problem::at(format!("{at}.webhook.url"), format!("{at}.webhook.url is refused: {why} (webhook_hosts)")));
+            }
+            let name_like = webhook.secret_name.starts_with(|c: char| c.is_ascii_uppercase())
+                && webhook.secret_name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !name_like {
+                problems.push(Problem::at(
+                    format!("{at}.webhook.secret_name"),
+                    format!("{at}.webhook.secret_name must be a secret's name (capitals, digits and '_'), not a secret"),
+                ));
             }
         }
         check_defaults(route, &at, problems);

@@ -22,6 +22,7 @@ const INSERT: &str =
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const SELECT: &str = "SELECT record FROM actions WHERE id = ?1";
 const RECENT_LATENCIES: &str = "SELECT latency_ms FROM actions WHERE model = ?1 AND status = 'success' ORDER BY created_at DESC LIMIT 50";
+const RECENT_ROUTE_LATENCIES: &str = "SELECT latency_ms FROM actions WHERE route_id = ?1 AND status = 'success' ORDER BY created_at DESC LIMIT 50";
 
 /// The history of one request: the binding is looked up once, when first needed.
 pub struct D1History<'e> {
@@ -107,11 +108,15 @@ impl History for D1History<'_> {
         })
     }
 
-    fn recent_latencies<'a>(&'a self, model: &'a str) -> Pending<'a, Result<Vec<u64>, String>> {
+    fn recent_latencies<'a>(&'a self, model: &'a str, route_id: Option<&'a str>) -> Pending<'a, Result<Vec<u64>, String>> {
         Box::pin(async move {
             let db = self.db().ok_or("no history binding")?;
             let failed = failure("latency query");
-            let result = query_rows(db, RECENT_LATENCIES, &[JsValue::from_str(model)]).await.map_err(&failed)?;
+            let (sql, scope) = match route_id {
+                Some(route_id) => (RECENT_ROUTE_LATENCIES, route_id),
+                None => (RECENT_LATENCIES, model),
+            };
+            let result = query_rows(db, sql, &[JsValue::from_str(scope)]).await.map_err(&failed)?;
             let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
             Ok(rows.iter().filter_map(|row| Reflect::get(&row, &JsValue::from_str("latency_ms")).ok()?.as_f64()).map(|ms| ms as u64).collect())
         })

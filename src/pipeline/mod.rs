@@ -444,7 +444,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             routes::apply(route, &mut fields, head.imagegate_config.as_deref())?;
             cx.route_id = Some(route.id.clone());
         }
-        let callback = self.callback(head, &mut fields)?;
+        let callback = match self.callback(head, &mut fields)? {
+            None => self.route_webhook(head, route)?,
+            given => given,
+        };
         let router_fields = take_router_fields(&mut fields, head.imagegate_config.as_deref())?;
         if let Some(count) = router_fields.retry_count.filter(|c| *c > self.config.max_retry_count) {
             let max = self.config.max_retry_count;

@@ -7,6 +7,8 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::{Reply, ReplyBody, RequestHead};
 use serde_json::{Map, Value};
 
+use crate::config::routes::ExecutionMode;
+use crate::config::RouteConfig;
 use crate::jobs::{self, Callback, HeldBody, Job, Journal, RunFailure};
 use crate::providers::site;
 use crate::secret::Secrets;
@@ -164,6 +166,23 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         Ok(Some(Callback::Ouro { url, token, action_id, route_id: head.ouro_route_id.clone() }))
     }
 
+    /// The webhook a route configures, for its asynchronous uses (a `Prefer: respond-async`, or
+    /// an `async` route); its secret missing is the deployment's fault (a 500 naming it in the
+    /// log only).
+    pub(super) fn route_webhook(&self, head: &RequestHead, route: Option<&RouteConfig>) -> Result<Option<Callback>, GatewayError> {
+        let Some(webhook) = route.and_then(|route| route.webhook.as_ref()) else { return Ok(None) };
+        let asynchronous = jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
+        if head.in_runner || !asynchronous {
+            return Ok(None);
+        }
+        let secret = self.secrets.get(&webhook.secret_name).ok_or_else(|| {
+            GatewayError::new(ErrorKind::Internal, "The route's webhook has no secret: the secret its secret_name names is not set.")
+                .with_code("webhook_secret_missing")
+                .with_log_detail(format!("the secret '{}' is not set", webhook.secret_name))
+        })?;
+        Ok(Some(Callback::Webhook { url: webhook.url.clone(), secret: secret.expose().to_owned() }))
+    }
+
     /// Runs `job` where the runner keeps it: the request as it came, generated in place, with
     /// the action it ends as (created when the client asked). A job whose earlier run started a
     /// paid call ([`Journal`]) is not run again: it ends `error`, its outcome unknown. The
@@ -219,11 +238,12 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         Ok(Reply::json(200, serde_json::to_vec(&self.with_urls(head, action)).expect("an action serialises")))
     }
 
-    /// How long a poll of the unfinished `action` should wait: what is left of its model's
-    /// median latency (recent successes), at least a second, else a default.
+    /// How long a poll of the unfinished `action` should wait: what is left of the median
+    /// latency of its route's (or else its model's) recent successes, at least a second, else a
+    /// default.
     pub(super) async fn retry_after_secs(&self, action: &Action) -> u64 {
         let Some(model) = &action.model else { return DEFAULT_RETRY_AFTER_SECS };
-        let mut latencies = self.history.recent_latencies(model).await.unwrap_or_default();
+        let mut latencies = self.history.recent_latencies(model, action.route_id.as_deref()).await.unwrap_or_default();
         if latencies.is_empty() {
             return DEFAULT_RETRY_AFTER_SECS;
         }
