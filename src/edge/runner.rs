@@ -224,6 +224,15 @@ impl DurableObject for ActionRun {
                 }
                 let ended = jobs::cancelled(&job.queued, runtime::WorkerClock.now_ms());
                 history::record(self.env.clone(), ended.clone()).await;
+                if let Some(callback) = job.callback {
+                    // Told after the answer to the cancel, as any ending is.
+                    let request = jobs::callback_request(&callback, &ended, runtime::WorkerClock.now_ms() / 1000);
+                    self.state.wait_until(async move {
+                        if let Err(why) = jobs::deliver(&super::fetch::PLAIN, &runtime::WorkerClock, request).await {
+                            console_warn!("{{\"warning\":\"the callback of a cancelled action failed\",\"error\":{why:?}}}");
+                        }
+                    });
+                }
                 Response::ok(serde_json::to_string(&ended).expect("an action serialises"))
             }
             _ => Response::error("unknown", 404),

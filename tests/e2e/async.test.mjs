@@ -233,3 +233,17 @@ test('the OpenAI Python client, with extra_headers Prefer: respond-async, sees t
   assert.match(body.id, /^act_/);
   assert.equal((await settled(body.id)).status, 'success');
 });
+
+test('a cancelled action with a webhook is told too', async () => {
+  const hooks = `http://127.0.0.1:${receiver.address().port}`;
+  const res = await fetch(`${gateway.baseURL}/v1/images/generations`, {
+    method: 'POST', headers, body: JSON.stringify({ model: 'mock/very-slow', prompt: 'cancel me', webhook: { url: `${hooks}/cancelled`, secret: 'whsec_c' } }),
+  });
+  const queued = await res.json();
+  await new Promise((r) => setTimeout(r, 300));
+  await fetch(`${gateway.baseURL}/v1/actions/${queued.id}/cancel`, { method: 'POST', headers });
+  const [call] = await callbacks('/cancelled');
+  const { verifyWebhook } = await readmeSnippet();
+  assert.equal(verifyWebhook(call.headers['x-imagegate-signature'], call.body, 'whsec_c'), true);
+  assert.deepEqual([JSON.parse(call.body).status, JSON.parse(call.body).error], ['error', 'cancelled']);
+});
