@@ -84,6 +84,10 @@ impl KeySet {
             if hex::decode_to_slice(hex_digest, &mut digest).is_err() {
                 return Err(format!("IMAGEGATE_KEYS entry {} is not a 64-digit hex SHA-256 digest (store `sha256sum` of the key, never the key)", index + 1));
             }
+            if keys.iter().any(|key: &GatewayKey| key.label == label) {
+                // A label owns actions, files and routes: two keys may not share one.
+                return Err(format!("IMAGEGATE_KEYS entry {} repeats the label of an earlier entry; each key needs its own label", index + 1));
+            }
             keys.push(GatewayKey { label, digest });
         }
         Ok(KeySet { keys })
@@ -189,6 +193,12 @@ mod tests {
         assert!(!is_management(Some("Bearer "), &Secret::new("")), "an empty secret is no key");
         assert_eq!(Reader::Management.key(), None);
         assert_eq!(Reader::Key("ci").key(), Some("ci"));
+    }
+
+    #[test]
+    fn two_keys_may_not_share_a_label() {
+        let err = KeySet::parse(&format!("ci:{} ci:{}", key_digest_hex("sk-one"), key_digest_hex("sk-two"))).unwrap_err();
+        assert!(err.contains("entry 2") && !err.contains("sk-"), "{err}");
     }
 
     #[test]

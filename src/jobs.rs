@@ -26,7 +26,8 @@ use crate::upstream::{HeaderValue, Method, TransportError, Upstream, UpstreamRep
 pub struct Job {
     pub request_id: String,
     pub head: RequestHead,
-    pub body: Vec<u8>,
+    /// The request's body: JSON text (a body that is not UTF-8 never gets this far).
+    pub body: String,
     pub queued: Action,
     #[serde(default)]
     pub callback: Option<Callback>,
@@ -133,8 +134,8 @@ pub trait Runner {
     fn available(&self) -> bool;
 
     /// Hands `job` over: once this is `Ok`, its queued action is written and the job runs to its
-    /// end whatever becomes of this request.
-    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), String>>;
+    /// end whatever becomes of this request. A failure says whether the job may have been taken.
+    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), RunFailure>>;
 
     /// Runs `job` there and waits for its answer: the job runs to its end even if this request
     /// ends first (its client hung up).
@@ -150,8 +151,8 @@ impl Runner for Off {
         false
     }
 
-    fn start<'a>(&'a self, _job: &'a Job) -> Pending<'a, Result<(), String>> {
-        Box::pin(async { Err("no runner".to_owned()) })
+    fn start<'a>(&'a self, _job: &'a Job) -> Pending<'a, Result<(), RunFailure>> {
+        Box::pin(async { Err(RunFailure::NotStarted("no runner".to_owned())) })
     }
 
     fn run<'a>(&'a self, _job: &'a Job) -> Pending<'a, Result<RunReply, RunFailure>> {
@@ -182,7 +183,7 @@ impl Runner for MemoryRunner {
         true
     }
 
-    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), String>> {
+    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, Result<(), RunFailure>> {
         self.jobs.borrow_mut().push(job.clone());
         Box::pin(async { Ok(()) })
     }

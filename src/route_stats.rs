@@ -102,16 +102,20 @@ fn interval_name(interval: Interval) -> &'static str {
     }
 }
 
+/// The latest time a range may reach: the end of the year 9999, in Unix seconds.
+const LATEST_SECS: u64 = 253_402_300_799;
+
 fn seconds(param: &str, value: &str) -> Result<u64, GatewayError> {
     value
         .parse::<u64>()
         .ok()
-        .filter(|s| *s <= u64::MAX / 1000)
+        .filter(|s| *s <= LATEST_SECS)
         .map(|s| s * 1000)
         .ok_or_else(|| GatewayError::invalid_param(param, format!("'{param}' is '{value}'; it must be a Unix time in seconds.")))
 }
 
-/// One bucket of a route's statistics.
+/// One bucket of a route's statistics (of the actions that have ended: one that is queued or
+/// running counts nowhere yet).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bucket {
     /// The bucket's start, in Unix seconds.
@@ -144,7 +148,8 @@ pub fn stats_sql(key: Option<&str>, route_id: &str, query: &StatsQuery) -> (Stri
         SELECT CAST(created_at / ?5 AS INTEGER) AS bucket, status, cache, images, cost_usd, latency_ms, \
         ROW_NUMBER() OVER (PARTITION BY CAST(created_at / ?5 AS INTEGER) ORDER BY latency_ms) AS rank, \
         COUNT(*) OVER (PARTITION BY CAST(created_at / ?5 AS INTEGER)) AS total \
-        FROM actions WHERE KEY_FILTER route_id = ?2 AND created_at >= ?3 AND created_at < ?4) \
+        FROM actions WHERE KEY_FILTER route_id = ?2 AND created_at >= ?3 AND created_at < ?4 \
+        AND status NOT IN ('queued', 'in-progress')) \
         SELECT bucket, COUNT(*) AS requests, SUM(status = 'success') AS successes, SUM(status <> 'success') AS errors, \
         SUM(cache IS 'HIT') AS cache_hits, COALESCE(SUM(images), 0) AS images, COALESCE(SUM(cost_usd), 0) AS cost_usd, \
         MIN(CASE WHEN rank * 100 >= total * 50 THEN latency_ms END) AS p50, \
@@ -167,10 +172,11 @@ pub fn buckets_of(actions: &[Action], key: Option<&str>, route_id: &str, query: 
     let width = query.interval.ms();
     let (from, to) = (query.first_bucket() * width, (query.last_bucket() + 1) * width);
     let mut grouped: std::collections::BTreeMap<u64, Vec<&Action>> = std::collections::BTreeMap::new();
-    for action in actions
-        .iter()
-        .filter(|a| key.is_none_or(|key| a.key.as_deref() == Some(key)) && a.route_id.as_deref() == Some(route_id) && (from..to).contains(&a.created_at))
-    {
+    let ended = |a: &Action| !matches!(a.status.as_str(), "queued" | "in-progress");
+    let counted = |a: &&Action| {
+        key.is_none_or(|key| a.key.as_deref() == Some(key)) && a.route_id.as_deref() == Some(route_id) && (from..to).contains(&a.created_at) && ended(a)
+    };
+    for action in actions.iter().filter(counted) {
         grouped.entry(action.created_at / width).or_default().push(action);
     }
     grouped
@@ -258,6 +264,9 @@ mod tests {
         ] {
             assert_eq!(StatsQuery::parse(Some(bad), NOW).unwrap_err().param.as_deref(), Some(param), "{bad}");
         }
+        for far in ["interval=day&from=18446744073709000&to=18446744073709551", "to=253402300800"] {
+            assert!(StatsQuery::parse(Some(far), NOW).is_err(), "{far}: past the year 9999");
+        }
     }
 
     #[test]
@@ -268,6 +277,8 @@ mod tests {
         actions.push(action(start + 2 * hour, "error", 5, None));
         actions.push(Action { key: Some("other".into()), ..action(start, "success", 1, None) });
         actions.push(Action { route_id: Some("another".into()), ..action(start, "success", 1, None) });
+        actions.push(action(start + 5, "in-progress", 0, None));
+        actions.push(action(start + 6, "queued", 0, None));
         let q = StatsQuery { interval: Interval::Hour, from_ms: start, to_ms: start + 3 * hour };
         let found = buckets_of(&actions, Some("k"), "r", &q);
         let body = answer("r", &q, found);

@@ -99,6 +99,8 @@ fn cancel_ends_an_unfinished_action_and_leaves_a_finished_one() {
     assert_eq!(h.runner.cancelled.borrow().len(), 1);
     assert!(h.runner.jobs.borrow().is_empty(), "the job will not run");
     assert_eq!(h.serve("POST", &format!("/v1/actions/{ACTION}/cancel"), Some(&format!("Bearer {OTHER_GATEWAY_KEY}")), "", vec![]).status, 404);
+    let management = h.serve("POST", &format!("/v1/actions/{ACTION}/cancel"), Some(&format!("Bearer {MANAGEMENT_KEY}")), "", vec![]);
+    assert_eq!(management.status, 403, "the management key reads, and does not cancel");
 
     let h = Harness::new();
     h.generate(r#"{"prompt": "p", "model": "gpt-image-1"}"#, vec![answer(200, OK)]);
@@ -146,6 +148,7 @@ fn a_webhook_makes_a_request_asynchronous_and_goes_only_where_the_configuration_
         (r#"{"url": "https://evil.example/done", "secret": "s"}"#, "webhook.url"),
         (r#"{"url": "http://hooks.example.com/done", "secret": "s"}"#, "webhook.url"),
         (r#"{"url": "https://10.0.0.1/done", "secret": "s"}"#, "webhook.url"),
+        (r#"{"url": "https://hooks.example.com:8443/done", "secret": "s"}"#, "webhook.url"),
         (r#"{"url": "https://hooks.example.com/done"}"#, "webhook.secret"),
         (r#"{"url": "https://hooks.example.com/done", "secret": "s", "events": []}"#, "webhook.events"),
         (r#""https://hooks.example.com""#, "webhook"),

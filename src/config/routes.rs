@@ -155,7 +155,10 @@ pub(super) fn check(routes: &[RouteConfig], names: &HashSet<&str>, webhook_hosts
             }
             let name_like = webhook.secret_name.starts_with(|c: char| c.is_ascii_uppercase())
                 && webhook.secret_name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-            if !name_like {
+            if name_like && webhook.secret_name.starts_with("IMAGEGATE_") {
+                let message = format!("{at}.webhook.secret_name names one of the gateway's own secrets; give the webhook a secret of its own");
+                problems.push(Problem::at(format!("{at}.webhook.secret_name"), message));
+            } else if !name_like {
                 problems.push(Problem::at(
                     format!("{at}.webhook.secret_name"),
                     format!("{at}.webhook.secret_name must be a secret's name (capitals, digits and '_'), not a secret"),

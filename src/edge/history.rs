@@ -175,10 +175,24 @@ pub async fn record(env: Env, action: Action) {
     }
 }
 
+/// Writes `action` to the deployment's database, saying whether it was written (for a writer
+/// that tries again, as a runner's alarm does).
+pub async fn write(env: &Env, action: &Action) -> Result<(), String> {
+    let db = database(env).ok_or("no history binding")?;
+    query(&db, INSERT, &insert_args(action), None).await.map(|_| ()).map_err(failure("write"))
+}
+
 async fn insert(db: &JsValue, action: &Action) {
+    if let Err(error) = query(db, INSERT, &insert_args(action), None).await {
+        console_warn!("{{\"warning\":\"the action {} was not recorded\",\"error\":{:?}}}", action.id, error.as_string().unwrap_or_default());
+    }
+}
+
+/// The values [`INSERT`] binds for `action`.
+fn insert_args(action: &Action) -> [JsValue; 12] {
     let record = serde_json::to_string(action).expect("an action always serialises");
     let number = |n: u64| JsValue::from_f64(n as f64);
-    let args = [
+    [
         JsValue::from_str(&action.id),
         JsValue::from_str(action.key.as_deref().unwrap_or("")),
         action.model.as_deref().map_or(JsValue::NULL, JsValue::from_str),
@@ -191,10 +205,7 @@ async fn insert(db: &JsValue, action: &Action) {
         action.route_id.as_deref().map_or(JsValue::NULL, JsValue::from_str),
         action.cache.as_deref().map_or(JsValue::NULL, JsValue::from_str),
         action.images.and_then(|images| images.got).map_or(JsValue::NULL, |got| number(got as u64)),
-    ];
-    if let Err(error) = query(db, INSERT, &args, None).await {
-        console_warn!("{{\"warning\":\"the action {} was not recorded\",\"error\":{:?}}}", action.id, error.as_string().unwrap_or_default());
-    }
+    ]
 }
 
 fn method(target: &JsValue, name: &str) -> Result<Function, JsValue> {

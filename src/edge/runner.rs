@@ -14,7 +14,7 @@
 //! the answer comes back as the body, with `x-run-status` and `x-run-headers` (JSON). If the
 //! client hangs up, the wait ends and the run does not.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::time::Duration;
 
 use futures_channel::oneshot;
@@ -27,6 +27,7 @@ use worker::{
 };
 
 use super::{cache, coalescer, files, history, runtime, settings};
+use crate::cache::entry::{FlightEnd, Store};
 use crate::clock::Clock;
 use crate::http::ReplyBody;
 use crate::jobs::{self, Job, Journal, RunFailure, RunReply, Runner};
@@ -62,19 +63,38 @@ impl<'e> EdgeRunner<'e> {
 
     /// A request to the object of `action_id`.
     async fn send(&self, action_id: &str, path: &str, body: Option<String>) -> std::result::Result<Response, String> {
-        self.send_with(action_id, path, body, Headers::new()).await
+        self.send_with(action_id, path, body, Headers::new()).await.map_err(|failure| match failure {
+            RunFailure::NotStarted(why) | RunFailure::Lost(why) => why,
+        })
     }
 
-    async fn send_with(&self, action_id: &str, path: &str, body: Option<String>, headers: Headers) -> std::result::Result<Response, String> {
-        let namespace = self.namespace().ok_or("no runner binding")?;
-        let stub = namespace.id_from_name(action_id).and_then(|id| id.get_stub()).map_err(|e| e.to_string())?;
+    /// A request to the object of `action_id`: a failure before it was sent is `NotStarted`, one
+    /// after (the object may have acted on it) is `Lost`.
+    async fn send_with(&self, action_id: &str, path: &str, body: Option<String>, headers: Headers) -> std::result::Result<Response, RunFailure> {
+        let not_started = |e: worker::Error| RunFailure::NotStarted(e.to_string());
+        let namespace = self.namespace().ok_or_else(|| RunFailure::NotStarted("no runner binding".to_owned()))?;
+        let stub = namespace.id_from_name(action_id).and_then(|id| id.get_stub()).map_err(not_started)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_headers(headers);
         if let Some(body) = body {
             init.with_body(Some(JsValue::from_str(&body)));
         }
-        let request = Request::new_with_init(&format!("https://run{path}"), &init).map_err(|e| e.to_string())?;
-        stub.fetch_with_request(request).await.map_err(|e| e.to_string())
+        let request = Request::new_with_init(&format!("https://run{path}"), &init).map_err(not_started)?;
+        stub.fetch_with_request(request).await.map_err(|e| RunFailure::Lost(e.to_string()))
+    }
+
+    /// Starts `job` (`waited`: a request waits for its answer); any answer but 200 is a refusal.
+    async fn start_job(&self, job: &Job, waited: bool) -> std::result::Result<(), RunFailure> {
+        let body = serde_json::to_string(job).expect("a job serialises");
+        let headers = Headers::new();
+        if waited {
+            let _ = headers.set("x-wait", "1");
+        }
+        let started = self.send_with(&job.queued.id, "/start", Some(body), headers).await?;
+        match started.status_code() {
+            200 => Ok(()),
+            status => Err(RunFailure::NotStarted(format!("the runner answered {status}"))),
+        }
     }
 }
 
@@ -83,31 +103,20 @@ impl Runner for EdgeRunner<'_> {
         self.namespace().is_some()
     }
 
-    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, std::result::Result<(), String>> {
-        Box::pin(async move {
-            let body = serde_json::to_string(job).expect("a job serialises");
-            let answer = self.send(&job.queued.id, "/start", Some(body)).await?;
-            match answer.status_code() {
-                200 => Ok(()),
-                status => Err(format!("the runner answered {status}")),
-            }
-        })
+    fn start<'a>(&'a self, job: &'a Job) -> Pending<'a, std::result::Result<(), RunFailure>> {
+        Box::pin(self.start_job(job, false))
     }
 
     fn run<'a>(&'a self, job: &'a Job) -> Pending<'a, std::result::Result<RunReply, RunFailure>> {
         Box::pin(async move {
             let id = &job.queued.id;
-            let body = serde_json::to_string(job).expect("a job serialises");
-            let waiting = Headers::new();
-            let _ = waiting.set("x-wait", "1");
-            let started = self.send_with(id, "/start", Some(body), waiting).await.map_err(RunFailure::NotStarted)?;
-            if started.status_code() != 200 {
-                return Err(RunFailure::NotStarted(format!("the runner answered {}", started.status_code())));
-            }
+            self.start_job(job, true).await?;
             let until = Headers::new();
             let deadline_ms = settings::load(self.env).as_ref().as_ref().map_or(0, |s| s.config.deadline_ms);
             let _ = until.set("x-until", &(job.queued.created_at + deadline_ms + WAIT_MARGIN_MS).to_string());
-            let mut answer = self.send_with(id, "/wait", None, until).await.map_err(RunFailure::Lost)?;
+            let mut answer = self.send_with(id, "/wait", None, until).await.map_err(|failure| match failure {
+                RunFailure::NotStarted(why) | RunFailure::Lost(why) => RunFailure::Lost(why),
+            })?;
             let header = |name: &str| answer.headers().get(name).ok().flatten();
             let status = header("x-run-status").and_then(|s| s.parse().ok()).ok_or_else(|| RunFailure::Lost("the run did not end in time".to_owned()))?;
             let headers = header("x-run-headers").and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default();
@@ -157,7 +166,10 @@ pub struct ActionRun {
     waiters: RefCell<Vec<oneshot::Sender<RunReply>>>,
     answered: RefCell<Option<RunReply>>,
     /// Whether a request will wait for the answer (kept only then, until it is taken).
-    awaited: std::cell::Cell<bool>,
+    awaited: Cell<bool>,
+    /// Set once the run has its answer (a cancel then comes too late) or was cancelled.
+    finishing: Cell<bool>,
+    cancelled: Cell<bool>,
 }
 
 impl DurableObject for ActionRun {
@@ -168,7 +180,9 @@ impl DurableObject for ActionRun {
             running: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
             answered: RefCell::new(None),
-            awaited: std::cell::Cell::new(false),
+            awaited: Cell::new(false),
+            finishing: Cell::new(false),
+            cancelled: Cell::new(false),
         }
     }
 
@@ -182,11 +196,12 @@ impl DurableObject for ActionRun {
                 let job: Job = serde_json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 if storage.get::<String>(JOB).await?.is_none() {
                     storage.put(JOB, &text).await?;
+                    // The alarm first: a job kept is a job that runs.
+                    storage.set_alarm(0).await?;
                     if !waited {
                         // Polled from now on: the queued action is there before the 202.
                         history::record(self.env.clone(), job.queued.clone()).await;
                     }
-                    storage.set_alarm(0).await?;
                 }
                 Response::ok("started")
             }
@@ -214,44 +229,69 @@ impl DurableObject for ActionRun {
             }
             "/cancel" => {
                 let Some(job) = kept::<Job>(&storage, JOB).await? else { return Response::error("no job", 404) };
-                if storage.get::<bool>(DONE).await?.unwrap_or(false) {
+                let done = storage.get::<bool>(DONE).await?.unwrap_or(false) || storage.get::<String>(ENDED).await?.is_some();
+                // Decided with no await in between: a run that has its answer is not cancelled,
+                // and a cancelled run never records or calls again (the alarm checks `cancelled`).
+                if done || self.finishing.get() || self.cancelled.get() {
                     return Response::error("finished", 409);
                 }
-                storage.put(DONE, true).await?;
-                storage.delete_alarm().await?;
+                self.cancelled.set(true);
                 if let Some(running) = self.running.borrow_mut().take() {
                     running.abort();
                 }
                 let ended = jobs::cancelled(&job.queued, runtime::WorkerClock.now_ms());
-                history::record(self.env.clone(), ended.clone()).await;
-                if let Some(callback) = job.callback {
+                self.answer_with(RunReply {
+                    status: 409,
+                    headers: vec![("content-type".to_owned(), "application/json".to_owned()), ("x-should-retry".to_owned(), "false".to_owned())],
+                    body: br#"{"error":{"message":"The generation was cancelled.","type":"invalid_request_error","param":null,"code":"cancelled"}}"#.to_vec(),
+                });
+                storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
+                storage.delete_alarm().await?;
+                history::write(&self.env, &ended).await.map_err(worker::Error::RustError)?;
+                if let Some(callback) = &job.callback {
                     // Told after the answer to the cancel, as any ending is.
-                    let request = jobs::callback_request(&callback, &ended, runtime::WorkerClock.now_ms() / 1000);
+                    let request = jobs::callback_request(callback, &ended, runtime::WorkerClock.now_ms() / 1000);
                     self.state.wait_until(async move {
                         if let Err(why) = jobs::deliver(&super::fetch::PLAIN, &runtime::WorkerClock, request).await {
                             console_warn!("{{\"warning\":\"the callback of a cancelled action failed\",\"error\":{why:?}}}");
                         }
                     });
                 }
+                forget(&storage).await?;
                 Response::ok(serde_json::to_string(&ended).expect("an action serialises"))
             }
             _ => Response::error("unknown", 404),
         }
     }
 
+    /// Runs the job, or finishes what an earlier run of it left: the action written, the
+    /// callback sent, the job forgotten. A failed write throws, so that the runtime runs the
+    /// alarm again (which then only writes and tells).
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
         let Some(job) = kept::<Job>(&storage, JOB).await? else { return Response::ok("no job") };
-        if storage.get::<bool>(DONE).await?.unwrap_or(false) {
+        if storage.get::<bool>(DONE).await?.unwrap_or(false) || self.cancelled.get() {
             return Response::ok("done");
         }
-        let Ok(settings) = &*settings::load(&self.env) else {
-            console_warn!("{{\"warning\":\"the action {} cannot run: the configuration is invalid\"}}", job.queued.id);
+        let clock = runtime::WorkerClock;
+        let settings = settings::load(&self.env);
+        let Ok(settings) = &*settings else {
+            // Never runnable as deployed: the action ends now rather than waiting forever.
+            let ended = Action {
+                status: "error".to_owned(),
+                http_status: 500,
+                error: Some("The gateway's configuration is invalid; the generation was not started.".to_owned()),
+                finished_at: Some(clock.now_ms()),
+                ..job.queued.clone()
+            };
+            storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
+            history::write(&self.env, &ended).await.map_err(worker::Error::RustError)?;
+            forget(&storage).await?;
             return Response::ok("invalid configuration");
         };
         let journal = StorageJournal(self.state.storage());
         let upstream = super::fetch::WorkerUpstream { journal: Some(&journal) };
-        let (secrets, clock) = (runtime::EnvSecrets(&self.env), runtime::WorkerClock);
+        let secrets = runtime::EnvSecrets(&self.env);
         let (cache, history, files) = (cache::EdgeCache::new(&self.env), history::D1History::new(&self.env), files::R2Files::new(&self.env));
         let coalescer = coalescer::EdgeCoalescer::new(&self.env);
         let gateway = Gateway::new(&settings.config, &settings.keys, &upstream, &secrets, &clock, &runtime::WorkerRandom)
@@ -261,23 +301,29 @@ impl DurableObject for ActionRun {
         let ended = match kept::<Action>(&storage, ENDED).await? {
             Some(ended) => ended,
             None => {
-                let started = Action { status: "in-progress".to_owned(), started_at: Some(clock.now_ms()), ..job.queued.clone() };
-                history::record(self.env.clone(), started).await;
+                if self.cancelled.get() {
+                    return Response::ok("cancelled");
+                }
+                // Cancellable from here on, before the first await.
                 let (stop, registration) = AbortHandle::new_pair();
                 *self.running.borrow_mut() = Some(stop);
+                let started = Action { status: "in-progress".to_owned(), started_at: Some(clock.now_ms()), ..job.queued.clone() };
+                history::record(self.env.clone(), started).await;
                 let ran = Abortable::new(gateway.run(&job, &journal), registration).await;
                 self.running.borrow_mut().take();
-                // Cancelled: the cancel wrote the action and marked the job done.
+                // Cancelled: the cancel wrote the action and forgot the job.
                 let Ok(mut handled) = ran else { return Response::ok("cancelled") };
+                self.finishing.set(true);
                 console_log!("{}", handled.log.to_line());
-                self.answer(&mut handled.reply);
-                files::store(&self.env, handled.files).await;
-                let ended = handled.action.expect("a run always ends an action");
-                history::record(self.env.clone(), ended.clone()).await;
+                let ended = handled.action.take().expect("a run always ends an action");
+                // Kept first: from here a rerun only writes and tells, never runs again.
                 storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
+                self.share(&mut handled.reply, handled.store.take(), handled.flight.take()).await;
+                files::store(&self.env, std::mem::take(&mut handled.files)).await;
                 ended
             }
         };
+        history::write(&self.env, &ended).await.map_err(worker::Error::RustError)?;
         if let Some(callback) = &job.callback {
             let told = gateway.with_urls(&job.head, ended.clone());
             let request = jobs::callback_request(callback, &told, clock.now_ms() / 1000);
@@ -286,9 +332,16 @@ impl DurableObject for ActionRun {
                 Err(why) => console_warn!("{{\"warning\":\"the callback of the action {} failed\",\"error\":{why:?}}}", ended.id),
             }
         }
-        storage.put(DONE, true).await?;
+        forget(&storage).await?;
         Response::ok("ran")
     }
+}
+
+/// Forgets a finished job: its request (with the prompt and any callback secret), journal and
+/// action go; a tombstone stays, so that a late alarm or cancel finds it done.
+async fn forget(storage: &Storage) -> Result<()> {
+    storage.delete_all().await?;
+    storage.put(DONE, true).await
 }
 
 /// A value kept in `storage` as JSON under `key` (JSON text rather than structured values: the
@@ -299,15 +352,29 @@ async fn kept<T: serde::de::DeserializeOwned>(storage: &Storage, key: &str) -> R
 }
 
 impl ActionRun {
-    /// Gives the run's answer to the requests waiting for it, and keeps it for one that asks
-    /// later.
-    fn answer(&self, reply: &mut crate::http::Reply<super::fetch::WorkerBody>) {
+    /// Shares the run's answer: with the requests waiting for it, with the response cache and
+    /// with identical requests waiting on its coalescing flight (as a request served in place
+    /// does after its answer).
+    async fn share(&self, reply: &mut crate::http::Reply<super::fetch::WorkerBody>, store: Option<Store>, flight: Option<FlightEnd>) {
         let body = match std::mem::replace(&mut reply.body, ReplyBody::Empty) {
             ReplyBody::Bytes(bytes) => bytes,
             _ => Vec::new(),
         };
+        if store.is_some() || flight.is_some() {
+            let buffer = js_sys::Uint8Array::from(&body[..]);
+            if let Some(flight) = flight {
+                coalescer::end(&self.env, flight, Some(&buffer)).await;
+            }
+            if let Some(store) = store {
+                cache::store(&self.env, store, &buffer).await;
+            }
+        }
         let headers = reply.headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
-        let answer = RunReply { status: reply.status, headers, body };
+        self.answer_with(RunReply { status: reply.status, headers, body });
+    }
+
+    /// Gives `answer` to the requests waiting for it, or keeps it for one that asks later.
+    fn answer_with(&self, answer: RunReply) {
         let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
         if waiters.is_empty() {
             if self.awaited.get() {

@@ -481,7 +481,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             callback.is_some() || jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
         if asynchronous && !head.in_runner {
             if self.runner.available() && cx.recorded {
-                return self.hand_off(head, raw, &model.id, callback, cx).await;
+                return self.hand_off(head, utf8(raw), &model.id, callback, cx).await;
             }
             if callback.is_some() {
                 return Err(GatewayError::invalid_param(
@@ -503,7 +503,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         }
         if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded {
             // Generated in its action's place, so that a client who hangs up loses nothing.
-            if let Some(reply) = self.run_apart(head, raw, &model.id, cx).await? {
+            if let Some(reply) = self.run_apart(head, utf8(raw), &model.id, cx).await? {
                 return Ok(reply);
             }
         }
@@ -539,6 +539,11 @@ fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value
             .with_code("unsupported_parameter"));
     }
     Ok(())
+}
+
+/// A request body that parsed as JSON, as text (JSON is UTF-8, so nothing is lost or copied).
+fn utf8(body: Vec<u8>) -> String {
+    String::from_utf8(body).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 /// The 404 for a history read on a deployment that records none.

@@ -7,6 +7,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::http::{Reply, ReplyBody, RequestHead};
 use serde_json::{Map, Value};
 
+use crate::auth::Reader;
 use crate::config::routes::ExecutionMode;
 use crate::config::RouteConfig;
 use crate::jobs::{self, Callback, HeldBody, Job, Journal, RunFailure};
@@ -41,6 +42,17 @@ fn relayed_header(name: &str) -> Option<&'static str> {
     RELAYED.into_iter().find(|known| known.eq_ignore_ascii_case(name))
 }
 
+/// The final 502 for a generation whose runner may have it while this request cannot tell.
+fn detached(id: &str, detail: String) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::BadUpstream,
+        format!("The gateway lost touch with this generation, which may still be running; GET /v1/actions/{id} tells how it ends. It was not retried."),
+    )
+    .with_code("generation_detached")
+    .with_log_detail(detail)
+    .final_answer()
+}
+
 /// Whether an action's status says it has not finished.
 pub fn unfinished(action: &Action) -> bool {
     matches!(action.status.as_str(), "queued" | "in-progress")
@@ -52,13 +64,17 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     pub(super) async fn hand_off(
         &self,
         head: &RequestHead,
-        body: Vec<u8>,
+        body: String,
         model: &str,
         callback: Option<Callback>,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
         let job = self.job(head, body, model, callback, cx);
-        self.runner.start(&job).await.map_err(|detail| storage_unavailable("The action runner", detail))?;
+        match self.runner.start(&job).await {
+            Ok(()) => {}
+            Err(RunFailure::NotStarted(detail)) => return Err(storage_unavailable("The action runner", detail)),
+            Err(RunFailure::Lost(detail)) => return Err(detached(&job.queued.id, detail)),
+        }
         cx.handed_off = true;
         let id = job.queued.id.clone();
         let mut reply = Reply::json(202, serde_json::to_vec(&job.queued).expect("an action serialises"));
@@ -77,7 +93,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     pub(super) async fn run_apart(
         &self,
         head: &RequestHead,
-        body: Vec<u8>,
+        body: String,
         model: &str,
         cx: &mut RequestContext,
     ) -> Result<Option<Reply<U::Body>>, GatewayError> {
@@ -91,17 +107,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Err(RunFailure::NotStarted(_)) => Ok(None),
             Err(RunFailure::Lost(detail)) => {
                 cx.handed_off = true;
-                let id = &job.queued.id;
-                Err(GatewayError::new(ErrorKind::BadUpstream, format!("The gateway lost the wait for this generation, which may still be running; GET /v1/actions/{id} tells how it ends. It was not retried."))
-                    .with_code("generation_detached")
-                    .with_log_detail(detail)
-                    .final_answer())
+                Err(detached(&job.queued.id, detail))
             }
         }
     }
 
     /// The job of a validated generation, with its action as queued now.
-    fn job(&self, head: &RequestHead, body: Vec<u8>, model: &str, callback: Option<Callback>, cx: &RequestContext) -> Job {
+    fn job(&self, head: &RequestHead, body: String, model: &str, callback: Option<Callback>, cx: &RequestContext) -> Job {
         let id = action_id(&cx.request_id);
         let queued = Action {
             id: id.clone(),
@@ -149,9 +161,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                     format!("Unknown parameter: 'webhook.{unknown}'. A webhook has 'url' and 'secret'."),
                 ));
             }
-            site::callback_url(&url, &self.config.webhook_hosts)
+            let url = site::callback_url(&url, &self.config.webhook_hosts)
                 .map_err(|why| GatewayError::invalid_param("webhook.url", format!("'webhook.url' is refused: {why} (webhook_hosts).")))?;
-            return Ok(Some(Callback::Webhook { url, secret }));
+            // The URL as parsed and checked is the one called.
+            return Ok(Some(Callback::Webhook { url: url.to_string(), secret }));
         }
         let ouro = [("ouro-action-id", &head.ouro_action_id), ("ouro-webhook-url", &head.ouro_webhook_url), ("ouro-webhook-token", &head.ouro_webhook_token)];
         if ouro.iter().all(|(_, value)| value.is_none()) {
@@ -161,9 +174,9 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             return Err(GatewayError::invalid_param(missing, format!("Ouro's async route protocol needs the header '{missing}' too.")));
         }
         let [action_id, url, token] = ouro.map(|(_, value)| value.clone().expect("checked"));
-        site::callback_url(&url, &self.config.ouro_hosts)
+        let url = site::callback_url(&url, &self.config.ouro_hosts)
             .map_err(|why| GatewayError::invalid_param("ouro-webhook-url", format!("'ouro-webhook-url' is refused: {why} (ouro_hosts).")))?;
-        Ok(Some(Callback::Ouro { url, token, action_id, route_id: head.ouro_route_id.clone() }))
+        Ok(Some(Callback::Ouro { url: url.to_string(), token, action_id, route_id: head.ouro_route_id.clone() }))
     }
 
     /// The webhook a route configures, for its asynchronous uses (a `Prefer: respond-async`, or
@@ -171,6 +184,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// log only).
     pub(super) fn route_webhook(&self, head: &RequestHead, route: Option<&RouteConfig>) -> Result<Option<Callback>, GatewayError> {
         let Some(webhook) = route.and_then(|route| route.webhook.as_ref()) else { return Ok(None) };
+        // Where nothing runs apart, an async route runs in place, and there is no one to call back.
+        if !self.runner.available() {
+            return Ok(None);
+        }
         let asynchronous = jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
         if head.in_runner || !asynchronous {
             return Ok(None);
@@ -210,7 +227,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             return Handled { reply, log, action: Some(action), store: None, files: Vec::new(), flight: None };
         }
         let head = RequestHead { in_runner: true, ..job.head.clone() };
-        let mut handled = self.handle(job.request_id.clone(), &head, HeldBody(job.body.clone())).await;
+        let mut handled = self.handle(job.request_id.clone(), &head, HeldBody(job.body.clone().into_bytes())).await;
         // Refused before it generated (its key is gone): the action still ends, as an error.
         let refused = || Action {
             status: "error".to_owned(),
@@ -229,7 +246,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `POST /v1/actions/{id}/cancel`: ends the caller's unfinished action `error` (`cancelled`);
     /// a finished one is answered as it is.
     pub(super) async fn cancel(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
+        // A gateway key cancels its own actions; the management key only reads.
+        let reader = Reader::Key(self.caller(head, cx)?);
         let action = self.found_action(reader, id).await?;
         let action = match unfinished(&action) {
             true => self.runner.cancel(id).await.map_err(|detail| storage_unavailable("The action runner", detail))?.unwrap_or(action),

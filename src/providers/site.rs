@@ -119,7 +119,8 @@ pub fn download_url(url: &str, download_hosts: &[String]) -> Result<Url, String>
     let refused = |why: &str| Err(format!("the image URL is not one the gateway downloads from ({why})"));
     let Some(parsed) = parse_web(url) else { return refused("not an http(s) URL without credentials") };
     let origin = parsed.origin();
-    let listed = |https_host: &dyn Fn(&str) -> bool| parsed.scheme() == "https" && domain_of(&parsed).is_some_and(https_host);
+    // A listed host is that host over https on its default port; another port is another service.
+    let listed = |https_host: &dyn Fn(&str) -> bool| parsed.scheme() == "https" && parsed.port().is_none() && domain_of(&parsed).is_some_and(https_host);
     if download_hosts.is_empty() {
         return match domain_of(&parsed) {
             _ if parsed.scheme() != "https" => refused("not https"),
