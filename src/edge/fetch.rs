@@ -52,6 +52,17 @@ extern "C" {
     fn new() -> IdentityTransformStream;
 }
 
+/// Aborts a call when dropped, unless disarmed (its `Option` taken).
+struct AbortOnDrop(Option<AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
+            controller.abort();
+        }
+    }
+}
+
 /// Upstream calls with the runtime's `fetch`; where a job runs, each paid call (`POST`) is first
 /// noted in its journal, as [`crate::jobs::Journaled`] does. (One type for both, so that the
 /// whole pipeline is compiled once into the wasm, not once per upstream type.)
@@ -92,19 +103,16 @@ impl Upstream for WorkerUpstream<'_> {
         // Never followed here: the core follows an image download's redirects itself, checking
         // each hop, and no other request follows one.
         init.set_redirect(RequestRedirect::Manual);
-        // Aborted when its time is up: the upstream connection closes at once, also where the
-        // runtime would keep the call (a Durable Object outlives the request that started it).
-        let stop = AbortController::new().map_err(failure)?;
-        init.set_signal(Some(&stop.signal()));
+        // Aborted when its time is up, or when the call is given up (a cancelled run drops it):
+        // the upstream connection closes at once, also where the runtime would keep the call (a
+        // Durable Object outlives the request that started it). Once the head has come, the body
+        // cancels its own stream when it is dropped unread.
+        let mut stop = AbortOnDrop(Some(AbortController::new().map_err(failure)?));
+        init.set_signal(stop.0.as_ref().map(|controller| controller.signal()).as_ref());
         let global: WorkerGlobalScope = js_sys::global().unchecked_into();
         let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
-        let response: Response = match within(limit_ms, async { sent.await.map_err(failure) }).await {
-            Err(TransportError::Timeout) => {
-                stop.abort();
-                return Err(TransportError::Timeout);
-            }
-            answered => answered?.unchecked_into(),
-        };
+        let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
+        stop.0.take();
         let headers = response.headers();
         let retry_after = headers.get("retry-after").ok().flatten();
         let retry_after_ms = headers.get("retry-after-ms").ok().flatten();

@@ -119,6 +119,9 @@ test('cancel ends an unfinished action; the OpenAI client sees the 202 body', as
   assert.equal(cancelled.status, 'error');
   assert.equal(cancelled.error, 'cancelled');
   assert.equal((await read(data.id)).error, 'cancelled');
+  await new Promise((r) => setTimeout(r, 300));
+  const call = mock.callsFor('slow').find((c) => c.body.prompt === 'to cancel');
+  assert.equal(call?.aborted, true, 'the upstream call in flight was aborted');
 });
 
 test('a run killed mid-call is not run again: one upstream call in all, and the action says the outcome is unknown', { timeout: 120_000 }, async () => {
