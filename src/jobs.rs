@@ -249,28 +249,27 @@ impl<U: Upstream> Upstream for Journaled<'_, U> {
 /// an error, not repeated, at `now_ms`.
 pub fn interrupted(job: &Job, paid_calls: u32, now_ms: u64) -> Action {
     let calls = if paid_calls == 1 { "a call" } else { "calls" };
+    let message = format!(
+        "The run was interrupted after {calls} to the upstream had started; its outcome is unknown, and it was not repeated (it may have been charged)."
+    );
+    ended_in_error(&job.queued, 502, message, now_ms)
+}
+
+/// `queued` ended at `now_ms` as an error with `http_status` and `message`.
+pub fn ended_in_error(queued: &Action, http_status: u16, message: impl Into<String>, now_ms: u64) -> Action {
     Action {
         status: "error".to_owned(),
-        http_status: 502,
+        http_status,
         finished_at: Some(now_ms),
-        latency_ms: now_ms.saturating_sub(job.queued.created_at),
-        error: Some(format!(
-            "The run was interrupted after {calls} to the upstream had started; its outcome is unknown, and it was not repeated (it may have been charged)."
-        )),
-        ..job.queued.clone()
+        latency_ms: now_ms.saturating_sub(queued.created_at),
+        error: Some(message.into()),
+        ..queued.clone()
     }
 }
 
 /// `queued` ended by a cancel at `now_ms`.
 pub fn cancelled(queued: &Action, now_ms: u64) -> Action {
-    Action {
-        status: "error".to_owned(),
-        http_status: 499,
-        finished_at: Some(now_ms),
-        latency_ms: now_ms.saturating_sub(queued.created_at),
-        error: Some("cancelled".to_owned()),
-        ..queued.clone()
-    }
+    ended_in_error(queued, 499, "cancelled", now_ms)
 }
 
 /// The request body a job keeps, read again where the job runs.

@@ -99,6 +99,8 @@ fn cancel_ends_an_unfinished_action_and_leaves_a_finished_one() {
     assert_eq!(h.runner.cancelled.borrow().len(), 1);
     assert!(h.runner.jobs.borrow().is_empty(), "the job will not run");
     assert_eq!(h.serve("POST", &format!("/v1/actions/{ACTION}/cancel"), Some(&format!("Bearer {OTHER_GATEWAY_KEY}")), "", vec![]).status, 404);
+    let wrong = h.serve("GET", &format!("/v1/actions/{ACTION}/cancel"), Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
     let management = h.serve("POST", &format!("/v1/actions/{ACTION}/cancel"), Some(&format!("Bearer {MANAGEMENT_KEY}")), "", vec![]);
     assert_eq!(management.status, 403, "the management key reads, and does not cancel");
 

@@ -106,6 +106,8 @@ fn an_action_refers_to_its_images_and_reading_it_signs_fresh_urls() {
     let action = get(&h, &format!("/v1/actions/{id}"), Some(&bearer(GATEWAY_KEY))).json();
     let data = action["response"]["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
+    let ids: Vec<&str> = data.iter().map(|image| image["file_id"].as_str().unwrap()).collect();
+    assert!(ids[0].ends_with("_0") && ids[1].ends_with("_1"), "in the answer's order: {ids:?}");
     assert!(data.iter().all(|image| image["media_type"] == "image/png" && image.get("b64_json").is_none()), "{action}");
     let url = data[1]["url"].as_str().unwrap();
     let file = get(&h, local(url), None);

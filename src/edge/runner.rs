@@ -277,13 +277,7 @@ impl DurableObject for ActionRun {
         let settings = settings::load(&self.env);
         let Ok(settings) = &*settings else {
             // Never runnable as deployed: the action ends now rather than waiting forever.
-            let ended = Action {
-                status: "error".to_owned(),
-                http_status: 500,
-                error: Some("The gateway's configuration is invalid; the generation was not started.".to_owned()),
-                finished_at: Some(clock.now_ms()),
-                ..job.queued.clone()
-            };
+            let ended = jobs::ended_in_error(&job.queued, 500, "The gateway's configuration is invalid; the generation was not started.", clock.now_ms());
             storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
             history::write(&self.env, &ended).await.map_err(worker::Error::RustError)?;
             forget(&storage).await?;

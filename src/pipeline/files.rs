@@ -13,7 +13,7 @@ use crate::error::GatewayError;
 use crate::files::{self, signature, FileMeta, NewFile, StoredImage, DEFAULT_MEDIA_TYPE};
 use crate::http::{Reply, ReplyBody, RequestHead};
 use crate::providers::{Generated, ImageData};
-use crate::secret::Secrets;
+use crate::secret::{Secret, Secrets};
 use crate::upstream::Upstream;
 
 use super::{Gateway, RequestContext};
@@ -40,10 +40,15 @@ pub struct Kept {
 }
 
 impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
+    /// The secret file URLs are signed with, where there is a file store and the secret is set.
+    fn files_secret(&self) -> Option<&Secret> {
+        self.files_secret.get_or_init(|| if self.files.keeps() { self.secrets.get(files::SECRET_NAME) } else { None }).as_ref()
+    }
+
     /// Where this generation's images are kept, if anywhere: only a recorded generation, on a
     /// deployment with a file store and its signing secret.
     pub(super) fn filing<'r>(&self, head: &'r RequestHead, request_id: &'r str, owner: &'r str, recorded: bool) -> Option<Filing<'r>> {
-        if !(recorded && self.files.keeps() && self.files_secret.is_some()) {
+        if !(recorded && self.files_secret().is_some()) {
             return None;
         }
         Some(Filing { request_id, owner, base: head.base.as_deref()? })
@@ -53,7 +58,9 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// stay as they are). With `as_url(i)`, image `i` is stored now and replaced by its signed
     /// URL; the others are left for the edge to store after the answer.
     pub(super) async fn keep(&self, filing: Filing<'_>, generated: &mut Generated, created: u64, as_url: impl Fn(usize) -> bool) -> Kept {
-        let mut kept = Kept { response: ActionResponse { created, data: Vec::new() }, ..Kept::default() };
+        let mut kept = Kept::default();
+        // The action refers to its images in the answer's order.
+        let mut referenced: Vec<(usize, StoredImage)> = Vec::new();
         let mut now = Vec::new();
         for (i, image) in generated.images.iter().enumerate() {
             let ImageData::Base64(b64) = &image.data else { continue };
@@ -65,32 +72,33 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             if as_url(i) {
                 now.push((i, file, reference));
             } else {
-                kept.response.data.push(reference);
+                referenced.push((i, reference));
                 kept.pending.push(file);
             }
         }
         let (placed, files): (Vec<_>, Vec<_>) = now.into_iter().map(|(i, file, reference)| ((i, reference), file)).unzip();
         let stored = join_all(files.into_iter().map(|file| self.files.put(file))).await;
-        let secret = self.files_secret.as_ref().expect("filing needs the secret");
+        let secret = self.files_secret().expect("filing needs the secret");
         let now_secs = self.clock.now_ms() / 1000;
         for ((i, reference), stored) in placed.into_iter().zip(stored) {
             match stored {
                 Ok(()) => {
                     let url = files::signed_url(filing.base, &reference.file_id, secret.expose().as_bytes(), now_secs, signature::DEFAULT_TTL_SECS);
                     generated.images[i].data = ImageData::Url(url);
-                    kept.response.data.push(reference);
+                    referenced.push((i, reference));
                 }
                 // The client still gets the image, inline; the action does not refer to it.
                 Err(error) => kept.failure = Some(format!("the image {} was not stored: {error}", reference.file_id)),
             }
         }
-        kept.response.data.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+        referenced.sort_by_key(|(i, _)| *i);
+        kept.response = ActionResponse { created, data: referenced.into_iter().map(|(_, reference)| reference).collect() };
         kept
     }
 
     /// `action` with a freshly signed URL for each of its stored images.
     pub fn with_urls(&self, head: &RequestHead, mut action: Action) -> Action {
-        let (Some(secret), Some(base), Some(response)) = (&self.files_secret, head.base.as_deref(), action.response.as_mut()) else { return action };
+        let (Some(secret), Some(base), Some(response)) = (self.files_secret(), head.base.as_deref(), action.response.as_mut()) else { return action };
         let now_secs = self.clock.now_ms() / 1000;
         for image in &mut response.data {
             image.url = Some(files::signed_url(base, &image.file_id, secret.expose().as_bytes(), now_secs, signature::DEFAULT_TTL_SECS));
@@ -107,7 +115,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let signed = files::requested_signature(head.query.as_deref())?;
         let owner = match &signed {
             Some((expires, sig)) => {
-                let secret = self.files_secret.as_ref().ok_or_else(|| files::refused(signature::Refused::Forged))?;
+                let secret = self.files_secret().ok_or_else(|| files::refused(signature::Refused::Forged))?;
                 signature::verify(secret.expose().as_bytes(), id, *expires, sig, now_secs).map_err(files::refused)?;
                 None
             }

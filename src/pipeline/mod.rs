@@ -28,7 +28,7 @@ pub use crate::state::AttemptRecord;
 pub use context::{CacheStatus, RequestContext};
 pub use files::Kept;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 
 use crate::action;
 use crate::action_list::{Cursor, ListQuery, Page};
@@ -73,10 +73,11 @@ pub struct Gateway<'a, U, S> {
     pub cache: &'a dyn Cache,
     pub history: &'a dyn History,
     pub limiter: &'a dyn Limiter,
-    /// Where recorded generations keep their images, and the secret their URLs are signed with
-    /// (without it no image is kept); [`Off`] by default.
+    /// Where recorded generations keep their images; [`Off`] by default.
     pub files: &'a dyn Files,
-    pub files_secret: Option<Secret>,
+    /// The secret file URLs are signed with (without it no image is kept), looked up the first
+    /// time a request needs it.
+    files_secret: OnceCell<Option<Secret>>,
     /// Where identical cache-enabled requests are coalesced; [`Off`] by default.
     pub coalescer: &'a dyn Coalescer,
     /// Where generations run apart from their clients; [`Off`] by default.
@@ -103,7 +104,7 @@ impl<'a, U, S> Gateway<'a, U, S> {
             limiter: &OFF,
             coalescer: &OFF,
             files: &OFF,
-            files_secret: None,
+            files_secret: OnceCell::new(),
             runner: &OFF,
         }
     }
@@ -114,13 +115,9 @@ impl<'a, U, S> Gateway<'a, U, S> {
     }
 
     /// This gateway with a store for the images of recorded generations, signing their URLs with
-    /// the secret [`crate::files::SECRET_NAME`] (looked up only when there is a store).
-    pub fn with_files(self, files: &'a dyn Files) -> Self
-    where
-        S: Secrets,
-    {
-        let files_secret = if files.keeps() { self.secrets.get(crate::files::SECRET_NAME) } else { None };
-        Gateway { files, files_secret, ..self }
+    /// the secret [`crate::files::SECRET_NAME`].
+    pub fn with_files(self, files: &'a dyn Files) -> Self {
+        Gateway { files, ..self }
     }
 
     /// This gateway with a place to coalesce identical cache-enabled requests.
@@ -212,6 +209,7 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("POST", _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") && path.len() > "/v1/actions//cancel".len() => {
             Route::Cancel { id: &path["/v1/actions/".len()..path.len() - "/cancel".len()] }
         }
+        (_, _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") => Route::WrongMethod("POST, OPTIONS"),
         ("GET", _) if path.starts_with("/v1/actions/") && path.len() > "/v1/actions/".len() => Route::Action { id: &path["/v1/actions/".len()..] },
         ("GET", _) if path.starts_with("/v1/files/") && path.len() > "/v1/files/".len() => Route::File { id: &path["/v1/files/".len()..] },
         ("GET", "/v1/routes") => Route::Routes,
@@ -227,7 +225,6 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
             Route::Endpoints { author, slug }
         }
         (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation" | "/v1/routes") => Route::WrongMethod("GET, OPTIONS"),
-        (_, _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") => Route::WrongMethod("POST, OPTIONS"),
         (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
@@ -316,42 +313,33 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// The label of the gateway key `head` authenticates with, noted as the request's caller.
     /// The management key is refused here (a 403): it reads, and never generates.
     fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<&'a str, GatewayError> {
-        let authenticated = match (head.in_runner, &head.caller_label) {
-            // A job keeps its key's label, never the key.
-            (true, Some(label)) => self.keys.label(label).ok_or_else(|| {
-                GatewayError::new(ErrorKind::InvalidApiKey, "The gateway key that asked for this generation is no longer accepted.")
-                    .with_code("invalid_api_key")
-            }),
-            _ => authenticate(head.authorization.as_deref(), self.keys),
-        };
-        match authenticated {
-            Ok(key) => {
-                cx.key = Some(key.to_owned());
-                Ok(key)
-            }
-            Err(_) if self.is_management(head) => {
-                cx.key = Some(MANAGEMENT_LABEL.to_owned());
-                Err(GatewayError::new(ErrorKind::Forbidden, "The management key reads actions, files and routes; it cannot generate. Use a gateway key.")
-                    .with_code("management_key"))
-            }
-            Err(error) => Err(error),
+        match self.reader(head, cx)? {
+            Reader::Key(key) => Ok(key),
+            Reader::Management => Err(GatewayError::new(
+                ErrorKind::Forbidden,
+                "The management key reads actions, files and routes; it cannot generate or cancel. Use a gateway key.",
+            )
+            .with_code("management_key")),
         }
     }
 
-    /// Who reads records: a gateway key, which sees its own, or the management key (the secret
-    /// [`ADMIN_KEY_SECRET`]), which sees everyone's.
+    /// Who calls, noted as the request's caller: a gateway key, which sees its own records, or
+    /// the management key (the secret [`ADMIN_KEY_SECRET`]), which sees everyone's. Where a job
+    /// runs, its kept key label stands for the key (a key removed since is refused).
     fn reader(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reader<'a>, GatewayError> {
-        match authenticate(head.authorization.as_deref(), self.keys) {
-            Ok(key) => {
-                cx.key = Some(key.to_owned());
-                Ok(Reader::Key(key))
-            }
-            Err(_) if self.is_management(head) => {
-                cx.key = Some(MANAGEMENT_LABEL.to_owned());
-                Ok(Reader::Management)
-            }
-            Err(error) => Err(error),
-        }
+        let reader = match (head.in_runner, &head.caller_label) {
+            (true, Some(label)) => self.keys.label(label).map(Reader::Key).ok_or_else(|| {
+                GatewayError::new(ErrorKind::InvalidApiKey, "The gateway key that asked for this generation is no longer accepted.")
+                    .with_code("invalid_api_key")
+            }),
+            _ => match authenticate(head.authorization.as_deref(), self.keys) {
+                Ok(key) => Ok(Reader::Key(key)),
+                Err(_) if self.is_management(head) => Ok(Reader::Management),
+                Err(error) => Err(error),
+            },
+        }?;
+        cx.key = Some(reader.key().unwrap_or(MANAGEMENT_LABEL).to_owned());
+        Ok(reader)
     }
 
     /// Whether the request carries the management key (looked up only when a gateway key failed).

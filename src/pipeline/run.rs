@@ -210,9 +210,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Ok(0) => None,
             Ok(calls) => Some(jobs::interrupted(job, calls, now_ms)),
             // The journal cannot tell whether a call was made: never risk a second.
-            Err(error) => {
-                Some(Action { error: Some(format!("The run could not read its journal ({error}); it was not started.")), ..jobs::interrupted(job, 0, now_ms) })
-            }
+            Err(error) => Some(jobs::ended_in_error(&job.queued, 502, format!("The run could not read its journal ({error}); it was not started."), now_ms)),
         };
         if let Some(action) = interrupted {
             let error = GatewayError::new(crate::error::ErrorKind::BadUpstream, action.error.clone().unwrap_or_default());
@@ -229,13 +227,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let head = RequestHead { in_runner: true, ..job.head.clone() };
         let mut handled = self.handle(job.request_id.clone(), &head, HeldBody(job.body.clone().into_bytes())).await;
         // Refused before it generated (its key is gone): the action still ends, as an error.
-        let refused = || Action {
-            status: "error".to_owned(),
-            http_status: handled.reply.status,
-            error: handled.log.error.clone(),
-            finished_at: Some(self.clock.now_ms()),
-            ..job.queued.clone()
-        };
+        let refused = || jobs::ended_in_error(&job.queued, handled.reply.status, handled.log.error.clone().unwrap_or_default(), self.clock.now_ms());
         let mut action = handled.action.take().unwrap_or_else(refused);
         action.created_at = job.queued.created_at;
         action.latency_ms = action.finished_at.unwrap_or(now_ms).saturating_sub(action.created_at);
