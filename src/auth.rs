@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::keys::KeyRecord;
 use crate::secret::Secret;
 
 /// The secret that holds the management key: it reads every key's actions, files and routes,
@@ -12,20 +13,47 @@ pub const ADMIN_KEY_SECRET: &str = "IMAGEGATE_ADMIN_KEY";
 /// The label the management key is logged and recorded as.
 pub const MANAGEMENT_LABEL: &str = "management";
 
-/// Who reads the gateway's records: a gateway key (by label), which sees its own, or the
-/// management key, which sees everyone's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader<'k> {
-    Key(&'k str),
-    Management,
+/// A key that called: its owner (a static key's label, or a managed key's hash), by which its
+/// actions, files and usage are kept, and the managed key's record (with its limits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub owner: String,
+    pub record: Option<KeyRecord>,
 }
 
-impl<'k> Reader<'k> {
+impl Caller {
+    /// A key of `IMAGEGATE_KEYS`: no limits.
+    pub fn fixed(label: &str) -> Self {
+        Caller { owner: label.to_owned(), record: None }
+    }
+
+    /// A managed key.
+    pub fn managed(record: KeyRecord) -> Self {
+        Caller { owner: record.hash.clone(), record: Some(record) }
+    }
+}
+
+/// Who reads the gateway's records: a gateway key, which sees its own, or a management key (the
+/// secret, or a managed key made one), which sees everyone's and manages keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reader {
+    Key(Caller),
+    Management(Caller),
+}
+
+impl Reader {
     /// The key whose records this reader may see; `None` for all of them.
-    pub fn key(self) -> Option<&'k str> {
+    pub fn key(&self) -> Option<&str> {
         match self {
-            Reader::Key(key) => Some(key),
-            Reader::Management => None,
+            Reader::Key(caller) => Some(&caller.owner),
+            Reader::Management(_) => None,
+        }
+    }
+
+    /// The key that called, whichever it is.
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Reader::Key(caller) | Reader::Management(caller) => caller,
         }
     }
 }
@@ -40,7 +68,7 @@ pub fn is_management(authorization: Option<&str>, management: &Secret) -> bool {
 }
 
 /// The token of a `Bearer` authorization header.
-fn bearer(header: &str) -> Option<&str> {
+pub fn bearer(header: &str) -> Option<&str> {
     header.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim()).filter(|token| !token.is_empty())
 }
 
@@ -107,7 +135,7 @@ impl KeySet {
     ///
     /// Every stored digest is compared, each in constant time, so the time taken does not reveal
     /// which key (or how much of one) matched.
-    fn check(&self, presented: &str) -> Option<&str> {
+    pub fn check(&self, presented: &str) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for key in &self.keys {
@@ -119,23 +147,32 @@ impl KeySet {
     }
 }
 
+/// The 401 `invalid_api_key` with `message` (which never repeats what was presented).
+pub fn unauthorized(message: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::InvalidApiKey, message).with_code("invalid_api_key")
+}
+
+/// The 401 for a gateway that has no key at all.
+pub fn no_keys() -> GatewayError {
+    unauthorized("This gateway has no API keys configured, so it refuses every request. Set IMAGEGATE_KEYS to the SHA-256 digests of the keys to accept.")
+}
+
+/// The bearer token of the `Authorization` header; a missing or malformed header is a 401.
+pub fn token(authorization: Option<&str>) -> Result<&str, GatewayError> {
+    let Some(header) = authorization else {
+        return Err(unauthorized("You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."));
+    };
+    bearer(header).ok_or_else(|| unauthorized("The Authorization header must be 'Bearer YOUR_KEY'."))
+}
+
 /// Authenticates the `Authorization` header against `keys`; on success, the key's label.
 ///
 /// Every failure is a 401 `invalid_api_key`; the message never repeats what was presented.
 pub fn authenticate<'k>(authorization: Option<&str>, keys: &'k KeySet) -> Result<&'k str, GatewayError> {
-    let unauthorized = |message: &str| GatewayError::new(ErrorKind::InvalidApiKey, message).with_code("invalid_api_key");
     if keys.is_empty() {
-        return Err(unauthorized(
-            "This gateway has no API keys configured, so it refuses every request. Set IMAGEGATE_KEYS to the SHA-256 digests of the keys to accept.",
-        ));
+        return Err(no_keys());
     }
-    let Some(header) = authorization else {
-        return Err(unauthorized("You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."));
-    };
-    let Some(token) = bearer(header) else {
-        return Err(unauthorized("The Authorization header must be 'Bearer YOUR_KEY'."));
-    };
-    keys.check(token).ok_or_else(|| unauthorized("Incorrect API key provided."))
+    keys.check(token(authorization)?).ok_or_else(|| unauthorized("Incorrect API key provided."))
 }
 
 /// The lower-case hex SHA-256 digest of a key, as `IMAGEGATE_KEYS` stores it.
@@ -191,8 +228,8 @@ mod tests {
             assert!(!is_management(header, &management), "{header:?}");
         }
         assert!(!is_management(Some("Bearer "), &Secret::new("")), "an empty secret is no key");
-        assert_eq!(Reader::Management.key(), None);
-        assert_eq!(Reader::Key("ci").key(), Some("ci"));
+        assert_eq!(Reader::Management(Caller::fixed(MANAGEMENT_LABEL)).key(), None);
+        assert_eq!(Reader::Key(Caller::fixed("ci")).key(), Some("ci"));
     }
 
     #[test]

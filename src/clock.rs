@@ -17,6 +17,9 @@ pub trait Clock {
 pub trait Random {
     /// A number uniform in `[0, 1)`.
     fn unit(&self) -> f64;
+
+    /// Fills `bytes` with random bytes fit for secrets (a new key).
+    fn fill(&self, bytes: &mut [u8]);
 }
 
 /// The instant by which the whole request must be answered.

@@ -19,6 +19,8 @@ pub mod fields;
 pub mod files;
 pub mod http;
 pub mod jobs;
+pub mod keys;
+pub mod limits;
 pub mod log;
 pub mod openrouter_generation;
 pub mod pipeline;
@@ -33,6 +35,7 @@ pub mod routes;
 pub mod secret;
 pub mod state;
 pub mod upstream;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -52,6 +52,9 @@ pub struct RequestLog {
     /// Whether the generation ran in its action's place (the runner), which logs its own line.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ran_apart: bool,
+    /// Why the answer's model has no price: its cost is unknown (never counted as 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<String>,
     /// Why an image the client got as a URL could not be stored (it got the image inline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_error: Option<String>,

@@ -179,26 +179,25 @@ pub fn buckets_of(actions: &[Action], key: Option<&str>, route_id: &str, query: 
     for action in actions.iter().filter(counted) {
         grouped.entry(action.created_at / width).or_default().push(action);
     }
-    grouped
-        .into_iter()
-        .map(|(number, actions)| {
-            let mut latencies: Vec<u64> = actions.iter().map(|a| a.latency_ms).collect();
-            latencies.sort_unstable();
-            let rank = |p: usize| latencies[(latencies.len() * p).div_ceil(100).max(1) - 1];
-            let bucket = Bucket {
-                start: number * width / 1000,
-                requests: actions.len() as u64,
-                successes: actions.iter().filter(|a| a.status == "success").count() as u64,
-                errors: actions.iter().filter(|a| a.status != "success").count() as u64,
-                cache_hits: actions.iter().filter(|a| a.cache.as_deref() == Some("HIT")).count() as u64,
-                images: actions.iter().filter_map(|a| a.images.and_then(|i| i.got)).sum::<usize>() as u64,
-                cost_usd: actions.iter().filter_map(|a| a.cost_usd).sum(),
-                p50_latency_ms: Some(rank(50)),
-                p95_latency_ms: Some(rank(95)),
-            };
-            (number, bucket)
-        })
-        .collect()
+    grouped.into_iter().map(|(number, actions)| (number, summary(number * width / 1000, &actions))).collect()
+}
+
+/// `actions` summed up as a bucket starting at `start` (Unix seconds); nearest-rank percentiles.
+pub fn summary(start: u64, actions: &[&Action]) -> Bucket {
+    let mut latencies: Vec<u64> = actions.iter().map(|a| a.latency_ms).collect();
+    latencies.sort_unstable();
+    let rank = |p: usize| latencies.get((latencies.len() * p).div_ceil(100).max(1) - 1).copied();
+    Bucket {
+        start,
+        requests: actions.len() as u64,
+        successes: actions.iter().filter(|a| a.status == "success").count() as u64,
+        errors: actions.iter().filter(|a| a.status != "success").count() as u64,
+        cache_hits: actions.iter().filter(|a| a.cache.as_deref() == Some("HIT")).count() as u64,
+        images: actions.iter().filter_map(|a| a.images.and_then(|i| i.got)).sum::<usize>() as u64,
+        cost_usd: actions.iter().filter_map(|a| a.cost_usd).sum(),
+        p50_latency_ms: rank(50),
+        p95_latency_ms: rank(95),
+    }
 }
 
 /// The answer: every bucket of the range in order, those the database gave (`found`, by bucket

@@ -7,7 +7,8 @@
 //! - [`Cache`]: stored answers by key, each for a time (the exact-match response cache).
 //! - [`History`]: every generation recorded as an [`Action`], and read back.
 //! - [`Files`]: the images of recorded generations (stored by id, served by reference).
-//! - [`Limiter`]: whether a key may spend now, and what it spent.
+//! - [`Limiter`]: whether a managed key may start a generation now, and what it spent.
+//! - [`KeyStore`]: the managed keys.
 //!
 //! Their futures are boxed so that the gateway holds them as trait objects: a deployment without
 //! a feature pays one allocation per call, and only where the feature is asked for.
@@ -21,10 +22,11 @@ pub use crate::action::{Action, AttemptRecord};
 use crate::action_list::{self, Cursor, ListQuery};
 use crate::cache::entry::Stored;
 use crate::files::{FileMeta, NewFile};
+use crate::keys::KeyRecord;
+use crate::limits::{Ask, Counters, Refusal, Usage};
 use crate::route_stats::{self, Bucket, StatsQuery};
+use crate::usage::{self, UsageQuery, UsageRow};
 use sha2::Digest as _;
-
-use crate::error::{ErrorKind, GatewayError};
 
 /// A boxed future of the state's traits.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -59,6 +61,10 @@ pub trait History {
     /// The non-empty buckets of `key`'s actions through the route `route_id` for `query`, by
     /// bucket number (see [`route_stats::stats_sql`]); `Err` when storage failed.
     fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>>;
+
+    /// The usage rows of `key`'s actions (everyone's for `None`) for `query`, by group (see
+    /// [`usage::usage_sql`]); `Err` when storage failed.
+    fn usage<'a>(&'a self, key: Option<&'a str>, query: &'a UsageQuery) -> Pending<'a, Result<Vec<UsageRow>, String>>;
 
     /// The latencies of the most recent successes (at most 50) through the route `route_id`, or
     /// else of `model`, for a poll's `Retry-After`.
@@ -106,13 +112,39 @@ pub trait Coalescer {
     fn claim<'a>(&'a self, key: &'a str, until_ms: u64) -> Pending<'a, Claim>;
 }
 
-/// Per-key limits on rate and spend.
+/// One managed key's exact counters ([`crate::limits`]): rate, generations in flight, spend.
+/// Every call names the key by its hash; each key's counters are decided in one place.
 pub trait Limiter {
-    /// Whether `key` may start a generation now; a refusal is the client's error (a 429).
-    fn admit<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<(), GatewayError>>;
+    /// Whether counters are kept (without them, a key with limits is refused: a 503).
+    fn available(&self) -> bool;
 
-    /// Charges `key` what a generation cost.
-    fn charge<'a>(&'a self, key: &'a str, cost_usd: f64) -> Pending<'a, ()>;
+    /// Admits `ask` for `key`, or says why not; `Err` when the counters could not be reached.
+    fn admit<'a>(&'a self, key: &'a str, ask: &'a Ask) -> Pending<'a, Result<Result<(), Refusal>, String>>;
+
+    /// Settles `ticket` of `key` with what it cost (micro-dollars; `None`: what it held).
+    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<(), String>>;
+
+    /// What `key` has spent and holds.
+    fn usage<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<Usage, String>>;
+}
+
+/// Where managed keys are kept, by hash.
+pub trait KeyStore {
+    /// Whether a store is there (a deployment without its binding has only `IMAGEGATE_KEYS`).
+    fn available(&self) -> bool;
+
+    /// The key whose hash is `hash`, if there is one; it may be a few seconds old (see
+    /// `docs/keys.md`), except in the place that changed it.
+    fn find<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>>;
+
+    /// A page of keys, oldest first.
+    fn list(&self, include_disabled: bool, offset: u32, limit: u32) -> Pending<'_, Result<Vec<KeyRecord>, String>>;
+
+    /// Stores `record` under its hash (new or changed).
+    fn put<'a>(&'a self, record: &'a KeyRecord) -> Pending<'a, Result<(), String>>;
+
+    /// Deletes the key `hash`; whether there was one.
+    fn delete<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<bool, String>>;
 }
 
 /// The state that keeps nothing: no cache hits, no history, no limits.
@@ -154,6 +186,10 @@ impl History for Off {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    fn usage<'a>(&'a self, _key: Option<&'a str>, _query: &'a UsageQuery) -> Pending<'a, Result<Vec<UsageRow>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     fn recent_latencies<'a>(&'a self, _model: &'a str, _route_id: Option<&'a str>) -> Pending<'a, Result<Vec<u64>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
@@ -192,12 +228,42 @@ impl Coalescer for Off {
 }
 
 impl Limiter for Off {
-    fn admit<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Result<(), GatewayError>> {
+    fn available(&self) -> bool {
+        false
+    }
+
+    fn admit<'a>(&'a self, _key: &'a str, _ask: &'a Ask) -> Pending<'a, Result<Result<(), Refusal>, String>> {
+        Box::pin(async { Err("no counters".to_owned()) })
+    }
+
+    fn settle<'a>(&'a self, _key: &'a str, _ticket: &'a str, _cost: Option<u64>, _now_ms: u64) -> Pending<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
 
-    fn charge<'a>(&'a self, _key: &'a str, _cost_usd: f64) -> Pending<'a, ()> {
-        Box::pin(async {})
+    fn usage<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Result<Usage, String>> {
+        Box::pin(async { Ok(Usage::default()) })
+    }
+}
+
+impl KeyStore for Off {
+    fn available(&self) -> bool {
+        false
+    }
+
+    fn find<'a>(&'a self, _hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn list(&self, _include_disabled: bool, _offset: u32, _limit: u32) -> Pending<'_, Result<Vec<KeyRecord>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn put<'a>(&'a self, _record: &'a KeyRecord) -> Pending<'a, Result<(), String>> {
+        Box::pin(async { Err("no key store".to_owned()) })
+    }
+
+    fn delete<'a>(&'a self, _hash: &'a str) -> Pending<'a, Result<bool, String>> {
+        Box::pin(async { Ok(false) })
     }
 }
 
@@ -281,6 +347,12 @@ impl History for MemoryHistory {
     fn stats<'a>(&'a self, key: Option<&'a str>, route_id: &'a str, query: &'a StatsQuery) -> Pending<'a, Result<Vec<(u64, Bucket)>, String>> {
         let buckets = route_stats::buckets_of(&self.actions.borrow(), key, route_id, query);
         let result = self.reachable().map(|()| buckets);
+        Box::pin(async move { result })
+    }
+
+    fn usage<'a>(&'a self, key: Option<&'a str>, query: &'a UsageQuery) -> Pending<'a, Result<Vec<UsageRow>, String>> {
+        let rows = usage::rows_of(&self.actions.borrow(), key, query);
+        let result = self.reachable().map(|()| rows);
         Box::pin(async move { result })
     }
 
@@ -374,31 +446,67 @@ impl Coalescer for ScriptedCoalescer {
     }
 }
 
-/// A limiter in memory: each key may start `allowed` generations; spend is summed (for tests).
+/// Counters in memory, one [`Counters`] per key (for tests).
 #[derive(Debug, Default)]
 pub struct MemoryLimiter {
-    pub allowed: u32,
-    pub started: RefCell<BTreeMap<String, u32>>,
-    pub spent_usd: RefCell<BTreeMap<String, f64>>,
+    pub counters: RefCell<BTreeMap<String, Counters>>,
+    /// Every admission asked for, in order.
+    pub asked: RefCell<Vec<Ask>>,
 }
 
 impl Limiter for MemoryLimiter {
-    fn admit<'a>(&'a self, key: &'a str, _now_ms: u64) -> Pending<'a, Result<(), GatewayError>> {
-        let mut started = self.started.borrow_mut();
-        let count = started.entry(key.to_owned()).or_default();
-        let result = if *count < self.allowed {
-            *count += 1;
-            Ok(())
-        } else {
-            Err(GatewayError::new(ErrorKind::RateLimited, format!("The gateway key '{key}' has used its {} generations.", self.allowed))
-                .with_code("key_limit_reached"))
-        };
-        Box::pin(async move { result })
+    fn available(&self) -> bool {
+        true
     }
 
-    fn charge<'a>(&'a self, key: &'a str, cost_usd: f64) -> Pending<'a, ()> {
-        *self.spent_usd.borrow_mut().entry(key.to_owned()).or_default() += cost_usd;
-        Box::pin(async {})
+    fn admit<'a>(&'a self, key: &'a str, ask: &'a Ask) -> Pending<'a, Result<Result<(), Refusal>, String>> {
+        self.asked.borrow_mut().push(ask.clone());
+        let admitted = self.counters.borrow_mut().entry(key.to_owned()).or_default().admit(ask);
+        Box::pin(async move { Ok(admitted) })
+    }
+
+    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<(), String>> {
+        self.counters.borrow_mut().entry(key.to_owned()).or_default().settle(ticket, cost, now_ms);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn usage<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<Usage, String>> {
+        let usage = self.counters.borrow().get(key).map(|c| c.usage(now_ms)).unwrap_or_default();
+        Box::pin(async move { Ok(usage) })
+    }
+}
+
+/// Keys in memory (for tests).
+#[derive(Debug, Default)]
+pub struct MemoryKeys {
+    pub keys: RefCell<BTreeMap<String, KeyRecord>>,
+}
+
+impl KeyStore for MemoryKeys {
+    fn available(&self) -> bool {
+        true
+    }
+
+    fn find<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {
+        let found = self.keys.borrow().get(hash).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn list(&self, include_disabled: bool, offset: u32, limit: u32) -> Pending<'_, Result<Vec<KeyRecord>, String>> {
+        let mut keys: Vec<KeyRecord> = self.keys.borrow().values().filter(|k| include_disabled || !k.disabled).cloned().collect();
+        keys.sort_by(|a, b| (a.created_at, &a.hash).cmp(&(b.created_at, &b.hash)));
+        let page = keys.into_iter().skip(offset as usize).take(limit as usize).collect();
+        Box::pin(async move { Ok(page) })
+    }
+
+    fn put<'a>(&'a self, record: &'a KeyRecord) -> Pending<'a, Result<(), String>> {
+        self.keys.borrow_mut().insert(record.hash.clone(), record.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<bool, String>> {
+        let gone = self.keys.borrow_mut().remove(hash).is_some();
+        Box::pin(async move { Ok(gone) })
     }
 }
 
@@ -414,16 +522,5 @@ mod tests {
         assert_eq!(block_on(cache.get("k", 60_999)), Some(Stored { value: b"answer".to_vec(), stored_ms: 1_000 }));
         assert_eq!(block_on(cache.get("k", 61_000)), None, "expired");
         assert_eq!(block_on(Off.get("k", 0)), None, "Off keeps nothing");
-    }
-
-    #[test]
-    fn the_memory_limiter_admits_up_to_its_allowance_and_sums_spend() {
-        let limiter = MemoryLimiter { allowed: 1, ..MemoryLimiter::default() };
-        assert!(block_on(limiter.admit("prod", 0)).is_ok());
-        assert_eq!(block_on(limiter.admit("prod", 0)).unwrap_err().status(), 429);
-        block_on(limiter.charge("prod", 0.04));
-        block_on(limiter.charge("prod", 0.04));
-        assert_eq!(limiter.spent_usd.borrow()["prod"], 0.08);
-        assert!(block_on(Off.admit("prod", 0)).is_ok());
     }
 }

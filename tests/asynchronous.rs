@@ -76,7 +76,9 @@ fn a_rerun_of_a_run_killed_mid_call_makes_no_second_paid_call() {
     let upstream = FakeUpstream::new(&h.clock, vec![hang()]);
     {
         let journaled = Journaled { inner: &upstream, journal: &journal };
-        let gateway = Gateway::new(&h.config, &h.keys, &journaled, &FixedSecrets, &h.clock, &h.draw).with_state(&h.cache, &h.history, &h.limiter);
+        let gateway = Gateway::new(&h.config, &h.keys, &journaled, &FixedSecrets, &h.clock, &h.draw)
+            .with_state(&h.cache, &h.history)
+            .with_managed_keys(&h.key_store, &h.limiter);
         // The run gets as far as the upstream call, then is killed (its future dropped).
         assert!(gateway.run(&job, &journal).now_or_never().is_none(), "the run waits on the call");
     }

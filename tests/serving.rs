@@ -268,12 +268,14 @@ fn the_openrouter_catalogue_lists_models_and_their_endpoints_even_with_long_ids(
 
 #[test]
 fn a_generation_is_recorded_as_an_action_and_a_limited_key_is_refused_before_any_call() {
-    let mut h = Harness::long();
-    h.limiter.allowed = 1;
-    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
+    let h = Harness::long();
+    let (key, _) = h.managed_key(serde_json::json!({"rpm": 1}));
+    let generate = |script| h.serve("POST", "/v1/images/generations", Some(&format!("Bearer {key}")), r#"{"prompt":"p","model":"gpt-image-1"}"#, script);
+    let served = generate(vec![answer(200, OK)]);
     assert_eq!(served.status, 200);
-    let refused = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![]);
-    assert_eq!((refused.status, refused.calls.len(), refused.json()["error"]["code"].as_str()), (429, 0, Some("key_limit_reached")));
+    let refused = generate(vec![]);
+    assert_eq!((refused.status, refused.calls.len(), refused.json()["error"]["code"].as_str()), (429, 0, Some("rate_limit_exceeded")));
+    assert_eq!(refused.header("retry-after"), Some("60"));
     let actions = h.history.actions.borrow();
     assert_eq!(actions.len(), 2, "the refusal is a generation too");
     assert_eq!(

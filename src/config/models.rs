@@ -61,6 +61,10 @@ pub struct PriceLine {
     /// US dollars per unit.
     pub cost_usd: f64,
     pub unit: PriceUnit,
+    /// For a `token` line: the most tokens one image can bill (output), which bounds what a
+    /// budget holds before the answer; a token line without it cannot be budgeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_image: Option<u64>,
 }
 
 /// The unit a [`PriceLine`] is charged per.

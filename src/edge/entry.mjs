@@ -9,3 +9,6 @@ export { CacheFlight } from '../../build/index.js';
 // The Durable Object that runs each asynchronous generation apart from its client (binding
 // IMAGEGATE_RUNNER).
 export { ActionRun } from '../../build/index.js';
+// The Durable Object that keeps each managed key's exact counters: rate, generations in
+// flight and spend (binding IMAGEGATE_LIMITS).
+export { KeyCounters } from '../../build/index.js';

@@ -13,6 +13,7 @@ use crate::action_list::{page_sql, Cursor, ListQuery, SqlValue};
 use crate::retention::{DELETE_BATCH, OLDEST_BATCH};
 use crate::route_stats::{stats_sql, Bucket, StatsQuery};
 use crate::state::{Action, History, Pending};
+use crate::usage::{usage_sql, UsageQuery, UsageRow};
 
 /// The D1 database's binding name in `wrangler.toml`.
 pub const BINDING: &str = "IMAGEGATE_DB";
@@ -40,7 +41,7 @@ impl<'e> D1History<'e> {
     }
 }
 
-fn database(env: &Env) -> Option<JsValue> {
+pub(super) fn database(env: &Env) -> Option<JsValue> {
     Reflect::get(env, &JsValue::from_str(BINDING)).ok().filter(|db| db.is_object())
 }
 
@@ -103,6 +104,40 @@ impl History for D1History<'_> {
                             p95_latency_ms: number("p95").map(|ms| ms as u64),
                         },
                     )
+                })
+                .collect())
+        })
+    }
+
+    fn usage<'a>(&'a self, key: Option<&'a str>, query: &'a UsageQuery) -> Pending<'a, Result<Vec<UsageRow>, String>> {
+        Box::pin(async move {
+            let db = self.db().ok_or("no history binding")?;
+            let (sql, args) = usage_sql(key, query);
+            let failed = failure("usage query");
+            let result = query_rows(db, &sql, &bound(args)).await.map_err(&failed)?;
+            let rows: Array = Reflect::get(&result, &JsValue::from_str("results")).map_err(&failed)?.dyn_into().map_err(&failed)?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let field = |name: &str| Reflect::get(&row, &JsValue::from_str(name)).ok();
+                    let number = |name: &str| field(name).and_then(|v| v.as_f64());
+                    let count = |name: &str| number(name).unwrap_or(0.0) as u64;
+                    let group = match field("group_key") {
+                        Some(v) if v.as_string().is_some() => serde_json::Value::from(v.as_string().expect("checked")),
+                        Some(v) if v.as_f64().is_some() => serde_json::Value::from(v.as_f64().expect("checked") as u64),
+                        _ => serde_json::Value::Null,
+                    };
+                    UsageRow {
+                        group,
+                        requests: count("requests"),
+                        successes: count("successes"),
+                        failures: count("failures"),
+                        images: count("images"),
+                        cost_usd: number("cost_usd").unwrap_or(0.0),
+                        cache_hits: count("cache_hits"),
+                        p50_latency_ms: number("p50").map(|ms| ms as u64),
+                        p95_latency_ms: number("p95").map(|ms| ms as u64),
+                    }
                 })
                 .collect())
         })
@@ -219,13 +254,13 @@ fn statement(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<JsValue, JsVal
 }
 
 /// Runs `sql` with `args` on `db` and gives D1's result (`{ results: [...] }`).
-async fn query_rows(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+pub(super) async fn query_rows(db: &JsValue, sql: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
     let bound = statement(db, sql, args)?;
     JsFuture::from(method(&bound, "all")?.call0(&bound)?.dyn_into::<Promise>()?).await
 }
 
 /// Runs `sql` with `args` on `db`: `first(column)` when a column is named, else `run()`.
-async fn query(db: &JsValue, sql: &str, args: &[JsValue], column: Option<&str>) -> Result<JsValue, JsValue> {
+pub(super) async fn query(db: &JsValue, sql: &str, args: &[JsValue], column: Option<&str>) -> Result<JsValue, JsValue> {
     let bound = statement(db, sql, args)?;
     let pending: Promise = match column {
         Some(column) => method(&bound, "first")?.call1(&bound, &JsValue::from_str(column))?,

@@ -6,6 +6,8 @@ mod coalescer;
 mod fetch;
 mod files;
 mod history;
+mod keys;
+mod limits;
 mod respond;
 mod runner;
 mod runtime;
@@ -18,7 +20,6 @@ use crate::http::{Reply, ReplyBody};
 use crate::pipeline::{broken_deployment, Gateway};
 use crate::retention;
 use crate::state::History;
-use crate::state::Off;
 
 #[event(start)]
 fn start() {
@@ -38,8 +39,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             let history = history::D1History::new(&env);
             let files = files::R2Files::new(&env);
             let runner = runner::EdgeRunner::new(&env);
+            let key_store = keys::D1Keys::new(&env);
+            let limiter = limits::EdgeLimiter::new(&env);
             let gateway = Gateway::new(&settings.config, &settings.keys, &fetch::PLAIN, &secrets, &clock, &runtime::WorkerRandom)
-                .with_state(&cache, &history, &Off)
+                .with_state(&cache, &history)
+                .with_managed_keys(&key_store, &limiter)
                 .with_files(&files)
                 .with_coalescer(&coalescer)
                 .with_runner(&runner);

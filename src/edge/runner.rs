@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::http::ReplyBody;
 use crate::jobs::{self, Job, Journal, RunFailure, RunReply, Runner};
 use crate::pipeline::Gateway;
-use crate::state::{Action, Off, Pending};
+use crate::state::{Action, Limiter, Pending};
 
 /// The Durable Object namespace's binding name in `wrangler.toml`.
 pub const BINDING: &str = "IMAGEGATE_RUNNER";
@@ -288,8 +288,10 @@ impl DurableObject for ActionRun {
         let secrets = runtime::EnvSecrets(&self.env);
         let (cache, history, files) = (cache::EdgeCache::new(&self.env), history::D1History::new(&self.env), files::R2Files::new(&self.env));
         let coalescer = coalescer::EdgeCoalescer::new(&self.env);
+        let (key_store, limiter) = (super::keys::D1Keys::new(&self.env), super::limits::EdgeLimiter::new(&self.env));
         let gateway = Gateway::new(&settings.config, &settings.keys, &upstream, &secrets, &clock, &runtime::WorkerRandom)
-            .with_state(&cache, &history, &Off)
+            .with_state(&cache, &history)
+            .with_managed_keys(&key_store, &limiter)
             .with_files(&files)
             .with_coalescer(&coalescer);
         let ended = match kept::<Action>(&storage, ENDED).await? {
@@ -305,8 +307,18 @@ impl DurableObject for ActionRun {
                 history::record(self.env.clone(), started).await;
                 let ran = Abortable::new(gateway.run(&job, &journal), registration).await;
                 self.running.borrow_mut().take();
-                // Cancelled: the cancel wrote the action and forgot the job.
-                let Ok(mut handled) = ran else { return Response::ok("cancelled") };
+                // Cancelled: the cancel wrote the action and forgot the job. A managed key is
+                // charged what its generation held if a paid call had started, else nothing.
+                let Ok(mut handled) = ran else {
+                    if let Some(owner) = job.head.caller_label.as_deref().filter(|owner| crate::keys::is_hash(owner)) {
+                        let cost = match journal.paid_calls().await {
+                            Ok(0) => Some(0),
+                            _ => None,
+                        };
+                        let _ = limiter.settle(owner, &job.request_id, cost, clock.now_ms()).await;
+                    }
+                    return Response::ok("cancelled");
+                };
                 self.finishing.set(true);
                 console_log!("{}", handled.log.to_line());
                 let ended = handled.action.take().expect("a run always ends an action");

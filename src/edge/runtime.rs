@@ -40,6 +40,10 @@ impl Random for WorkerRandom {
         // The top 53 bits, as a fraction of 2^53: uniform in [0, 1).
         (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    fn fill(&self, bytes: &mut [u8]) {
+        getrandom::fill(bytes).expect("the runtime provides randomness");
+    }
 }
 
 /// A fresh request id: `req_` and 32 random hex digits.

@@ -138,7 +138,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Err(error) => return Attempt::unusable(error),
         };
         let window = Window { deadline, limit_ms, request_deadline };
-        if plan.relay && answering.may_relay() && plan.calls.len() == 1 {
+        // A token-priced answer is read whole: its `usage` is what it costs.
+        if plan.relay && answering.may_relay() && plan.calls.len() == 1 && !pricing::by_tokens(model) {
             let call = plan.calls.into_iter().next().expect("one call");
             return self.relay(&target, model, call, request, window).await;
         }
@@ -166,7 +167,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
         reply.body.relay_within(request_deadline.remaining_ms(self.clock));
         let headers = vec![("content-type", "application/json".to_owned())];
-        let cost = pricing::cost(model, request, request.n as usize);
+        let cost = pricing::cost(model, request, request.n as usize, None);
         Attempt::answered(reply.status, Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }, cost, None)
     }
 
@@ -186,6 +187,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                     generated.images.extend(done.images);
                     generated.cost_usd = match (generated.cost_usd, done.cost_usd) {
                         (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                    generated.tokens = match (generated.tokens, done.tokens) {
+                        (Some(a), Some(b)) => Some(a.plus(b)),
                         (a, b) => a.or(b),
                     };
                 }

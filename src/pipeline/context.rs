@@ -91,6 +91,19 @@ pub struct RequestContext {
     pub started_at: Option<u64>,
     /// Whether the generation was handed to the runner, which records its action.
     pub handed_off: bool,
+    /// The admitted generation whose counters this request settles when it ends.
+    pub ticket: Option<Ticket>,
+    /// Why the model that answered has no price (its cost is unknown, never 0), for the log.
+    pub unpriced: Option<String>,
+}
+
+/// An admitted generation of a managed key: settled, when it ends, with what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The key's hash.
+    pub key: String,
+    /// The request's id.
+    pub id: String,
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -128,6 +141,8 @@ impl RequestContext {
             route_id: None,
             started_at: None,
             handed_off: false,
+            ticket: None,
+            unpriced: None,
         }
     }
 
@@ -230,6 +245,7 @@ impl RequestContext {
             metadata: self.metadata,
             cache: self.cache.map(CacheStatus::name),
             ran_apart: self.handed_off,
+            unpriced: self.unpriced,
             files_error: self.kept.and_then(|kept| kept.failure),
             cache_bypass: match self.cache {
                 Some(CacheStatus::Bypass(reason)) => Some(reason),

@@ -83,7 +83,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             }
         }
         let count = generated.images.len();
-        let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count));
+        let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count, generated.tokens.as_ref()));
         let cache_entry = answering.for_cache.then(|| crate::cache::entry::storable(&generated, request.n));
         let body = answer::render(shape, now_ms / 1000, &generated.images, cost);
         let short = (count < usize::from(request.n)).then_some((count, request.n));

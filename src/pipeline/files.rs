@@ -119,13 +119,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 signature::verify(secret.expose().as_bytes(), id, *expires, sig, now_secs).map_err(files::refused)?;
                 None
             }
-            None => self.reader(head, cx)?.key(),
+            None => self.reader(head, cx).await?.key().map(str::to_owned),
         };
         if !files::valid_id(id) || !self.files.keeps() {
             return Err(files::not_found(id));
         }
         let meta = self.files.head(id).await.map_err(|detail| super::storage_unavailable("The file store", detail))?;
-        let meta = meta.filter(|meta| owner.is_none_or(|owner| owner == meta.owner)).ok_or_else(|| files::not_found(id))?;
+        let meta = meta.filter(|meta| owner.as_ref().is_none_or(|owner| *owner == meta.owner)).ok_or_else(|| files::not_found(id))?;
         let cache_control = match signed {
             Some((expires, _)) => format!("private, max-age={}", expires.saturating_sub(now_secs)),
             None => IMMUTABLE.to_owned(),

@@ -12,6 +12,7 @@
 //! through [`Upstream`], [`Clock`], [`Random`] and [`Secrets`], so every stage runs natively in
 //! tests.
 
+mod admission;
 mod attempt;
 mod caching;
 mod context;
@@ -19,6 +20,7 @@ mod deliver;
 mod failure;
 mod fallback;
 mod files;
+mod keys;
 mod named;
 mod poll;
 mod run;
@@ -27,13 +29,14 @@ pub use crate::cache::entry::{FlightEnd, Store};
 pub use crate::state::AttemptRecord;
 pub use context::{CacheStatus, RequestContext};
 pub use files::Kept;
+pub use keys::KeyVerb;
 
 use std::cell::{Cell, OnceCell};
 
 use crate::action;
 use crate::action_list::{Cursor, ListQuery, Page};
 use crate::answer::Shape;
-use crate::auth::{authenticate, is_management, KeySet, Reader, ADMIN_KEY_SECRET, MANAGEMENT_LABEL};
+use crate::auth::{authenticate, is_management, Caller, KeySet, Reader, ADMIN_KEY_SECRET, MANAGEMENT_LABEL};
 use crate::catalogue;
 use crate::clock::{Clock, Random};
 use crate::config::routes::ExecutionMode;
@@ -51,7 +54,7 @@ use crate::request::{image_request, parse_body};
 use crate::routes::{self, Verb};
 use crate::secret::Secret;
 use crate::secret::Secrets;
-use crate::state::{Action, Cache, Coalescer, Files, History, Limiter, Off};
+use crate::state::{Action, Cache, Coalescer, Files, History, KeyStore, Limiter, Off};
 use crate::upstream::{ByteBudget, Upstream};
 
 use attempt::Answering;
@@ -82,6 +85,8 @@ pub struct Gateway<'a, U, S> {
     pub coalescer: &'a dyn Coalescer,
     /// Where generations run apart from their clients; [`Off`] by default.
     pub runner: &'a dyn Runner,
+    /// The managed keys; [`Off`] by default (only `IMAGEGATE_KEYS`).
+    pub key_store: &'a dyn KeyStore,
 }
 
 /// The state a gateway keeps when it is given none.
@@ -106,7 +111,13 @@ impl<'a, U, S> Gateway<'a, U, S> {
             files: &OFF,
             files_secret: OnceCell::new(),
             runner: &OFF,
+            key_store: &OFF,
         }
+    }
+
+    /// This gateway with managed keys, their exact counters in `limiter`.
+    pub fn with_managed_keys(self, key_store: &'a dyn KeyStore, limiter: &'a dyn Limiter) -> Self {
+        Gateway { key_store, limiter, ..self }
     }
 
     /// This gateway with a place to run generations apart from their clients.
@@ -125,9 +136,9 @@ impl<'a, U, S> Gateway<'a, U, S> {
         Gateway { coalescer, ..self }
     }
 
-    /// This gateway with state: a response cache, a history and limits.
-    pub fn with_state(self, cache: &'a dyn Cache, history: &'a dyn History, limiter: &'a dyn Limiter) -> Self {
-        Gateway { cache, history, limiter, ..self }
+    /// This gateway with state: a response cache and a history.
+    pub fn with_state(self, cache: &'a dyn Cache, history: &'a dyn History) -> Self {
+        Gateway { cache, history, ..self }
     }
 }
 
@@ -183,6 +194,19 @@ enum Route<'p> {
     },
     /// A generation, answered in the caller's shape.
     Generations(Shape),
+    /// `GET /api/v1/key`: the calling key, with its usage and limits.
+    CurrentKey,
+    /// `GET /api/v1/keys` (a page) and `POST /api/v1/keys` (a new key): management keys only.
+    Keys {
+        create: bool,
+    },
+    /// `GET`, `PATCH` or `DELETE /api/v1/keys/{hash}`: management keys only.
+    Key {
+        hash: &'p str,
+        verb: KeyVerb,
+    },
+    /// `GET /v1/usage`: spend and outcomes, grouped.
+    Usage,
     /// A known path, another method; carries the methods the path allows.
     WrongMethod(&'static str),
     Unknown,
@@ -205,6 +229,20 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
         ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
         ("GET", "/v1/actions") => Route::Actions,
+        ("GET", "/v1/usage") => Route::Usage,
+        ("GET", "/api/v1/key") => Route::CurrentKey,
+        ("GET", "/api/v1/keys") => Route::Keys { create: false },
+        ("POST", "/api/v1/keys") => Route::Keys { create: true },
+        (_, _) if path.starts_with("/api/v1/keys/") && !path["/api/v1/keys/".len()..].is_empty() && !path["/api/v1/keys/".len()..].contains('/') => {
+            let hash = &path["/api/v1/keys/".len()..];
+            match method {
+                "GET" => Route::Key { hash, verb: KeyVerb::Read },
+                "PATCH" => Route::Key { hash, verb: KeyVerb::Update },
+                "DELETE" => Route::Key { hash, verb: KeyVerb::Delete },
+                _ => Route::WrongMethod("GET, PATCH, DELETE, OPTIONS"),
+            }
+        }
+        (_, "/api/v1/keys") => Route::WrongMethod("GET, POST, OPTIONS"),
         ("GET", "/api/v1/generation") => Route::OpenRouterGeneration,
         ("POST", _) if path.starts_with("/v1/actions/") && path.ends_with("/cancel") && path.len() > "/v1/actions//cancel".len() => {
             Route::Cancel { id: &path["/v1/actions/".len()..path.len() - "/cancel".len()] }
@@ -224,7 +262,9 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
             let (author, slug) = endpoints.expect("checked");
             Route::Endpoints { author, slug }
         }
-        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation" | "/v1/routes") => Route::WrongMethod("GET, OPTIONS"),
+        (_, "/healthz" | "/v1/models" | "/api/v1/images/models" | "/v1/actions" | "/api/v1/generation" | "/v1/routes" | "/v1/usage" | "/api/v1/key") => {
+            Route::WrongMethod("GET, OPTIONS")
+        }
         (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
         (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
@@ -250,23 +290,28 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
                 .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
-            Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))),
-            Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))),
-            Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)),
+            Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))).await,
+            Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))).await,
+            Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)).await,
             Route::Actions => self.actions(head, &mut cx).await,
             Route::Action { id } => self.action(head, id, &mut cx).await,
             Route::Cancel { id } => self.cancel(head, id, &mut cx).await,
             Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
             Route::File { id } => self.file(head, id, &mut cx).await,
-            Route::Routes => self.routes(head, &mut cx),
+            Route::Routes => self.routes(head, &mut cx).await,
             Route::Named { selector, verb: Verb::Use } => self.generate(head, body, Shape::OpenAi, Some(selector), &mut cx).await,
             Route::Named { selector, verb } => self.named_route(head, selector, verb, &mut cx).await,
             Route::Generations(shape) => self.generate(head, body, shape, None, &mut cx).await,
+            Route::CurrentKey => self.current_key(head, &mut cx).await,
+            Route::Keys { create: false } => self.list_keys(head, &mut cx).await,
+            Route::Keys { create: true } => self.create_key(head, body, &mut cx).await,
+            Route::Key { hash, verb } => self.key(head, hash, verb, body, &mut cx).await,
+            Route::Usage => self.usage(head, &mut cx).await,
             Route::WrongMethod(allow) => Err(GatewayError::method_not_allowed(&head.method, &head.path, allow)),
             Route::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!(
-                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images, GET /api/v1/images/models, GET /v1/actions and GET /v1/routes.",
+                    "Unknown route: {} {}. This gateway serves POST /v1/images/generations, GET /v1/models, POST /api/v1/images, GET /api/v1/images/models, GET /v1/actions, GET /v1/routes, GET /v1/usage and /api/v1/keys.",
                     head.method, head.path
                 ),
             )
@@ -284,6 +329,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             _ => None,
         };
         let flight = Self::flight_end(&mut cx, &reply, body);
+        if cx.generation && (200..300).contains(&reply.status) && cx.cost_usd.is_none() {
+            cx.unpriced.get_or_insert_with(|| "its model has no price for this answer".to_owned());
+        }
+        self.settle(&mut cx).await;
         let store = cx.store.take();
         let files = cx.kept.as_mut().map(|kept| std::mem::take(&mut kept.pending)).unwrap_or_default();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
@@ -293,8 +342,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
     /// key, like an unknown id, gets a 404).
     async fn action(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
-        let action = self.with_urls(head, self.found_action(reader, id).await?);
+        let reader = self.reader(head, cx).await?;
+        let action = self.with_urls(head, self.found_action(&reader, id).await?);
         let mut reply = Reply::json(200, serde_json::to_vec(&action).expect("an action always serialises"));
         if run::unfinished(&action) {
             reply.headers.push(("retry-after", self.retry_after_secs(&action).await.to_string()));
@@ -304,42 +353,83 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
 
     /// `GET /api/v1/generation?id=`: the same record in OpenRouter's generation shape.
     async fn openrouter_generation(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
+        let reader = self.reader(head, cx).await?;
         let id = openrouter_generation::requested_id(head.query.as_deref())?;
-        let action = self.found_action(reader, &id).await?;
+        let action = self.found_action(&reader, &id).await?;
         Ok(Reply::json(200, openrouter_generation::body(&action)))
     }
 
-    /// The label of the gateway key `head` authenticates with, noted as the request's caller.
-    /// The management key is refused here (a 403): it reads, and never generates.
-    fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<&'a str, GatewayError> {
-        match self.reader(head, cx)? {
-            Reader::Key(key) => Ok(key),
-            Reader::Management => Err(GatewayError::new(
+    /// The gateway key `head` authenticates with, noted as the request's caller. A management
+    /// key is refused here (a 403): it reads and manages, and never generates.
+    async fn caller(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Caller, GatewayError> {
+        match self.reader(head, cx).await? {
+            Reader::Key(caller) => Ok(caller),
+            Reader::Management(_) => Err(GatewayError::new(
                 ErrorKind::Forbidden,
-                "The management key reads actions, files and routes; it cannot generate or cancel. Use a gateway key.",
+                "A management key reads actions, files, routes and usage, and manages keys; it cannot generate or cancel. Use a gateway key.",
             )
             .with_code("management_key")),
         }
     }
 
     /// Who calls, noted as the request's caller: a gateway key, which sees its own records, or
-    /// the management key (the secret [`ADMIN_KEY_SECRET`]), which sees everyone's. Where a job
-    /// runs, its kept key label stands for the key (a key removed since is refused).
-    fn reader(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reader<'a>, GatewayError> {
+    /// a management key (the secret [`ADMIN_KEY_SECRET`], or a managed key made one), which sees
+    /// everyone's. Keys of `IMAGEGATE_KEYS` are checked first, without a lookup; then the key
+    /// store. Where a job runs, its kept owner stands for the key (a key gone since is refused).
+    async fn reader(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reader, GatewayError> {
         let reader = match (head.in_runner, &head.caller_label) {
-            (true, Some(label)) => self.keys.label(label).map(Reader::Key).ok_or_else(|| {
-                GatewayError::new(ErrorKind::InvalidApiKey, "The gateway key that asked for this generation is no longer accepted.")
-                    .with_code("invalid_api_key")
-            }),
-            _ => match authenticate(head.authorization.as_deref(), self.keys) {
-                Ok(key) => Ok(Reader::Key(key)),
-                Err(_) if self.is_management(head) => Ok(Reader::Management),
-                Err(error) => Err(error),
-            },
-        }?;
-        cx.key = Some(reader.key().unwrap_or(MANAGEMENT_LABEL).to_owned());
+            (true, Some(owner)) => self.job_owner(owner).await?,
+            _ => self.authenticate(head).await?,
+        };
+        cx.key = Some(reader.caller().owner.clone());
         Ok(reader)
+    }
+
+    async fn authenticate(&self, head: &RequestHead) -> Result<Reader, GatewayError> {
+        let token = crate::auth::token(head.authorization.as_deref())?;
+        if let Some(label) = self.keys.check(token) {
+            return Ok(Reader::Key(Caller::fixed(label)));
+        }
+        if self.is_management(head) {
+            return Ok(Reader::Management(Caller::fixed(MANAGEMENT_LABEL)));
+        }
+        if self.key_store.available() && token.starts_with(crate::keys::KEY_PREFIX) {
+            if let Some(record) = self.managed_key(&crate::auth::key_digest_hex(token)).await? {
+                return Ok(match record.management {
+                    true => Reader::Management(Caller::managed(record)),
+                    false => Reader::Key(Caller::managed(record)),
+                });
+            }
+        }
+        if self.keys.is_empty() && !self.key_store.available() && self.secrets.get(ADMIN_KEY_SECRET).is_none() {
+            return Err(crate::auth::no_keys());
+        }
+        Err(crate::auth::unauthorized("Incorrect API key provided."))
+    }
+
+    /// The managed key `hash`, if it exists; a disabled or expired one is a 401 saying so.
+    async fn managed_key(&self, hash: &str) -> Result<Option<crate::keys::KeyRecord>, GatewayError> {
+        let record = self.key_store.find(hash).await.map_err(|detail| storage_unavailable("The key store", detail))?;
+        match record {
+            Some(record) => match record.refused(self.clock.now_ms()) {
+                Some(why) => Err(crate::auth::unauthorized(why)),
+                None => Ok(Some(record)),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// The gateway key a job was asked with, by its kept owner.
+    async fn job_owner(&self, owner: &str) -> Result<Reader, GatewayError> {
+        if let Some(label) = self.keys.label(owner) {
+            return Ok(Reader::Key(Caller::fixed(label)));
+        }
+        if crate::keys::is_hash(owner) {
+            if let Some(record) = self.managed_key(owner).await?.filter(|record| !record.management) {
+                return Ok(Reader::Key(Caller::managed(record)));
+            }
+        }
+        Err(crate::auth::unauthorized("The gateway key that asked for this generation is no longer accepted."))
     }
 
     /// Whether the request carries the management key (looked up only when a gateway key failed).
@@ -349,13 +439,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
 
     /// The action `id` if `reader` may see it: `Ok(None)` whether it is another key's or none
     /// at all (the caller answers both alike), `Err` (a 503) when the history could not be read.
-    async fn own_action(&self, reader: Reader<'_>, id: &str) -> Result<Option<Action>, GatewayError> {
+    async fn own_action(&self, reader: &Reader, id: &str) -> Result<Option<Action>, GatewayError> {
         let action = self.history.read(id).await.map_err(history_unavailable)?;
         Ok(action.filter(|action| reader.key().is_none_or(|key| action.key.as_deref() == Some(key))))
     }
 
     /// [`own_action`](Self::own_action), with a missing one as the 404 `action_not_found`.
-    async fn found_action(&self, reader: Reader<'_>, id: &str) -> Result<Action, GatewayError> {
+    async fn found_action(&self, reader: &Reader, id: &str) -> Result<Action, GatewayError> {
         let not_found = || GatewayError::new(ErrorKind::NotFound, format!("No action '{id}' for this key.")).with_code("action_not_found");
         self.own_action(reader, id).await?.ok_or_else(not_found)
     }
@@ -363,18 +453,18 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `GET /v1/actions`: a page of the caller's history, newest first, in OpenAI's list
     /// convention. The cursor `after` must be one of the caller's own actions.
     async fn actions(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
+        let reader = self.reader(head, cx).await?;
         let mut query = ListQuery::parse(head.query.as_deref())?;
         if let Some(route) = &query.route {
             let route = routes::find(self.config, route, reader.key())
                 .map_err(|_| GatewayError::invalid_param("route", format!("'route' is '{route}', which is no route this key may use.")))?;
             query.route_id = Some(route.id.clone());
         }
-        self.list_actions(head, reader, query).await
+        self.list_actions(head, &reader, query).await
     }
 
     /// A page of the history `reader` may see, for `query`.
-    async fn list_actions(&self, head: &RequestHead, reader: Reader<'_>, query: ListQuery) -> Result<Reply<U::Body>, GatewayError> {
+    async fn list_actions(&self, head: &RequestHead, reader: &Reader, query: ListQuery) -> Result<Reply<U::Body>, GatewayError> {
         if !self.history.keeps() {
             return Err(not_recorded());
         }
@@ -392,13 +482,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     }
 
     /// A catalogue route: authenticate, then answer what `list` writes from the configuration.
-    fn catalogue(
+    async fn catalogue(
         &self,
         head: &RequestHead,
         cx: &mut RequestContext,
         list: impl FnOnce(&Config) -> Result<Vec<u8>, GatewayError>,
     ) -> Result<Reply<U::Body>, GatewayError> {
-        self.caller(head, cx)?;
+        self.caller(head, cx).await?;
         Ok(Reply::json(200, list(self.config)?))
     }
 
@@ -415,10 +505,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         via: Option<&str>,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
-        let key = self.caller(head, cx)?;
+        let caller = self.caller(head, cx).await?;
+        let key = caller.owner.as_str();
         cx.generation = true;
         let route = via.map(|selector| routes::find(self.config, selector, Some(key))).transpose()?;
-        self.limiter.admit(key, self.clock.now_ms()).await?;
         let raw = body.read(self.config.max_body_bytes).await?;
         let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
         if shape == Shape::OpenRouter {
@@ -429,6 +519,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             None => self.route_in_model(&mut fields, key)?,
         };
         if let Some(route) = route {
+            admission::permit_route(&caller, route)?;
             routes::apply(route, &mut fields, head.imagegate_config.as_deref())?;
             cx.route_id = Some(route.id.clone());
         }
@@ -463,12 +554,14 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         }
         .with_request(&router_fields);
         self.config.check_targets(&policy)?;
+        let most_usd = self.permit(&caller, &request, model, &policy)?;
         // A callback makes a request asynchronous; a preference for it is followed where a
         // runner is, else the request is answered in place (RFC 7240 lets a server ignore it).
         let asynchronous =
             callback.is_some() || jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
         if asynchronous && !head.in_runner {
             if self.runner.available() && cx.recorded {
+                self.admit(&caller, most_usd, cx).await?;
                 return self.hand_off(head, utf8(raw), &model.id, callback, cx).await;
             }
             if callback.is_some() {
@@ -488,6 +581,11 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 }
                 return Ok(hit);
             }
+        }
+        match head.in_runner {
+            // The request that handed the job over admitted it; its run settles it.
+            true => self.hold_admitted(&caller, cx),
+            false => self.admit(&caller, most_usd, cx).await?,
         }
         if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded {
             // Generated in its action's place, so that a client who hangs up loses nothing.

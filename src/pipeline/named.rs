@@ -19,16 +19,20 @@ use super::{Gateway, RequestContext};
 impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `GET /v1/routes`: the routes the caller may use (all of them for the management key),
     /// described, in OpenAI's list shape.
-    pub(super) fn routes(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
-        let data: Vec<Value> = routes::usable(self.config, reader.key()).map(|route| routes::describe(self.config, route)).collect();
+    pub(super) async fn routes(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        let reader = self.reader(head, cx).await?;
+        let record = reader.caller().record.as_ref();
+        let data: Vec<Value> = routes::usable(self.config, reader.key())
+            .filter(|route| record.is_none_or(|record| record.allows_route(&route.id)))
+            .map(|route| routes::describe(self.config, route))
+            .collect();
         Ok(Reply::json(200, serde_json::to_vec(&json!({"object": "list", "data": data})).expect("a list serialises")))
     }
 
     /// A route's description, history or statistics; a route the caller may not use is a 404,
     /// as one that does not exist.
     pub(super) async fn named_route(&self, head: &RequestHead, selector: &str, verb: Verb, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
-        let reader = self.reader(head, cx)?;
+        let reader = self.reader(head, cx).await?;
         let route = routes::find(self.config, selector, reader.key())?;
         match verb {
             Verb::Describe => Ok(Reply::json(200, serde_json::to_vec(&routes::describe(self.config, route)).expect("a route serialises"))),
@@ -38,9 +42,9 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                     return Err(GatewayError::invalid_param("route", "'route' is given by the path here; leave it out of the query."));
                 }
                 query.route_id = Some(route.id.clone());
-                self.list_actions(head, reader, query).await
+                self.list_actions(head, &reader, query).await
             }
-            Verb::Stats => self.route_stats(head, reader, route).await,
+            Verb::Stats => self.route_stats(head, &reader, route).await,
             Verb::Use => unreachable!("a route's use is a generation"),
         }
     }
@@ -48,13 +52,25 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// `GET /v1/routes/{…}/stats`: the caller's generations through `route` (everyone's for the
     /// management key), bucket by bucket,
     /// computed where the history is kept.
-    async fn route_stats(&self, head: &RequestHead, reader: Reader<'_>, route: &RouteConfig) -> Result<Reply<U::Body>, GatewayError> {
+    async fn route_stats(&self, head: &RequestHead, reader: &Reader, route: &RouteConfig) -> Result<Reply<U::Body>, GatewayError> {
         let query = StatsQuery::parse(head.query.as_deref(), self.clock.now_ms())?;
         if !self.history.keeps() {
             return Err(super::not_recorded());
         }
         let found = self.history.stats(reader.key(), &route.id, &query).await.map_err(super::history_unavailable)?;
         Ok(Reply::json(200, serde_json::to_vec(&route_stats::answer(&route.id, &query, found)).expect("stats serialise")))
+    }
+
+    /// `GET /v1/usage`: the caller's generations (everyone's for a management key) over a range,
+    /// grouped, computed where the history is kept.
+    pub(super) async fn usage(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
+        let reader = self.reader(head, cx).await?;
+        let query = crate::usage::UsageQuery::parse(head.query.as_deref(), self.clock.now_ms())?;
+        if !self.history.keeps() {
+            return Err(super::not_recorded());
+        }
+        let rows = self.history.usage(reader.key(), &query).await.map_err(super::history_unavailable)?;
+        Ok(Reply::json(200, serde_json::to_vec(&crate::usage::answer(&query, rows)).expect("usage serialises")))
     }
 
     /// The route a generation's `model` names (`route:owner/name` or `route:<id>`), taken out of

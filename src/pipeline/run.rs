@@ -72,9 +72,15 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let job = self.job(head, body, model, callback, cx);
         match self.runner.start(&job).await {
             Ok(()) => {}
+            // Not started: this request's ticket is settled at nothing.
             Err(RunFailure::NotStarted(detail)) => return Err(storage_unavailable("The action runner", detail)),
-            Err(RunFailure::Lost(detail)) => return Err(detached(&job.queued.id, detail)),
+            Err(RunFailure::Lost(detail)) => {
+                cx.ticket = None;
+                return Err(detached(&job.queued.id, detail));
+            }
         }
+        // The run settles the admitted generation.
+        cx.ticket = None;
         cx.handed_off = true;
         let id = job.queued.id.clone();
         let mut reply = Reply::json(202, serde_json::to_vec(&job.queued).expect("an action serialises"));
@@ -100,12 +106,16 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let job = self.job(head, body, model, None, cx);
         match self.runner.run(&job).await {
             Ok(ran) => {
+                // The run settled the admitted generation.
+                cx.ticket = None;
                 cx.handed_off = true;
                 let headers = ran.headers.into_iter().filter_map(|(name, value)| relayed_header(&name).map(|name| (name, value))).collect();
                 Ok(Some(Reply { status: ran.status, headers, body: ReplyBody::Bytes(ran.body) }))
             }
             Err(RunFailure::NotStarted(_)) => Ok(None),
             Err(RunFailure::Lost(detail)) => {
+                // The run may settle it yet; else its hold lapses.
+                cx.ticket = None;
                 cx.handed_off = true;
                 Err(detached(&job.queued.id, detail))
             }
@@ -213,6 +223,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Err(error) => Some(jobs::ended_in_error(&job.queued, 502, format!("The run could not read its journal ({error}); it was not started."), now_ms)),
         };
         if let Some(action) = interrupted {
+            // A paid call's outcome is unknown: the key is charged what its generation held.
+            if let Some(owner) = job.head.caller_label.as_deref().filter(|owner| crate::keys::is_hash(owner)) {
+                let _ = self.limiter.settle(owner, &job.request_id, None, now_ms).await;
+            }
             let error = GatewayError::new(crate::error::ErrorKind::BadUpstream, action.error.clone().unwrap_or_default());
             let reply = Reply::error(&error);
             let log = crate::log::RequestLog {
@@ -239,8 +253,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// a finished one is answered as it is.
     pub(super) async fn cancel(&self, head: &RequestHead, id: &str, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         // A gateway key cancels its own actions; the management key only reads.
-        let reader = Reader::Key(self.caller(head, cx)?);
-        let action = self.found_action(reader, id).await?;
+        let reader = Reader::Key(self.caller(head, cx).await?);
+        let action = self.found_action(&reader, id).await?;
         let action = match unfinished(&action) {
             true => self.runner.cancel(id).await.map_err(|detail| storage_unavailable("The action runner", detail))?.unwrap_or(action),
             false => action,

@@ -137,7 +137,7 @@ fn codes(value: Value, param: &str) -> Result<Vec<u16>, GatewayError> {
 
 /// A map of strings within the metadata bounds: at most [`MAX_METADATA_ENTRIES`] entries, keys of
 /// at most [`MAX_METADATA_KEY_CHARS`] and values of at most [`MAX_METADATA_VALUE_CHARS`] characters.
-fn string_map(value: Value, param: &str) -> Result<BTreeMap<String, String>, GatewayError> {
+pub(crate) fn string_map(value: Value, param: &str) -> Result<BTreeMap<String, String>, GatewayError> {
     let map = object(value, param)?;
     if map.len() > MAX_METADATA_ENTRIES {
         return Err(GatewayError::invalid_param(param, format!("'{param}' has {} entries; at most {MAX_METADATA_ENTRIES} are allowed.", map.len())));

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod fields;
+pub(crate) use fields::string_map;
 
 pub use backoff::{backoff_ms, retry_after_ms};
 pub use fields::{take_router_fields, Identity, RouterFields, MAX_RETRY_COUNT, ROUTER_FIELDS};

@@ -233,6 +233,27 @@ pub struct Generated {
     pub images: Vec<Image>,
     /// The cost the provider reported (OpenRouter's `usage.cost`), in US dollars.
     pub cost_usd: Option<f64>,
+    /// The tokens the provider reported billing (gpt-image's `usage`), priced by the model's
+    /// token lines.
+    pub tokens: Option<Tokens>,
+}
+
+/// The tokens an answer billed, as the upstream reported them (gpt-image's `usage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Prompt tokens that were text.
+    pub input_text: u64,
+    /// Prompt tokens that were images (edits).
+    pub input_image: u64,
+    /// Tokens of the generated images.
+    pub output: u64,
+}
+
+impl Tokens {
+    /// Both calls' tokens together.
+    pub fn plus(self, other: Tokens) -> Tokens {
+        Tokens { input_text: self.input_text + other.input_text, input_image: self.input_image + other.input_image, output: self.output + other.output }
+    }
 }
 
 /// Where a call stands after an answer.

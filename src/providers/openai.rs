@@ -67,6 +67,38 @@ pub fn wire_body(request: &ImageRequest, model: Option<&str>) -> Vec<u8> {
 struct Answer {
     #[serde(default)]
     data: Vec<AnswerImage>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// gpt-image's `usage`: the tokens billed.
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<InputDetails>,
+}
+
+#[derive(Deserialize)]
+struct InputDetails {
+    #[serde(default)]
+    text_tokens: Option<u64>,
+    #[serde(default)]
+    image_tokens: u64,
+}
+
+impl Usage {
+    /// The tokens by kind (input without details counts as text).
+    fn tokens(&self) -> super::Tokens {
+        let (text, image) = match &self.input_tokens_details {
+            Some(details) => (details.text_tokens.unwrap_or(self.input_tokens.saturating_sub(details.image_tokens)), details.image_tokens),
+            None => (self.input_tokens, 0),
+        };
+        super::Tokens { input_text: text, input_image: image, output: self.output_tokens }
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,7 +130,8 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
     if images.is_empty() {
         return Err(errors::no_images(id));
     }
-    Ok(Progress::Done(Generated { images, cost_usd: None }))
+    let tokens = answer.usage.as_ref().map(Usage::tokens);
+    Ok(Progress::Done(Generated { images, cost_usd: None, tokens }))
 }
 
 #[derive(Deserialize)]

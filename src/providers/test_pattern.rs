@@ -78,7 +78,7 @@ pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
             revised_prompt: None,
         })
         .collect();
-    Ok(Generated { images, cost_usd: None })
+    Ok(Generated { images, cost_usd: None, tokens: None })
 }
 
 fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {

@@ -18,7 +18,7 @@ use imagegate::jobs::{Journal, Journaled, MemoryRunner};
 use imagegate::pipeline::FlightEnd;
 use imagegate::pipeline::{Gateway, Handled};
 use imagegate::secret::{Secret, Secrets};
-use imagegate::state::{Cache, Files, History, MemoryCache, MemoryFiles, MemoryHistory, MemoryLimiter, Pending, ScriptedCoalescer};
+use imagegate::state::{Cache, Files, History, MemoryCache, MemoryFiles, MemoryHistory, MemoryKeys, MemoryLimiter, Pending, ScriptedCoalescer};
 use imagegate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamReply, UpstreamRequest};
 use serde_json::Value;
 
@@ -45,6 +45,15 @@ pub struct FixedDraw(pub f64);
 impl Random for FixedDraw {
     fn unit(&self) -> f64 {
         self.0
+    }
+
+    /// Distinct bytes on every call (new keys differ), the same in every run.
+    fn fill(&self, bytes: &mut [u8]) {
+        static DRAWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let draw = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = draw.wrapping_mul(31).wrapping_add(i as u8);
+        }
     }
 }
 
@@ -270,8 +279,10 @@ pub struct Harness {
     /// [`Harness::keeping_files`]); those kept after the answer are stored as the edge does.
     pub files: MemoryFiles,
     pub keep_files: bool,
-    /// Admits every key unless a test lowers `allowed`.
+    /// The managed keys' counters.
     pub limiter: MemoryLimiter,
+    /// The managed keys ([`Harness::managed_key`] adds one).
+    pub key_store: MemoryKeys,
     /// Leads every claim unless a test queues other outcomes.
     pub coalescer: ScriptedCoalescer,
     /// Keeps the jobs of asynchronous requests for [`Harness::run_job`].
@@ -303,10 +314,22 @@ impl Harness {
             history: MemoryHistory::default(),
             files: MemoryFiles::default(),
             keep_files: false,
-            limiter: MemoryLimiter { allowed: u32::MAX, ..MemoryLimiter::default() },
+            limiter: MemoryLimiter::default(),
+            key_store: MemoryKeys::default(),
             coalescer: ScriptedCoalescer::default(),
             runner: MemoryRunner::default(),
         }
+    }
+
+    /// Creates a managed key with `fields` (the key API's, e.g. `{"rpm": 1}`) through
+    /// `POST /api/v1/keys` with the management key; returns the key and its hash.
+    pub fn managed_key(&self, fields: Value) -> (String, String) {
+        let mut body = fields;
+        body["name"] = Value::from("test key");
+        let created = self.serve("POST", "/api/v1/keys", Some(&format!("Bearer {MANAGEMENT_KEY}")), &body.to_string(), vec![]);
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+        let json = created.json();
+        (json["key"].as_str().unwrap().to_owned(), json["data"]["hash"].as_str().unwrap().to_owned())
     }
 
     /// Serves one request against `script`; returns the status, headers, body and upstream calls.
@@ -350,7 +373,8 @@ impl Harness {
         head.base.get_or_insert_with(|| BASE.to_owned());
         let upstream = FakeUpstream::new(&self.clock, script);
         let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw)
-            .with_state(&self.cache, &self.history, &self.limiter)
+            .with_state(&self.cache, &self.history)
+            .with_managed_keys(&self.key_store, &self.limiter)
             .with_coalescer(&self.coalescer)
             .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
@@ -391,7 +415,8 @@ impl Harness {
         let upstream = FakeUpstream::new(&self.clock, script);
         let journaled = Journaled { inner: &upstream, journal };
         let gateway = Gateway::new(&self.config, &self.keys, &journaled, &FixedSecrets, &self.clock, &self.draw)
-            .with_state(&self.cache, &self.history, &self.limiter)
+            .with_state(&self.cache, &self.history)
+            .with_managed_keys(&self.key_store, &self.limiter)
             .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
         let Handled { reply, log, action, files, .. } = block_on(gateway.run(&job, journal));
