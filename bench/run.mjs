@@ -40,10 +40,13 @@ const SCENARIOS = [
   // As the sixth, and every generation runs in its action's Durable Object (the runner, storage
   // in memory), so that a client who hangs up loses nothing: what that durability costs.
   { name: 'small answer, generated in a Durable Object (imagegate), concurrency 1', answer: 'durable', connections: 1 },
+  // As the sixth, with a managed key that has limits and a budget: its counters (a Durable
+  // Object per key) admit each generation before its call and settle it after.
+  { name: 'small answer, actions recorded, managed key with limits (imagegate), concurrency 1', answer: 'limited', connections: 1 },
 ];
 
 /** What the targets other than imagegate relay for a scenario's answer. */
-const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small' };
+const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small' };
 
 function fmt(value, digits = 2) {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
@@ -96,6 +99,7 @@ async function main() {
   const imagegate = await startImagegate(RUN, upstream, bundle);
   const recording = await startImagegate(RUN, upstream, bundle, { recording: true });
   const durable = await startImagegate(RUN, upstream, bundle, { recording: true, durable: true });
+  const limited = await startImagegate(RUN, upstream, bundle, { recording: true, limited: true });
   const targets = QUICK ? [relay, inspecting, imagegate] : [upstream, relay, inspecting, imagegate, await startPortkey(RUN, upstream)];
   const results = {};
   for (const [index, scenario] of SCENARIOS.entries()) {
@@ -103,7 +107,7 @@ async function main() {
     results[scenario.name] = {};
     for (const listed of targets) {
       // The recording scenario measures the deployment with a history in imagegate's place.
-      const stateful = { recorded: recording, 'recorded-big': recording, durable }[scenario.answer];
+      const stateful = { recorded: recording, 'recorded-big': recording, durable, limited }[scenario.answer];
       const target = stateful && listed.name === 'imagegate' ? stateful : listed;
       const figures = measure(target, scenario);
       results[scenario.name][listed.name] = figures;

@@ -14,3 +14,7 @@ if ! grep -q '^IMAGEGATE_FILES_SECRET=' .dev.vars; then
   printf '\n# Signs the URLs of stored images (drawn at random by scripts/dev-vars.sh).\nIMAGEGATE_FILES_SECRET="%s"\n' "$secret" >> .dev.vars
   echo "dev-vars: added a random IMAGEGATE_FILES_SECRET to .dev.vars" >&2
 fi
+if ! grep -q '^IMAGEGATE_ADMIN_KEY=' .dev.vars; then
+  printf '\n# The local management key (see .dev.vars.example).\nIMAGEGATE_ADMIN_KEY="sk-imagegate-dev-admin"\n' >> .dev.vars
+  echo "dev-vars: added the local management key to .dev.vars" >&2
+fi

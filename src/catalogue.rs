@@ -17,11 +17,17 @@ pub fn openai_models(config: &Config) -> Vec<u8> {
         object: &'static str,
         created: u64,
         owned_by: &'a str,
+        /// Whether the model has a price: an unpriced one's cost is unknown (never 0), and a
+        /// key with a budget may not use it.
+        priced: bool,
     }
     let data: Vec<Model> = config
         .models
         .iter()
-        .flat_map(|m| std::iter::once(&m.id).chain(&m.aliases).map(move |id| Model { id, object: "model", created: m.created, owned_by: &m.provider }))
+        .flat_map(|m| {
+            let priced = !m.pricing.is_empty();
+            std::iter::once(&m.id).chain(&m.aliases).map(move |id| Model { id, object: "model", created: m.created, owned_by: &m.provider, priced })
+        })
         .collect();
     to_json(&json!({ "object": "list", "data": data }))
 }
@@ -156,7 +162,7 @@ mod tests {
         assert_eq!(list["object"], "list");
         let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["imagegate/test-pattern", "test", "together/flux", "bfl/flux-pro"]);
-        assert_eq!(list["data"][1], json!({"id": "test", "object": "model", "created": 1700000000, "owned_by": "imagegate"}));
+        assert_eq!(list["data"][1], json!({"id": "test", "object": "model", "created": 1700000000, "owned_by": "imagegate", "priced": true}));
     }
 
     #[test]

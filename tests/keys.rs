@@ -142,6 +142,9 @@ fn a_key_with_a_budget_may_not_use_an_unpriced_model() {
     let served = generate(&h, &unlimited, r#"{"prompt":"p","model":"imagegate/test-pattern"}"#, vec![]);
     let log: serde_json::Value = serde_json::from_str(&served.log_line).unwrap();
     assert_eq!((served.status, log["unpriced"].as_str()), (200, Some("its model has no price for this answer")));
+    let models = call(&h, "GET", "/v1/models", GATEWAY_KEY, "").json();
+    let priced = |id: &str| models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["priced"].as_bool();
+    assert_eq!((priced("imagegate/test-pattern"), priced("gpt-image-1")), (Some(false), Some(true)), "GET /v1/models flags unpriced models");
 }
 
 #[test]
@@ -218,4 +221,14 @@ fn an_asynchronous_generation_is_admitted_when_handed_over_and_settled_by_its_ru
     let ran = h.run_job(&MemoryJournal(std::cell::Cell::new(0)), vec![answer(200, OK)]);
     assert_eq!(ran.status, 200);
     assert_eq!((usage(h.clock.0.get()).held, usage(h.clock.0.get()).total), (0, 40_000), "settled by the run");
+}
+
+#[test]
+fn a_static_keys_usage_comes_from_its_recorded_actions() {
+    let h = Harness::long();
+    generate(&h, GATEWAY_KEY, GPT, vec![answer(200, OK)]);
+    generate(&h, GATEWAY_KEY, GPT, vec![answer(200, OK)]);
+    let own = call(&h, "GET", "/api/v1/key", GATEWAY_KEY, "").json();
+    assert_eq!((own["data"]["usage"].as_f64(), own["data"]["usage_daily"].as_f64(), own["data"]["limit"].as_f64()), (Some(0.08), Some(0.08), None));
+    assert_eq!(call(&h, "GET", "/api/v1/key", OTHER_GATEWAY_KEY, "").json()["data"]["usage"].as_f64(), Some(0.0));
 }

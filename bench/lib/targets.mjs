@@ -17,6 +17,8 @@ const UPSTREAM_BIN = path.join(ROOT, 'bench/upstream/target/release/bench-upstre
 const PORTKEY = path.join(ROOT, 'bench/peer/node_modules/@portkey-ai/gateway/build/start-server.js');
 
 const GATEWAY_KEY = 'sk-bench-gateway-key';
+/** A managed key (`limits`): found in the D1 stand-in, counted in its Durable Object. */
+const MANAGED_KEY = `sk-ig-v1-${'ab'.repeat(32)}`;
 const PROVIDER_KEY = 'sk-bench-provider-key';
 
 /** Bundles the worker exactly as `wrangler deploy` would upload it; returns its files and wasm size. */
@@ -39,19 +41,22 @@ export function buildBundle(outDir) {
  * bindings, each the stand-in that stores nothing, `bench/fixtures/d1-memory.js`, and `r2` the R2
  * bindings, each the stand-in that keeps nothing, `bench/fixtures/r2-memory.js`.
  */
-function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 = [], runner = false }) {
+function workerdConfig({ runDir, port, modules, bindings, kv = [], d1 = [], r2 = [], runner = false, limits = null }) {
   const quote = JSON.stringify; // capnp string literals accept JSON's escapes
   const mods = modules.map((m) => `(name = ${quote(m.name)}, ${m.kind} = embed ${quote(path.relative(runDir, m.file))})`).join(',\n        ');
   const binds = [
     ...Object.entries(bindings).map(([k, v]) => `(name = ${quote(k)}, text = ${quote(v)})`),
     ...kv.map((name) => `(name = ${quote(name)}, kvNamespace = "kv")`),
-    ...d1.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:d1-memory"))`),
+    // With `limits`, the database answers the managed key's lookup with that record.
+    ...d1.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:d1-memory"${limits ? `, innerBindings = [(name = "KEY_RECORD", text = ${quote(JSON.stringify(limits))})]` : ''}))`),
     ...r2.map((name) => `(name = ${quote(name)}, wrapped = (moduleName = "bench:r2-memory"))`),
     ...(runner ? ['(name = "IMAGEGATE_RUNNER", durableObjectNamespace = "ActionRun")'] : []),
+    ...(limits ? ['(name = "IMAGEGATE_LIMITS", durableObjectNamespace = "KeyCounters")'] : []),
   ].join(',\n        ');
-  // The runner's Durable Objects, with their storage (and alarms) in memory.
-  const objects = runner
-    ? 'durableObjectNamespaces = [(className = "ActionRun", uniqueKey = "bench-action-run", enableSql = true)],\n      durableObjectStorage = (inMemory = void),'
+  // The runner's and the key counters' Durable Objects, with their storage (and alarms) in memory.
+  const classes = [...(runner ? ['ActionRun'] : []), ...(limits ? ['KeyCounters'] : [])];
+  const objects = classes.length
+    ? `durableObjectNamespaces = [${classes.map((c) => `(className = "${c}", uniqueKey = "bench-${c}", enableSql = true)`).join(', ')}],\n      durableObjectStorage = (inMemory = void),`
     : '';
   const standIn = (name) => `(name = "bench:${name}", esModule = embed ${quote(path.relative(runDir, path.join(ROOT, `bench/fixtures/${name}.js`)))}, internal = true)`;
   const standIns = [...(d1.length ? ['d1-memory'] : []), ...(r2.length ? ['r2-memory'] : [])];
@@ -138,10 +143,12 @@ export function startInspectingRelay(runDir, upstream) {
  * policy with retries and a fallback (configured, not triggered), aliases, the production
  * deadline, logging as in production. `inspectorPort` opens the inspector for profiling;
  * `recording` gives it a history and a file store (the D1 and R2 stand-ins), so that every generation records an action and keeps its images;
- * `durable` adds the runner, so that every generation runs in its action's Durable Object.
+ * `durable` adds the runner, so that every generation runs in its action's Durable Object;
+ * `limited` calls with a managed key with limits and a budget, counted in its Durable Object.
  */
-export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false, durable = false } = {}) {
-  const name = durable ? 'imagegate-durable' : recording ? 'imagegate-recording' : 'imagegate';
+export async function startImagegate(runDir, upstream, bundle, { inspectorPort, recording = false, durable = false, limited = false } = {}) {
+  const name = limited ? 'imagegate-limited' : durable ? 'imagegate-durable' : recording ? 'imagegate-recording' : 'imagegate';
+  const price = [{ cost_usd: 0.000001, unit: 'image' }];
   const port = await freePort();
   const config = {
     deadline_ms: 150000,
@@ -156,10 +163,10 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
     ],
     models: [
       { id: 'bench/small', provider: 'primary', upstream_model: 'gpt-image-1', aliases: ['gpt-image-1'],
-        policy: { fallbacks: [{ model: 'bench/small-backup' }] } },
-      { id: 'bench/small-backup', provider: 'backup', upstream_model: 'gpt-image-1' },
-      { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1', policy: { fallbacks: [{ model: 'bench/big-backup' }] } },
-      { id: 'bench/big-backup', provider: 'backup', upstream_model: 'gpt-image-1' },
+        policy: { fallbacks: [{ model: 'bench/small-backup' }] }, pricing: price },
+      { id: 'bench/small-backup', provider: 'backup', upstream_model: 'gpt-image-1', pricing: price },
+      { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1', policy: { fallbacks: [{ model: 'bench/big-backup' }] }, pricing: price },
+      { id: 'bench/big-backup', provider: 'backup', upstream_model: 'gpt-image-1', pricing: price },
       { id: 'imagegate/test-pattern', provider: 'imagegate' },
     ],
   };
@@ -177,6 +184,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
     d1: recording ? ['IMAGEGATE_DB'] : [],
     r2: recording ? ['IMAGEGATE_FILES'] : [],
     runner: durable,
+    limits: limited ? managedKeyRecord() : null,
   }));
   const args = ['serve', path.join(runDir, `${name}.capnp`)];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
@@ -184,11 +192,20 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
   return {
     name, label: durable ? 'imagegate in workerd, generating in Durable Objects' : recording ? 'imagegate in workerd, actions recorded with their images' : 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
-    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${GATEWAY_KEY}` }),
+    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${limited ? MANAGED_KEY : GATEWAY_KEY}` }),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     body: (answer) => (answer === 'cached'
       ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small' }[answer] ?? answer}`)),
+      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small' }[answer] ?? answer}`)),
+  };
+}
+
+/** The managed key's record: a budget, a rate and a parallel limit it never reaches. */
+function managedKeyRecord() {
+  return {
+    hash: createHash('sha256').update(MANAGED_KEY).digest('hex'), name: 'bench', label: 'sk-ig-v1-aba...abab',
+    limit: 1000000, limit_reset: 'monthly', expires_at: null, models: null, routes: null,
+    rpm: 100000, max_parallel: 1000, metadata: null, created_at: 0, updated_at: null,
   };
 }
 

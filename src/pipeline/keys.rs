@@ -8,9 +8,10 @@ use crate::auth::Reader;
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{IncomingBody, Reply, RequestHead};
 use crate::keys::{self, KeyPage, KeyRecord};
-use crate::limits::Usage;
+use crate::limits::{micros, LimitReset, Usage};
 use crate::secret::Secrets;
 use crate::upstream::Upstream;
+use crate::usage::{GroupBy, UsageQuery};
 
 use super::{storage_unavailable, Gateway, RequestContext};
 
@@ -62,12 +63,36 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         self.limiter.usage(hash, self.clock.now_ms()).await.map_err(|detail| storage_unavailable("The key's usage", detail))
     }
 
+    /// A static key's spend, from its recorded actions (it has no counters): all time, and this
+    /// UTC day, week and month. Zeros where nothing is recorded.
+    async fn recorded_usage(&self, owner: &str) -> Result<Usage, GatewayError> {
+        if !self.history.keeps() {
+            return Ok(Usage::default());
+        }
+        let now_ms = self.clock.now_ms();
+        let starts = [LimitReset::Daily, LimitReset::Weekly, LimitReset::Monthly].map(|reset| reset.period_start(now_ms));
+        let by_day = UsageQuery { group_by: GroupBy::Day, from_ms: starts[1].min(starts[2]), to_ms: now_ms + 1 };
+        let ever = UsageQuery { group_by: GroupBy::Key, from_ms: 0, to_ms: now_ms + 1 };
+        let failed = |detail| storage_unavailable("The key's usage", detail);
+        let days = self.history.usage(Some(owner), &by_day).await.map_err(failed)?;
+        let total = self.history.usage(Some(owner), &ever).await.map_err(failed)?;
+        let since = |start: u64| micros(days.iter().filter(|row| row.group.as_u64().is_some_and(|day| day * 1000 >= start)).map(|row| row.cost_usd).sum());
+        Ok(Usage {
+            total: micros(total.iter().map(|row| row.cost_usd).sum()),
+            daily: since(starts[0]),
+            weekly: since(starts[1]),
+            monthly: since(starts[2]),
+            ..Usage::default()
+        })
+    }
+
     /// `GET /api/v1/key`: the calling key, its usage and limits.
     pub(super) async fn current_key(&self, head: &RequestHead, cx: &mut RequestContext) -> Result<Reply<U::Body>, GatewayError> {
         let reader = self.reader(head, cx).await?;
         let caller = reader.caller();
         let usage = match &caller.record {
             Some(record) => self.usage_of(&record.hash).await?,
+            None if matches!(reader, Reader::Key(_)) => self.recorded_usage(&caller.owner).await?,
             None => Usage::default(),
         };
         let management = matches!(reader, Reader::Management(_));

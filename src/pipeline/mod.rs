@@ -401,7 +401,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 });
             }
         }
-        if self.keys.is_empty() && !self.key_store.available() && self.secrets.get(ADMIN_KEY_SECRET).is_none() {
+        // No static key and no management key: a managed key found above is the only way in.
+        if self.keys.is_empty() && self.secrets.get(ADMIN_KEY_SECRET).is_none() {
             return Err(crate::auth::no_keys());
         }
         Err(crate::auth::unauthorized("Incorrect API key provided."))

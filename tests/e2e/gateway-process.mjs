@@ -34,7 +34,7 @@ export const FILES_SECRET = 'e2e-files-secret';
  * same state. Resolves once the gateway answers
  * /healthz, with any status.
  */
-export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, runner = true, testScheduled = false }) {
+export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, runner = true, limits = true, testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -49,6 +49,9 @@ export async function startGateway({ config, secrets, sql = [], objects = [], mi
     // Generation apart from the client: one Durable Object per action (unless `runner: false`).
     ...(runner ? ['[[durable_objects.bindings]]', 'name = "IMAGEGATE_RUNNER"', 'class_name = "ActionRun"'] : []),
     '[[migrations]]', 'tag = "v2"', 'new_sqlite_classes = ["ActionRun"]',
+    // Managed keys' exact counters: one Durable Object per key (unless `limits: false`).
+    ...(limits ? ['[[durable_objects.bindings]]', 'name = "IMAGEGATE_LIMITS"', 'class_name = "KeyCounters"'] : []),
+    '[[migrations]]', 'tag = "v3"', 'new_sqlite_classes = ["KeyCounters"]',
     // Actions, on D1, with the project's migrations applied below before the gateway starts.
     '[[d1_databases]]', 'binding = "IMAGEGATE_DB"', 'database_name = "imagegate"', 'database_id = "imagegate-e2e"',
     `migrations_dir = ${JSON.stringify(path.join(ROOT, 'migrations'))}`,
