@@ -4,8 +4,10 @@
 //! A generation is *admitted* before its first upstream call: the rate and the parallel limit are
 //! checked, and the most it can cost is *held* against the budget under a ticket (the request's
 //! id). When it ends the ticket is *settled*: the hold goes and the real cost is spent. Holds
-//! and spend together never pass the limit, so concurrent requests cannot overspend; a hold whose
-//! settlement never comes (an isolate that died) lapses at its `until_ms`.
+//! and spend together never pass the limit, so concurrent requests cannot overspend (as long as
+//! a generation costs no more than its hold: the price's bound). A hold whose settlement never
+//! comes (an isolate that died mid-call) lapses at its `until_ms` and is spent in full, since the
+//! upstream may have billed; a settlement that comes after all replaces that charge.
 //!
 //! Amounts are whole micro-dollars, so that sums are exact.
 
@@ -56,7 +58,7 @@ impl LimitReset {
         match self {
             LimitReset::Daily => day,
             // 1970-01-01 was a Thursday: three days after a Monday.
-            LimitReset::Weekly => day - ((day / DAY_MS + 3) % 7) * DAY_MS,
+            LimitReset::Weekly => day.saturating_sub(((day / DAY_MS + 3) % 7) * DAY_MS),
             LimitReset::Monthly => month_start(now_ms),
         }
     }
@@ -143,6 +145,16 @@ impl Period {
     }
 }
 
+/// How long a lapsed hold's charge may still be replaced by its late settlement.
+const LAPSED_KEPT_MS: u64 = DAY_MS;
+
+/// What a settlement did: what the ticket held (none for a ticket not held) and what was spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    pub held: Option<u64>,
+    pub spent: u64,
+}
+
 /// A hold on the budget by a generation in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Hold {
@@ -180,6 +192,9 @@ pub struct Counters {
     /// When the generations of the last minute started, oldest first.
     started: VecDeque<u64>,
     holds: BTreeMap<String, Hold>,
+    /// Holds that lapsed unsettled, spent in full: what each charged and when.
+    #[serde(default)]
+    lapsed: BTreeMap<String, (u64, u64)>,
     total: u64,
     day: Period,
     week: Period,
@@ -220,13 +235,31 @@ impl Counters {
     }
 
     /// Ends `ticket`'s hold and spends `cost` (micro-dollars); `None` spends what was held (an
-    /// outcome nobody can tell, charged at its most). Returns what was spent. A ticket settled
-    /// already, or never admitted, spends `cost` all the same (a cost is never lost).
-    pub fn settle(&mut self, ticket: &str, cost: Option<u64>, now_ms: u64) -> u64 {
-        let held = self.holds.remove(ticket).map_or(0, |hold| hold.micros);
-        let spent = cost.unwrap_or(held);
+    /// outcome nobody can tell, charged at its most). A ticket whose hold lapsed has that charge
+    /// replaced by `cost`; a ticket settled already, or never admitted, spends `cost` all the
+    /// same (a cost is never lost).
+    pub fn settle(&mut self, ticket: &str, cost: Option<u64>, now_ms: u64) -> Settled {
+        self.lapse(now_ms);
+        let held = self.holds.remove(ticket).map(|hold| hold.micros);
+        if let Some((charged, at_ms)) = self.lapsed.remove(ticket) {
+            self.unspend(charged, at_ms);
+            let spent = cost.unwrap_or(charged);
+            self.spend(spent, now_ms);
+            return Settled { held: Some(charged), spent };
+        }
+        let spent = cost.unwrap_or(held.unwrap_or(0));
         self.spend(spent, now_ms);
-        spent
+        Settled { held, spent }
+    }
+
+    /// Takes back `micros` spent at `at_ms` (from each period that is still the current one).
+    fn unspend(&mut self, micros: u64, at_ms: u64) {
+        self.total = self.total.saturating_sub(micros);
+        for (period, reset) in [(&mut self.day, LimitReset::Daily), (&mut self.week, LimitReset::Weekly), (&mut self.month, LimitReset::Monthly)] {
+            if period.start_ms == reset.period_start(at_ms) {
+                period.micros = period.micros.saturating_sub(micros);
+            }
+        }
     }
 
     /// Spends `micros` at `now_ms`, with no ticket (a generation that needed no admission).
@@ -237,8 +270,9 @@ impl Counters {
         self.month.add(LimitReset::Monthly.period_start(now_ms), micros);
     }
 
-    /// What has been spent and is held at `now_ms`.
-    pub fn usage(&self, now_ms: u64) -> Usage {
+    /// What has been spent and is held at `now_ms` (holds past their time count as spent).
+    pub fn usage(&mut self, now_ms: u64) -> Usage {
+        self.lapse(now_ms);
         let live = self.holds.values().filter(|hold| hold.until_ms > now_ms);
         Usage {
             total: self.total,
@@ -250,12 +284,18 @@ impl Counters {
         }
     }
 
-    /// Forgets starts older than a minute and holds past their time.
+    /// Forgets starts older than a minute; spends the holds past their time in full.
     fn lapse(&mut self, now_ms: u64) {
         while self.started.front().is_some_and(|at| at + MINUTE_MS <= now_ms) {
             self.started.pop_front();
         }
-        self.holds.retain(|_, hold| hold.until_ms > now_ms);
+        let expired: Vec<String> = self.holds.iter().filter(|(_, hold)| hold.until_ms <= now_ms).map(|(ticket, _)| ticket.clone()).collect();
+        for ticket in expired {
+            let hold = self.holds.remove(&ticket).expect("listed");
+            self.spend(hold.micros, now_ms);
+            self.lapsed.insert(ticket, (hold.micros, now_ms));
+        }
+        self.lapsed.retain(|_, (_, at_ms)| *at_ms + LAPSED_KEPT_MS > now_ms);
     }
 }
 
@@ -301,9 +341,9 @@ mod tests {
         let mut counters = Counters::default();
         counters.admit(&ask("a", limits, 80_000, NOW)).unwrap();
         assert!(counters.admit(&ask("b", limits, 80_000, NOW)).is_err());
-        assert_eq!(counters.settle("a", Some(10_000), NOW), 10_000);
+        assert_eq!(counters.settle("a", Some(10_000), NOW), Settled { held: Some(80_000), spent: 10_000 });
         counters.admit(&ask("b", limits, 80_000, NOW)).unwrap();
-        assert_eq!(counters.settle("b", None, NOW), 80_000, "an unknown outcome spends what was held");
+        assert_eq!(counters.settle("b", None, NOW).spent, 80_000, "an unknown outcome spends what was held");
         let Err(Refusal::Budget { resets_at_ms, .. }) = counters.admit(&ask("c", limits, 80_000, NOW)) else { panic!() };
         assert_eq!(resets_at_ms, Some(LimitReset::Daily.next_start(NOW)));
         assert!(counters.admit(&ask("c", limits, 80_000, LimitReset::Daily.next_start(NOW))).is_ok(), "a new day, a new budget");
@@ -327,6 +367,18 @@ mod tests {
         assert_eq!(counters.admit(&ask("b", limits, 0, NOW)), Err(Refusal::Parallel { max_parallel: 1 }));
         assert!(counters.admit(&ask("a", limits, 0, NOW)).is_ok(), "the same ticket again is no second generation");
         assert!(counters.admit(&ask("b", limits, 0, NOW + 200_000)).is_ok(), "a's hold lapsed");
+    }
+
+    #[test]
+    fn a_lapsed_hold_is_spent_until_its_late_settlement_replaces_it() {
+        let limits = Limits { limit_micros: Some(100_000), ..Limits::default() };
+        let mut counters = Counters::default();
+        counters.admit(&ask("a", limits, 60_000, NOW)).unwrap();
+        assert_eq!(counters.usage(NOW + 200_000).total, 60_000, "the upstream may have billed: the hold is spent");
+        assert_eq!(counters.settle("a", Some(20_000), NOW + 300_000), Settled { held: Some(60_000), spent: 20_000 });
+        assert_eq!(counters.usage(NOW + 300_000).total, 20_000, "the real cost replaces the charge");
+        assert_eq!(counters.settle("a", Some(0), NOW + 300_000).spent, 0, "settling again spends nothing more");
+        assert_eq!(counters.usage(NOW + 300_000).total, 20_000);
     }
 
     #[test]

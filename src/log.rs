@@ -55,6 +55,9 @@ pub struct RequestLog {
     /// Why the answer's model has no price: its cost is unknown (never counted as 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unpriced: Option<String>,
+    /// What went amiss with a managed key's counters (a cost above its hold, a settlement lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
     /// Why an image the client got as a URL could not be stored (it got the image inline).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_error: Option<String>,

@@ -23,7 +23,7 @@ use crate::action_list::{self, Cursor, ListQuery};
 use crate::cache::entry::Stored;
 use crate::files::{FileMeta, NewFile};
 use crate::keys::KeyRecord;
-use crate::limits::{Ask, Counters, Refusal, Usage};
+use crate::limits::{Ask, Counters, Refusal, Settled, Usage};
 use crate::route_stats::{self, Bucket, StatsQuery};
 use crate::usage::{self, UsageQuery, UsageRow};
 use sha2::Digest as _;
@@ -122,7 +122,7 @@ pub trait Limiter {
     fn admit<'a>(&'a self, key: &'a str, ask: &'a Ask) -> Pending<'a, Result<Result<(), Refusal>, String>>;
 
     /// Settles `ticket` of `key` with what it cost (micro-dollars; `None`: what it held).
-    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<(), String>>;
+    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<Settled, String>>;
 
     /// What `key` has spent and holds.
     fn usage<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<Usage, String>>;
@@ -136,6 +136,11 @@ pub trait KeyStore {
     /// The key whose hash is `hash`, if there is one; it may be a few seconds old (see
     /// `docs/keys.md`), except in the place that changed it.
     fn find<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>>;
+
+    /// The key `hash` as stored now (for a change to it), past any cache.
+    fn find_fresh<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {
+        self.find(hash)
+    }
 
     /// A page of keys, oldest first.
     fn list(&self, include_disabled: bool, offset: u32, limit: u32) -> Pending<'_, Result<Vec<KeyRecord>, String>>;
@@ -236,8 +241,8 @@ impl Limiter for Off {
         Box::pin(async { Err("no counters".to_owned()) })
     }
 
-    fn settle<'a>(&'a self, _key: &'a str, _ticket: &'a str, _cost: Option<u64>, _now_ms: u64) -> Pending<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    fn settle<'a>(&'a self, _key: &'a str, _ticket: &'a str, cost: Option<u64>, _now_ms: u64) -> Pending<'a, Result<Settled, String>> {
+        Box::pin(async move { Ok(Settled { held: None, spent: cost.unwrap_or(0) }) })
     }
 
     fn usage<'a>(&'a self, _key: &'a str, _now_ms: u64) -> Pending<'a, Result<Usage, String>> {
@@ -465,13 +470,13 @@ impl Limiter for MemoryLimiter {
         Box::pin(async move { Ok(admitted) })
     }
 
-    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<(), String>> {
-        self.counters.borrow_mut().entry(key.to_owned()).or_default().settle(ticket, cost, now_ms);
-        Box::pin(async { Ok(()) })
+    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, Result<Settled, String>> {
+        let settled = self.counters.borrow_mut().entry(key.to_owned()).or_default().settle(ticket, cost, now_ms);
+        Box::pin(async move { Ok(settled) })
     }
 
     fn usage<'a>(&'a self, key: &'a str, now_ms: u64) -> Pending<'a, Result<Usage, String>> {
-        let usage = self.counters.borrow().get(key).map(|c| c.usage(now_ms)).unwrap_or_default();
+        let usage = self.counters.borrow_mut().get_mut(key).map(|c| c.usage(now_ms)).unwrap_or_default();
         Box::pin(async move { Ok(usage) })
     }
 }

@@ -232,3 +232,52 @@ fn a_static_keys_usage_comes_from_its_recorded_actions() {
     assert_eq!((own["data"]["usage"].as_f64(), own["data"]["usage_daily"].as_f64(), own["data"]["limit"].as_f64()), (Some(0.08), Some(0.08), None));
     assert_eq!(call(&h, "GET", "/api/v1/key", OTHER_GATEWAY_KEY, "").json()["data"]["usage"].as_f64(), Some(0.0));
 }
+
+#[test]
+fn a_job_refused_where_it_runs_still_frees_its_hold() {
+    use imagegate::http::RequestHead;
+    let h = Harness::long();
+    let (key, hash) = h.managed_key(json!({"limit": 1}));
+    let head = RequestHead {
+        method: "POST".into(),
+        path: "/v1/images/generations".into(),
+        content_type: Some("application/json".into()),
+        authorization: Some(format!("Bearer {key}")),
+        prefer: Some("respond-async".into()),
+        ..RequestHead::default()
+    };
+    assert_eq!(h.serve_head(head, GPT, vec![]).status, 202);
+    // The key loses the model while its job waits.
+    call(&h, "PATCH", &format!("/api/v1/keys/{hash}"), MANAGEMENT_KEY, r#"{"models":["imagegate/test-pattern"]}"#);
+    let ran = h.run_job(&MemoryJournal(std::cell::Cell::new(0)), vec![]);
+    assert_eq!(ran.status, 403);
+    let usage = futures_executor::block_on(h.limiter.usage(&hash, h.clock.0.get())).unwrap();
+    assert_eq!((usage.held, usage.in_flight, usage.total), (0, 0, 0), "settled at nothing");
+}
+
+#[test]
+fn an_answer_of_unknown_cost_is_charged_what_it_held_and_a_cost_past_its_hold_is_logged() {
+    let bounded = TOKEN_PRICED.replace(r#""max_tokens_per_image": 6240"#, r#""max_tokens_per_image": 1000"#);
+    let h = Harness::with_config(&CONFIG.replace(r#""models": ["#, &format!(r#""models": [{bounded}"#)));
+    let (key, hash) = h.managed_key(json!({"limit": 1}));
+    let body = r#"{"prompt":"a cat","model":"mock/tokens"}"#;
+    // `OK` reports no input or output tokens: its cost is unknown, never 0.
+    let unknown = generate(&h, &key, body, vec![answer(200, OK)]);
+    assert_eq!((unknown.status, unknown.header("x-imagegate-cost-usd")), (200, None));
+    let spent = |h: &Harness| futures_executor::block_on(h.limiter.usage(&hash, h.clock.0.get())).unwrap().total;
+    assert_eq!(spent(&h), 40_025, "5 prompt bytes × 0.000005 + 1000 × 0.00004, as held");
+    let over = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"input_tokens":5,"output_tokens":4160}}"#;
+    let served = generate(&h, &key, body, vec![answer(200, over)]);
+    let log: serde_json::Value = serde_json::from_str(&served.log_line).unwrap();
+    assert_eq!(log["budget"].as_str(), Some("the cost $0.166425 passed the $0.040025 held"));
+    assert_eq!(spent(&h), 40_025 + 166_425, "the real cost is spent all the same");
+}
+
+#[test]
+fn a_key_pasted_where_a_hash_belongs_is_never_repeated() {
+    let h = Harness::long();
+    let (key, _) = h.managed_key(json!({}));
+    let served = call(&h, "GET", &format!("/api/v1/keys/{key}"), MANAGEMENT_KEY, "");
+    assert_eq!(served.status, 404);
+    assert!(!served.everything_sent().contains(&key[10..]) && !served.log_line.contains(&key[10..]), "{}", served.log_line);
+}

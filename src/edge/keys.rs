@@ -81,6 +81,13 @@ impl KeyStore for D1Keys {
         })
     }
 
+    fn find_fresh<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {
+        Box::pin(async move {
+            forget(hash);
+            self.find(hash).await
+        })
+    }
+
     fn list(&self, include_disabled: bool, offset: u32, limit: u32) -> Pending<'_, Result<Vec<KeyRecord>, String>> {
         Box::pin(async move {
             let args = [JsValue::from_f64(f64::from(u8::from(include_disabled))), JsValue::from_f64(f64::from(limit)), JsValue::from_f64(f64::from(offset))];

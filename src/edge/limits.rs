@@ -5,15 +5,16 @@
 //! where a restarted object reads them back.
 //!
 //! `POST /admit` (an [`Ask`]) answers `{"admitted":true}` or the [`Refusal`]; `POST /settle`
-//! (`{ticket, cost, now_ms}`) ends a hold; `POST /usage` (`{now_ms}`) answers the [`Usage`].
+//! (`{ticket, cost, now_ms}`) ends a hold and answers the [`Settled`]; `POST /usage` answers
+//! the [`Usage`]. The object's own clock decides (the callers' `now_ms` is not used).
 
 use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
 
-use crate::limits::{Ask, Counters, Refusal, Usage};
+use crate::limits::{Ask, Counters, Refusal, Settled, Usage};
 use crate::state::{Limiter, Pending};
 
 /// The Durable Object namespace's binding name in `wrangler.toml`.
@@ -59,16 +60,21 @@ impl KeyCounters {
         Ok(())
     }
 
-    /// Decides with the counters (no await while they are borrowed), then keeps them.
+    /// Decides with the counters (no await while they are borrowed), then keeps them; when
+    /// they cannot be kept, the decision is taken back (its caller is told it failed).
     async fn change<T>(&self, decide: impl FnOnce(&mut Counters) -> T) -> Result<T> {
         self.load().await?;
-        let (decided, text) = {
+        let (decided, text, before) = {
             let mut counters = self.counters.borrow_mut();
             let counters = counters.as_mut().expect("loaded");
+            let before = counters.clone();
             let decided = decide(counters);
-            (decided, serde_json::to_string(&*counters).expect("counters serialise"))
+            (decided, serde_json::to_string(&*counters).expect("counters serialise"), before)
         };
-        self.state.storage().put(COUNTERS, text).await?;
+        if let Err(error) = self.state.storage().put(COUNTERS, text).await {
+            *self.counters.borrow_mut() = Some(before);
+            return Err(error);
+        }
         Ok(decided)
     }
 }
@@ -83,19 +89,23 @@ impl DurableObject for KeyCounters {
         let bad = |e: serde_json::Error| worker::Error::RustError(e.to_string());
         match req.path().as_str() {
             "/admit" => {
-                let ask: Ask = serde_json::from_str(&text).map_err(bad)?;
+                let mut ask: Ask = serde_json::from_str(&text).map_err(bad)?;
+                // The object's clock decides, so that every isolate's requests are on one time line.
+                ask.now_ms = Date::now().as_millis();
                 let decided = self.change(|counters| counters.admit(&ask)).await?;
                 Response::from_json(&Admitted { admitted: decided.is_ok(), refusal: decided.err() })
             }
             "/settle" => {
                 let settle: Settle = serde_json::from_str(&text).map_err(bad)?;
-                self.change(|counters| counters.settle(&settle.ticket, settle.cost, settle.now_ms)).await?;
-                Response::from_json(&Now { now_ms: settle.now_ms })
+                let now_ms = Date::now().as_millis();
+                let settled = self.change(|counters| counters.settle(&settle.ticket, settle.cost, now_ms)).await?;
+                Response::from_json(&settled)
             }
             "/usage" => {
-                let now: Now = serde_json::from_str(&text).map_err(bad)?;
-                self.load().await?;
-                let usage = self.counters.borrow().as_ref().map(|c| c.usage(now.now_ms)).unwrap_or_default();
+                let _asked: Now = serde_json::from_str(&text).map_err(bad)?;
+                let now_ms = Date::now().as_millis();
+                // Holds past their time are spent as they are read.
+                let usage = self.change(|counters| counters.usage(now_ms)).await?;
                 Response::from_json(&usage)
             }
             _ => Response::error("unknown", 404),
@@ -145,10 +155,10 @@ impl Limiter for EdgeLimiter<'_> {
         })
     }
 
-    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, std::result::Result<(), String>> {
+    fn settle<'a>(&'a self, key: &'a str, ticket: &'a str, cost: Option<u64>, now_ms: u64) -> Pending<'a, std::result::Result<Settled, String>> {
         Box::pin(async move {
             let body = serde_json::to_string(&Settle { ticket: ticket.to_owned(), cost, now_ms }).expect("a settlement serialises");
-            self.call::<Now>(key, "/settle", body).await.map(|_| ())
+            self.call(key, "/settle", body).await
         })
     }
 

@@ -139,6 +139,17 @@ impl Runner for EdgeRunner<'_> {
     }
 }
 
+/// Settles the ticket of `job`'s managed key (if it was asked with one) with `cost`, for a job
+/// that ends without running the pipeline to its end (cancelled, or never runnable).
+async fn settle_job(env: &Env, job: &Job, cost: Option<u64>) {
+    if let Some(owner) = job.head.caller_label.as_deref().filter(|owner| crate::keys::is_hash(owner)) {
+        let limiter = super::limits::EdgeLimiter::new(env);
+        if let Err(why) = limiter.settle(owner, &job.request_id, cost, runtime::WorkerClock.now_ms()).await {
+            console_warn!("{{\"warning\":\"a key's ticket was not settled\",\"error\":{why:?}}}");
+        }
+    }
+}
+
 /// The journal of one job, in its object's storage.
 struct StorageJournal(Storage);
 
@@ -236,7 +247,9 @@ impl DurableObject for ActionRun {
                     return Response::error("finished", 409);
                 }
                 self.cancelled.set(true);
-                if let Some(running) = self.running.borrow_mut().take() {
+                let running = self.running.borrow_mut().take();
+                let was_running = running.is_some();
+                if let Some(running) = running {
                     running.abort();
                 }
                 let ended = jobs::cancelled(&job.queued, runtime::WorkerClock.now_ms());
@@ -256,6 +269,15 @@ impl DurableObject for ActionRun {
                             console_warn!("{{\"warning\":\"the callback of a cancelled action failed\",\"error\":{why:?}}}");
                         }
                     });
+                }
+                // A run in progress settles its own key's ticket as it stops; a job that never ran
+                // is settled here (at its hold if an earlier run's paid call had started).
+                if !was_running {
+                    let cost = match storage.get::<u32>(PAID_CALLS).await {
+                        Ok(None | Some(0)) => Some(0),
+                        _ => None,
+                    };
+                    settle_job(&self.env, &job, cost).await;
                 }
                 forget(&storage).await?;
                 Response::ok(serde_json::to_string(&ended).expect("an action serialises"))
@@ -280,6 +302,7 @@ impl DurableObject for ActionRun {
             let ended = jobs::ended_in_error(&job.queued, 500, "The gateway's configuration is invalid; the generation was not started.", clock.now_ms());
             storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;
             history::write(&self.env, &ended).await.map_err(worker::Error::RustError)?;
+            settle_job(&self.env, &job, Some(0)).await;
             forget(&storage).await?;
             return Response::ok("invalid configuration");
         };
@@ -310,13 +333,11 @@ impl DurableObject for ActionRun {
                 // Cancelled: the cancel wrote the action and forgot the job. A managed key is
                 // charged what its generation held if a paid call had started, else nothing.
                 let Ok(mut handled) = ran else {
-                    if let Some(owner) = job.head.caller_label.as_deref().filter(|owner| crate::keys::is_hash(owner)) {
-                        let cost = match journal.paid_calls().await {
-                            Ok(0) => Some(0),
-                            _ => None,
-                        };
-                        let _ = limiter.settle(owner, &job.request_id, cost, clock.now_ms()).await;
-                    }
+                    let cost = match journal.paid_calls().await {
+                        Ok(0) => Some(0),
+                        _ => None,
+                    };
+                    settle_job(&self.env, &job, cost).await;
                     return Response::ok("cancelled");
                 };
                 self.finishing.set(true);

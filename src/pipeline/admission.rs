@@ -6,6 +6,7 @@
 use crate::auth::Caller;
 use crate::config::{ModelConfig, RouteConfig};
 use crate::error::{ErrorKind, GatewayError};
+use crate::http::RequestHead;
 use crate::limits::{micros, usd, Ask, Refusal};
 use crate::policy::Policy;
 use crate::pricing::{self, header_value};
@@ -104,22 +105,34 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         }
     }
 
-    /// Where a job runs: the generation was admitted by the request that handed it over, and
-    /// this run settles it.
-    pub(super) fn hold_admitted(&self, caller: &Caller, cx: &mut RequestContext) {
-        if caller.record.is_some() && self.limiter.available() {
-            cx.ticket = Some(Ticket { key: caller.owner.clone(), id: cx.request_id.clone() });
+    /// Where a job runs: the generation was admitted by the request that handed it over (the
+    /// job keeps its managed key's hash as its owner), and this run settles it, however it ends.
+    pub(super) fn hold_admitted(&self, head: &RequestHead, cx: &mut RequestContext) {
+        if let Some(owner) = head.caller_label.as_deref().filter(|owner| head.in_runner && crate::keys::is_hash(owner)) {
+            cx.ticket = Some(Ticket { key: owner.to_owned(), id: cx.request_id.clone() });
         }
     }
 
-    /// Settles the request's ticket, if it holds one, with what its answer cost (nothing for a
-    /// failure or a cache hit).
-    pub(super) async fn settle(&self, cx: &mut RequestContext) {
+    /// Settles the request's ticket, if it holds one, with what its answer cost: nothing for a
+    /// failure or a cache hit; what it held when the cost is unknown (an answer without a price,
+    /// an upstream that timed out after it may have started).
+    pub(super) async fn settle(&self, cx: &mut RequestContext, unknown_cost: bool) {
         let Some(ticket) = cx.ticket.take() else { return };
-        let cost = micros(cx.cost_usd.unwrap_or(0.0));
-        if let Err(detail) = self.limiter.settle(&ticket.key, &ticket.id, Some(cost), self.clock.now_ms()).await {
-            // The hold lapses by itself; the spend is in the action.
-            cx.unpriced.get_or_insert(format!("its key's counters could not be settled: {detail}"));
+        let cost = match (cx.cost_usd, unknown_cost) {
+            (Some(cost), _) => Some(micros(cost)),
+            (None, true) => None,
+            (None, false) => Some(0),
+        };
+        match self.limiter.settle(&ticket.key, &ticket.id, cost, self.clock.now_ms()).await {
+            Ok(settled) => {
+                if let Some(held) = settled.held.filter(|held| settled.spent > *held) {
+                    // The price's bound was wrong (a provider's own cost, more tokens than
+                    // `max_tokens_per_image`): the budget may pass its limit by the difference.
+                    cx.budget_note = Some(format!("the cost ${} passed the ${} held", header_value(usd(settled.spent)), header_value(usd(held))));
+                }
+            }
+            // The hold lapses, and is spent in full; the action has the cost.
+            Err(detail) => cx.budget_note = Some(format!("its key's counters could not be settled: {detail}")),
         }
     }
 }

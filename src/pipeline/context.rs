@@ -95,6 +95,8 @@ pub struct RequestContext {
     pub ticket: Option<Ticket>,
     /// Why the model that answered has no price (its cost is unknown, never 0), for the log.
     pub unpriced: Option<String>,
+    /// What went amiss with the key's counters (a settlement above its hold, or none), for the log.
+    pub budget_note: Option<String>,
 }
 
 /// An admitted generation of a managed key: settled, when it ends, with what it cost.
@@ -104,6 +106,14 @@ pub struct Ticket {
     pub key: String,
     /// The request's id.
     pub id: String,
+}
+
+/// `path` as the log keeps it: a key pasted where the key API wants a hash is left out.
+fn logged_path(path: &str) -> String {
+    match path.strip_prefix("/api/v1/keys/") {
+        Some(rest) if !crate::keys::is_hash(rest) => "/api/v1/keys/[not a hash]".to_owned(),
+        _ => path.to_owned(),
+    }
 }
 
 /// The id of the action a request with `request_id` is recorded as: `act_` and its digits.
@@ -117,7 +127,7 @@ impl RequestContext {
         RequestContext {
             request_id,
             method: head.method.clone(),
-            path: head.path.clone(),
+            path: logged_path(&head.path),
             started_ms,
             deadline: Deadline::after(started_ms, deadline_ms),
             key: None,
@@ -143,6 +153,7 @@ impl RequestContext {
             handed_off: false,
             ticket: None,
             unpriced: None,
+            budget_note: None,
         }
     }
 
@@ -246,6 +257,7 @@ impl RequestContext {
             cache: self.cache.map(CacheStatus::name),
             ran_apart: self.handed_off,
             unpriced: self.unpriced,
+            budget: self.budget_note,
             files_error: self.kept.and_then(|kept| kept.failure),
             cache_bypass: match self.cache {
                 Some(CacheStatus::Bypass(reason)) => Some(reason),

@@ -27,8 +27,12 @@ pub enum KeyVerb {
 }
 
 fn key_not_found(hash: &str) -> GatewayError {
-    let shown: String = hash.chars().take(64).collect();
-    GatewayError::new(ErrorKind::NotFound, format!("No key '{shown}'.")).with_code("key_not_found")
+    // Only a hash is repeated: a key pasted in its place must not reach a response or a log.
+    let message = match keys::is_hash(hash) {
+        true => format!("No key '{hash}'."),
+        false => "No such key: the path names a key by its hash (64 hex digits), never by the key itself.".to_owned(),
+    };
+    GatewayError::new(ErrorKind::NotFound, message).with_code("key_not_found")
 }
 
 fn keys_unavailable(detail: String) -> GatewayError {
@@ -155,7 +159,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     ) -> Result<Reply<U::Body>, GatewayError> {
         self.manager(head, cx).await?;
         let found = match keys::is_hash(hash) {
-            true => self.key_store.find(hash).await.map_err(keys_unavailable)?,
+            // Read afresh: a change is made to the record as it is now.
+            true => self.key_store.find_fresh(hash).await.map_err(keys_unavailable)?,
             false => None,
         };
         let mut record = found.ok_or_else(|| key_not_found(hash))?;

@@ -286,6 +286,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     pub async fn handle<I: IncomingBody>(&self, request_id: String, head: &RequestHead, body: I) -> Handled<U::Body> {
         let mut cx = RequestContext::new(request_id, head, self.clock.now_ms(), self.config.deadline_ms);
         cx.recorded = self.history.keeps();
+        // A job's run settles what the request that handed it over admitted, however it ends.
+        self.hold_admitted(head, &mut cx);
         let outcome = match route(&head.method, &head.path) {
             Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
                 .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
@@ -332,7 +334,9 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         if cx.generation && (200..300).contains(&reply.status) && cx.cost_usd.is_none() {
             cx.unpriced.get_or_insert_with(|| "its model has no price for this answer".to_owned());
         }
-        self.settle(&mut cx).await;
+        let timed_out = error.as_ref().is_some_and(|error| error.kind == ErrorKind::UpstreamTimeout) && !cx.attempts.is_empty();
+        let unknown_cost = (200..300).contains(&reply.status) || timed_out;
+        self.settle(&mut cx, unknown_cost).await;
         let store = cx.store.take();
         let files = cx.kept.as_mut().map(|kept| std::mem::take(&mut kept.pending)).unwrap_or_default();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
@@ -508,6 +512,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     ) -> Result<Reply<U::Body>, GatewayError> {
         let caller = self.caller(head, cx).await?;
         let key = caller.owner.as_str();
+
         cx.generation = true;
         let route = via.map(|selector| routes::find(self.config, selector, Some(key))).transpose()?;
         let raw = body.read(self.config.max_body_bytes).await?;
@@ -556,6 +561,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         .with_request(&router_fields);
         self.config.check_targets(&policy)?;
         let most_usd = self.permit(&caller, &request, model, &policy)?;
+
         // A callback makes a request asynchronous; a preference for it is followed where a
         // runner is, else the request is answered in place (RFC 7240 lets a server ignore it).
         let asynchronous =
@@ -583,10 +589,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 return Ok(hit);
             }
         }
-        match head.in_runner {
-            // The request that handed the job over admitted it; its run settles it.
-            true => self.hold_admitted(&caller, cx),
-            false => self.admit(&caller, most_usd, cx).await?,
+        if !head.in_runner {
+            self.admit(&caller, most_usd, cx).await?;
         }
         if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded {
             // Generated in its action's place, so that a client who hangs up loses nothing.

@@ -75,9 +75,9 @@ struct Answer {
 #[derive(Deserialize)]
 struct Usage {
     #[serde(default)]
-    input_tokens: u64,
+    input_tokens: Option<u64>,
     #[serde(default)]
-    output_tokens: u64,
+    output_tokens: Option<u64>,
     #[serde(default)]
     input_tokens_details: Option<InputDetails>,
 }
@@ -91,13 +91,16 @@ struct InputDetails {
 }
 
 impl Usage {
-    /// The tokens by kind (input without details counts as text).
-    fn tokens(&self) -> super::Tokens {
+    /// The tokens by kind (input without details counts as text); `None` when the usage says
+    /// nothing of input or output tokens (the answer is then priced as if it had none).
+    fn tokens(&self) -> Option<super::Tokens> {
+        let output = self.output_tokens?;
+        let input = self.input_tokens.unwrap_or(0);
         let (text, image) = match &self.input_tokens_details {
-            Some(details) => (details.text_tokens.unwrap_or(self.input_tokens.saturating_sub(details.image_tokens)), details.image_tokens),
-            None => (self.input_tokens, 0),
+            Some(details) => (details.text_tokens.unwrap_or(input.saturating_sub(details.image_tokens)), details.image_tokens),
+            None => (input, 0),
         };
-        super::Tokens { input_text: text, input_image: image, output: self.output_tokens }
+        Some(super::Tokens { input_text: text, input_image: image, output })
     }
 }
 
@@ -130,7 +133,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
     if images.is_empty() {
         return Err(errors::no_images(id));
     }
-    let tokens = answer.usage.as_ref().map(Usage::tokens);
+    let tokens = answer.usage.as_ref().and_then(Usage::tokens);
     Ok(Progress::Done(Generated { images, cost_usd: None, tokens }))
 }
 
