@@ -16,6 +16,18 @@ fn generate(h: &Harness, key: &str, body: &str, script: Vec<Script>) -> Served {
     h.serve("POST", "/v1/images/generations", Some(&format!("Bearer {key}")), body, script)
 }
 
+/// An asynchronous generation's head (`Prefer: respond-async`) with `key`.
+fn asynchronous(key: &str) -> imagegate::http::RequestHead {
+    imagegate::http::RequestHead {
+        method: "POST".into(),
+        path: "/v1/images/generations".into(),
+        content_type: Some("application/json".into()),
+        authorization: Some(format!("Bearer {key}")),
+        prefer: Some("respond-async".into()),
+        ..Default::default()
+    }
+}
+
 const GPT: &str = r#"{"prompt":"p","model":"gpt-image-1"}"#;
 
 #[test]
@@ -204,18 +216,9 @@ fn usage_sums_the_requests_made_grouped() {
 
 #[test]
 fn an_asynchronous_generation_is_admitted_when_handed_over_and_settled_by_its_run() {
-    use imagegate::http::RequestHead;
     let h = Harness::long();
     let (key, hash) = h.managed_key(json!({"limit": 0.04}));
-    let head = || RequestHead {
-        method: "POST".into(),
-        path: "/v1/images/generations".into(),
-        content_type: Some("application/json".into()),
-        authorization: Some(format!("Bearer {key}")),
-        prefer: Some("respond-async".into()),
-        ..RequestHead::default()
-    };
-    assert_eq!(h.serve_head(head(), GPT, vec![]).status, 202);
+    assert_eq!(h.serve_head(asynchronous(&key), GPT, vec![]).status, 202);
     let usage = |now| futures_executor::block_on(h.limiter.usage(&hash, now)).unwrap();
     assert_eq!((usage(h.clock.0.get()).held, usage(h.clock.0.get()).total), (40_000, 0), "held from the hand-over");
     let ran = h.run_job(&MemoryJournal(std::cell::Cell::new(0)), vec![answer(200, OK)]);
@@ -235,18 +238,9 @@ fn a_static_keys_usage_comes_from_its_recorded_actions() {
 
 #[test]
 fn a_job_refused_where_it_runs_still_frees_its_hold() {
-    use imagegate::http::RequestHead;
     let h = Harness::long();
     let (key, hash) = h.managed_key(json!({"limit": 1}));
-    let head = RequestHead {
-        method: "POST".into(),
-        path: "/v1/images/generations".into(),
-        content_type: Some("application/json".into()),
-        authorization: Some(format!("Bearer {key}")),
-        prefer: Some("respond-async".into()),
-        ..RequestHead::default()
-    };
-    assert_eq!(h.serve_head(head, GPT, vec![]).status, 202);
+    assert_eq!(h.serve_head(asynchronous(&key), GPT, vec![]).status, 202);
     // The key loses the model while its job waits.
     call(&h, "PATCH", &format!("/api/v1/keys/{hash}"), MANAGEMENT_KEY, r#"{"models":["imagegate/test-pattern"]}"#);
     let ran = h.run_job(&MemoryJournal(std::cell::Cell::new(0)), vec![]);
