@@ -81,6 +81,12 @@ test('the SDK creates a key, lists it without its secret, reads /key with it, ch
   assert.equal(own.data.isManagementKey, false);
 
   await generate(created.key);
+  // After its creation no endpoint shows the key: not the key API, not the history, not usage.
+  for (const [path, key] of [[`/api/v1/keys/${hash}`, MANAGEMENT_KEY], ['/api/v1/keys?include_disabled=true', MANAGEMENT_KEY], ['/api/v1/key', created.key],
+    ['/v1/actions', created.key], ['/v1/actions', MANAGEMENT_KEY], ['/v1/usage?group_by=key', MANAGEMENT_KEY]]) {
+    const text = await (await get(path, key)).text();
+    assert.ok(!text.includes(created.key.slice(9)), `${path} shows the key`);
+  }
   const afterOne = await openrouter(created.key).apiKeys.getCurrentKeyMetadata();
   assert.equal(afterOne.data.usage, 0.04, 'the generation is charged at once');
   assert.equal(afterOne.data.limitRemaining, 1.46);
