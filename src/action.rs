@@ -99,5 +99,15 @@ pub fn request_fields(request: &ImageRequest, with_prompts: bool) -> Map<String,
     if let Some(model) = &request.model {
         fields.insert("model".to_owned(), Value::String(model.clone()));
     }
+    if let Some(inputs) = &request.inputs {
+        // What was sent in, never its bytes.
+        fields.insert("operation".to_owned(), Value::from(inputs.operation.path()));
+        if let Value::Object(described) = inputs.describe() {
+            fields.extend(described);
+        }
+        if let Some(fidelity) = &inputs.input_fidelity {
+            fields.insert("input_fidelity".to_owned(), Value::from(fidelity.as_str()));
+        }
+    }
     fields
 }

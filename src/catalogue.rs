@@ -2,6 +2,7 @@
 //! the official clients parse: OpenAI's model list (`GET /v1/models`) and OpenRouter's image
 //! catalogue (`GET /api/v1/images/models` and a model's `/endpoints`).
 
+use crate::inputs::Operation;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -20,13 +21,23 @@ pub fn openai_models(config: &Config) -> Vec<u8> {
         /// Whether the model has a price: an unpriced one's cost is unknown (never 0), and a
         /// key with a budget may not use it.
         priced: bool,
+        /// What it does: `generate`, and `edit` and `variation` where its provider can.
+        capabilities: Vec<&'static str>,
     }
     let data: Vec<Model> = config
         .models
         .iter()
         .flat_map(|m| {
             let priced = !m.pricing.is_empty();
-            std::iter::once(&m.id).chain(&m.aliases).map(move |id| Model { id, object: "model", created: m.created, owned_by: &m.provider, priced })
+            let capabilities = capabilities(provider_of(config, m));
+            std::iter::once(&m.id).chain(&m.aliases).map(move |id| Model {
+                id,
+                object: "model",
+                created: m.created,
+                owned_by: &m.provider,
+                priced,
+                capabilities: capabilities.clone(),
+            })
         })
         .collect();
     to_json(&json!({ "object": "list", "data": data }))
@@ -44,6 +55,7 @@ pub fn image_models(config: &Config) -> Vec<u8> {
                 "name": model.name.as_deref().unwrap_or(&model.id),
                 "description": description(model, provider),
                 "created": model.created,
+                // Images in come through `/v1/images/edits`; OpenRouter's `input_references` are not taken yet.
                 "architecture": { "input_modalities": ["text"], "output_modalities": ["image"] },
                 "supported_parameters": supported_parameters(provider, model),
                 "supports_streaming": false,
@@ -75,6 +87,16 @@ pub fn endpoints(config: &Config, author: &str, slug: &str) -> Result<Vec<u8>, G
         "supports_streaming": false,
     });
     Ok(to_json(&json!({ "id": model.id, "endpoints": [endpoint] })))
+}
+
+/// What a provider's models do: generate, and edit and make variations where its kind can.
+fn capabilities(provider: &ProviderConfig) -> Vec<&'static str> {
+    let adapter = provider.kind.adapter();
+    [(Operation::Generate, "generate"), (Operation::Edit, "edit"), (Operation::Variation, "variation")]
+        .into_iter()
+        .filter(|(operation, _)| adapter.takes(*operation))
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn provider_of<'c>(config: &'c Config, model: &ModelConfig) -> &'c ProviderConfig {
@@ -124,6 +146,11 @@ pub fn supported_parameters(provider: &ProviderConfig, model: &ModelConfig) -> M
         };
         map.insert(name.to_owned(), descriptor);
     }
+    if adapter.takes(Operation::Edit) {
+        // Images in: `POST /v1/images/edits` (and `variations`, as `capabilities` says).
+        map.insert("image".into(), json!({ "type": "boolean" }));
+        map.insert("mask".into(), json!({ "type": "boolean" }));
+    }
     map
 }
 
@@ -162,7 +189,10 @@ mod tests {
         assert_eq!(list["object"], "list");
         let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["imagegate/test-pattern", "test", "together/flux", "bfl/flux-pro"]);
-        assert_eq!(list["data"][1], json!({"id": "test", "object": "model", "created": 1700000000, "owned_by": "imagegate", "priced": true}));
+        assert_eq!(
+            list["data"][1],
+            json!({"id": "test", "object": "model", "created": 1700000000, "owned_by": "imagegate", "priced": true, "capabilities": ["generate", "edit", "variation"]})
+        );
     }
 
     #[test]

@@ -59,7 +59,12 @@ pub fn most(model: &ModelConfig, request: &ImageRequest) -> Result<f64, String> 
             PriceUnit::Megapixel => line.cost_usd * images * pixels(request) / 1_000_000.0,
             PriceUnit::Token => match (line.billable.as_str(), line.max_tokens_per_image) {
                 ("input_text" | "input", _) => line.cost_usd * prompt_bytes,
-                ("input_image", _) => 0.0,
+                // A generation sends no image; an edit's images are bounded like outputs.
+                ("input_image", _) if request.inputs.is_none() => 0.0,
+                ("input_image", Some(max)) => {
+                    let inputs = request.inputs.as_ref().expect("checked");
+                    line.cost_usd * (inputs.images.len() + usize::from(inputs.mask.is_some())) as f64 * max as f64
+                }
                 (_, Some(max)) => line.cost_usd * images * max as f64,
                 (billable, None) => return Err(format!("the model '{}' bills {billable} tokens with no max_tokens_per_image to bound them", model.id)),
             },

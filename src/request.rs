@@ -7,8 +7,11 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use std::rc::Rc;
+
 use crate::error::{ErrorKind, GatewayError};
 use crate::fields::{one_of, optional_int, optional_string};
+use crate::inputs::{Inputs, Operation};
 
 /// The longest prompt accepted, in characters (the largest any OpenAI image model takes).
 pub const MAX_PROMPT_CHARS: usize = 32_000;
@@ -60,6 +63,10 @@ pub struct ImageRequest {
     /// `allowed_parameters` receives them; for any other they are a 400 naming the field.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The images an edit or a variation sends in (none for a generation), shared by every
+    /// attempt; never serialised (the history keeps [`Inputs::describe`]).
+    #[serde(skip)]
+    pub inputs: Option<Rc<Inputs>>,
 }
 
 /// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
@@ -148,9 +155,23 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], max_body_bytes: usize
 
 /// The OpenAI Images fields of a body object; any field left over is a 400 naming it, so
 /// extension fields must be taken out first (see [`crate::policy::take_router_fields`]).
-pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, GatewayError> {
+pub fn image_request(fields: Map<String, Value>) -> Result<ImageRequest, GatewayError> {
+    request_for(fields, Operation::Generate)
+}
+
+/// [`image_request`] for `operation`: a variation takes no prompt.
+pub fn request_for(mut fields: Map<String, Value>, operation: Operation) -> Result<ImageRequest, GatewayError> {
+    let prompt = match operation {
+        Operation::Variation if fields.contains_key("prompt") => {
+            return Err(
+                GatewayError::invalid_param("prompt", "A variation takes no 'prompt': it makes more images like the one sent.").with_code("unknown_parameter")
+            )
+        }
+        Operation::Variation => String::new(),
+        _ => prompt(&mut fields)?,
+    };
     let request = ImageRequest {
-        prompt: prompt(&mut fields)?,
+        prompt,
         model: optional_string(&mut fields, "model")?,
         n: n(&mut fields)?,
         size: size(&mut fields)?,
@@ -177,6 +198,7 @@ pub fn image_request(mut fields: Map<String, Value>) -> Result<ImageRequest, Gat
         resolution: one_of(&mut fields, "resolution", &["512", "1K", "2K", "4K"])?,
         negative_prompt: negative_prompt(&mut fields)?,
         extra: Map::new(),
+        inputs: None,
     };
     if let Some(stream) = fields.remove("stream") {
         if stream != Value::Bool(false) && !stream.is_null() {

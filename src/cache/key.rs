@@ -44,6 +44,10 @@ struct Fields<'a> {
     negative_prompt: Option<&'a str>,
     /// Provider extras, canonical: keys sorted, whole numbers as integers.
     extra: Value,
+    /// An edit's or a variation's operation, input fidelity and the digest of every image and
+    /// the mask; absent for a generation (whose keys are as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +82,7 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         resolution,
         negative_prompt,
         extra,
+        inputs,
     } = request;
     let fields = Fields {
         prompt,
@@ -98,6 +103,7 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         resolution: resolution.as_deref(),
         negative_prompt: negative_prompt.as_deref(),
         extra: canonical(&Value::Object(extra.clone())),
+        inputs: inputs.as_ref().map(|inputs| format!("{}:{}:{}", inputs.operation.path(), inputs.input_fidelity.as_deref().unwrap_or(""), inputs.digest())),
     };
     let shape = match shape {
         Shape::OpenAi => "openai",

@@ -10,6 +10,11 @@ pub const DEFAULT_DEADLINE_MS: u64 = 150_000;
 pub const DEFAULT_MAX_SUBREQUESTS: u32 = 50;
 /// The largest request body accepted when none is configured: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// The largest edit or variation body accepted when none is configured: 25 MiB (images in
+/// base64 would be a third larger; the Workers platform takes request bodies up to 100 MB).
+pub const DEFAULT_MAX_EDIT_BODY_BYTES: usize = 25 << 20;
+/// The most an edit body may be configured to: 90 MiB, under the platform's 100 MB.
+const MAX_EDIT_BODY_BYTES: usize = 90 << 20;
 /// The most upstream attempts that may be paid for in one request when none is configured.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// The most bytes of upstream answers one request reads into the gateway when none is
@@ -26,6 +31,10 @@ pub(super) fn default_deadline_ms() -> u64 {
 
 pub(super) fn default_max_body_bytes() -> usize {
     DEFAULT_MAX_BODY_BYTES
+}
+
+pub(super) fn default_max_edit_body_bytes() -> usize {
+    DEFAULT_MAX_EDIT_BODY_BYTES
 }
 
 pub(super) fn default_max_retry_count() -> u8 {
@@ -71,5 +80,14 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
     }
     if config.max_body_bytes < 1024 {
         problems.push(Problem::at("max_body_bytes", format!("max_body_bytes must be at least 1024, not {}", config.max_body_bytes)));
+    }
+    if !(1024..=MAX_EDIT_BODY_BYTES).contains(&config.max_edit_body_bytes) {
+        problems.push(Problem::at(
+            "max_edit_body_bytes",
+            format!(
+                "max_edit_body_bytes must be between 1024 and {MAX_EDIT_BODY_BYTES} (the platform takes bodies up to 100 MB), not {}",
+                config.max_edit_body_bytes
+            ),
+        ));
     }
 }

@@ -59,6 +59,9 @@ pub struct Config {
     /// Largest request body accepted, in bytes (default 1 MiB).
     #[serde(default = "limits::default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest edit or variation body accepted, images included, in bytes (default 25 MiB).
+    #[serde(default = "limits::default_max_edit_body_bytes")]
+    pub max_edit_body_bytes: usize,
     /// The most retries a request may ask for (0–5, default 5); more is a 400 naming `retry.count`.
     #[serde(default = "limits::default_max_retry_count")]
     pub max_retry_count: u8,

@@ -45,12 +45,13 @@ use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
 use crate::files::NewFile;
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
+use crate::inputs::{Inputs, Operation};
 use crate::jobs;
 use crate::jobs::Runner;
 use crate::log::RequestLog;
 use crate::openrouter_generation;
 use crate::policy::take_router_fields;
-use crate::request::{image_request, parse_body};
+use crate::request::{parse_body, request_for};
 use crate::routes::{self, Verb};
 use crate::secret::Secret;
 use crate::secret::Secrets;
@@ -192,8 +193,8 @@ enum Route<'p> {
         selector: &'p str,
         verb: Verb,
     },
-    /// A generation, answered in the caller's shape.
-    Generations(Shape),
+    /// A generation, an edit or a variation, answered in the caller's shape.
+    Generations(Shape, Operation),
     /// `GET /api/v1/key`: the calling key, with its usage and limits.
     CurrentKey,
     /// `GET /api/v1/keys` (a page) and `POST /api/v1/keys` (a new key): management keys only.
@@ -226,8 +227,10 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         ("GET", "/healthz") => Route::Health,
         ("GET", "/v1/models") => Route::Models,
         ("GET", "/api/v1/images/models") => Route::ImageModels,
-        ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi),
-        ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter),
+        ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi, Operation::Generate),
+        ("POST", "/v1/images/edits" | "/v2/router/images/edits") => Route::Generations(Shape::OpenAi, Operation::Edit),
+        ("POST", "/v1/images/variations" | "/v2/router/images/variations") => Route::Generations(Shape::OpenAi, Operation::Variation),
+        ("POST", "/api/v1/images") => Route::Generations(Shape::OpenRouter, Operation::Generate),
         ("GET", "/v1/actions") => Route::Actions,
         ("GET", "/v1/usage") => Route::Usage,
         ("GET", "/api/v1/key") => Route::CurrentKey,
@@ -267,7 +270,16 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         }
         (_, _) if path.starts_with("/v1/actions/") || path.starts_with("/v1/files/") => Route::WrongMethod("GET, OPTIONS"),
         (_, _) if endpoints.is_some() => Route::WrongMethod("GET, OPTIONS"),
-        (_, "/v1/images/generations" | "/v2/router/images/generations" | "/api/v1/images") => Route::WrongMethod("POST, OPTIONS"),
+        (
+            _,
+            "/v1/images/generations"
+            | "/v2/router/images/generations"
+            | "/api/v1/images"
+            | "/v1/images/edits"
+            | "/v2/router/images/edits"
+            | "/v1/images/variations"
+            | "/v2/router/images/variations",
+        ) => Route::WrongMethod("POST, OPTIONS"),
         _ => Route::Unknown,
     }
 }
@@ -301,9 +313,9 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::OpenRouterGeneration => self.openrouter_generation(head, &mut cx).await,
             Route::File { id } => self.file(head, id, &mut cx).await,
             Route::Routes => self.routes(head, &mut cx).await,
-            Route::Named { selector, verb: Verb::Use } => self.generate(head, body, Shape::OpenAi, Some(selector), &mut cx).await,
+            Route::Named { selector, verb: Verb::Use } => self.generate(head, body, Shape::OpenAi, Some(selector), Operation::Generate, &mut cx).await,
             Route::Named { selector, verb } => self.named_route(head, selector, verb, &mut cx).await,
-            Route::Generations(shape) => self.generate(head, body, shape, None, &mut cx).await,
+            Route::Generations(shape, operation) => self.generate(head, body, shape, None, operation, &mut cx).await,
             Route::CurrentKey => self.current_key(head, &mut cx).await,
             Route::Keys { create: false } => self.list_keys(head, &mut cx).await,
             Route::Keys { create: true } => self.create_key(head, body, &mut cx).await,
@@ -502,12 +514,15 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
     /// the attempt loop; the answer comes in `shape`.
     ///
     /// `via` is the route `POST /v1/routes/{…}/use` names; its answer also names the action.
+    /// An edit or a variation (`operation`) reads its images from a form and runs the same way,
+    /// answered in place (its images are not kept for a run apart).
     async fn generate<I: IncomingBody>(
         &self,
         head: &RequestHead,
         body: I,
         shape: Shape,
         via: Option<&str>,
+        operation: Operation,
         cx: &mut RequestContext,
     ) -> Result<Reply<U::Body>, GatewayError> {
         let caller = self.caller(head, cx).await?;
@@ -515,8 +530,18 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
 
         cx.generation = true;
         let route = via.map(|selector| routes::find(self.config, selector, Some(key))).transpose()?;
-        let raw = body.read(self.config.max_body_bytes).await?;
-        let mut fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
+        let (raw, mut fields, inputs) = match operation {
+            Operation::Generate => {
+                let raw = body.read(self.config.max_body_bytes).await?;
+                let fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
+                (raw, fields, None)
+            }
+            _ => {
+                let raw = body.read(self.config.max_edit_body_bytes).await?;
+                let (fields, inputs) = self.read_inputs(head.content_type.as_deref(), raw, operation)?;
+                (Vec::new(), fields, Some(std::rc::Rc::new(inputs)))
+            }
+        };
         if shape == Shape::OpenRouter {
             take_openrouter_fields(&mut fields)?;
         }
@@ -543,7 +568,8 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         cx.metadata = router_fields.metadata.clone();
         // OpenRouter's answers carry base64 only; the request keeps the provider's default
         // format (some models take no `response_format`) and delivery downloads any URLs.
-        let request = image_request(fields)?;
+        let mut request = request_for(fields, operation)?;
+        request.inputs = inputs;
         if self.config.log_prompts {
             cx.prompt = Some(request.prompt.clone());
         }
@@ -566,7 +592,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         // runner is, else the request is answered in place (RFC 7240 lets a server ignore it).
         let asynchronous =
             callback.is_some() || jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
-        if asynchronous && !head.in_runner {
+        if asynchronous && request.inputs.is_some() && callback.is_some() {
+            // A job keeps its request as text: an edit's images are not kept for a run apart.
+            return Err(
+                GatewayError::invalid_param("webhook", "Edits and variations are answered in place; they cannot call back.").with_code("unsupported_parameter")
+            );
+        }
+        if asynchronous && !head.in_runner && request.inputs.is_none() {
             if self.runner.available() && cx.recorded {
                 self.admit(&caller, most_usd, cx).await?;
                 return self.hand_off(head, utf8(raw), &model.id, callback, cx).await;
@@ -592,7 +624,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         if !head.in_runner {
             self.admit(&caller, most_usd, cx).await?;
         }
-        if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded {
+        if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded && request.inputs.is_none() {
             // Generated in its action's place, so that a client who hangs up loses nothing.
             if let Some(reply) = self.run_apart(head, utf8(raw), &model.id, cx).await? {
                 return Ok(reply);
@@ -616,6 +648,29 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             self.after_generation(plan, answer_bytes, cx);
         }
         result
+    }
+}
+
+impl<U, S> Gateway<'_, U, S> {
+    /// An edit's or a variation's fields and images: from a multipart form, or (an edit) from
+    /// OpenAI's JSON form with the images as data: URLs; any other body is a 415.
+    fn read_inputs(
+        &self,
+        content_type: Option<&str>,
+        raw: Vec<u8>,
+        operation: Operation,
+    ) -> Result<(serde_json::Map<String, serde_json::Value>, Inputs), GatewayError> {
+        if crate::multipart::is_form(content_type) {
+            return crate::inputs::read_form(content_type.expect("a form has a content type"), std::rc::Rc::new(raw), operation);
+        }
+        let json = content_type.and_then(|ct| ct.split(';').next()).is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !json || operation == Operation::Variation {
+            return Err(crate::inputs::not_a_form(content_type, operation));
+        }
+        let mut fields = parse_body(content_type, &raw, self.config.max_edit_body_bytes)?;
+        drop(raw);
+        let inputs = crate::inputs::from_json(&mut fields, operation)?;
+        Ok((fields, inputs))
     }
 }
 

@@ -10,10 +10,11 @@
 use serde::Deserialize;
 
 use super::errors::Detail;
-use super::openai::{self, wire_body};
-use super::wire::{json_headers, post};
+use super::openai;
+use super::wire::{headers_with, post};
 use super::{Adapter, AnswerError, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::request::ImageRequest;
 use crate::upstream::HeaderValue;
 
@@ -41,6 +42,12 @@ impl Adapter for AzureOpenAi {
     fn honoured(&self) -> &'static [&'static str] {
         openai::HONOURED
     }
+    fn takes(&self, _operation: Operation) -> bool {
+        true
+    }
+    fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
+        openai::honoured_in(operation)
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
@@ -56,12 +63,14 @@ impl Adapter for AzureOpenAi {
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
     let provider = target.provider;
     let api_version = provider.api_version.unwrap_or(DEFAULT_API_VERSION);
-    let url = format!("{}/openai/deployments/{}/images/generations?api-version={api_version}", provider.base(), path_segment(target.upstream_model()));
-    let mut headers = json_headers(target);
+    let path = openai::operation(request).path();
+    let url = format!("{}/openai/deployments/{}/images/{path}?api-version={api_version}", provider.base(), path_segment(target.upstream_model()));
+    let (content_type, body) = openai::body_for(target, request, None);
+    let mut headers = headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(("api-key".to_owned(), HeaderValue::Secret(key.clone())));
     }
-    Ok(Plan { calls: vec![post(url, headers, wire_body(request, None))], relay: true })
+    Ok(Plan { calls: vec![post(url, headers, body)], relay: true })
 }
 
 /// Checks the provider's configuration: `base_url` (the resource endpoint, no default) is set and

@@ -34,6 +34,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::request::{unknown_parameter, ImageRequest, CORE_FIELDS, PARAMETERS};
 use crate::secret::Secret;
 use crate::upstream::UpstreamRequest;
@@ -81,6 +82,17 @@ pub trait Adapter: Sync {
     /// The request parameters it honours (see [`ImageRequest::set_params`]), besides `model`,
     /// `n` and `response_format`; a provider's `allowed_parameters` are honoured as well.
     fn honoured(&self) -> &'static [&'static str];
+
+    /// Whether it takes images in for `operation`: every kind generates; edits and variations
+    /// only where the kind says so.
+    fn takes(&self, operation: Operation) -> bool {
+        operation == Operation::Generate
+    }
+
+    /// The parameters it honours for `operation` (by default [`Adapter::honoured`]).
+    fn honoured_in(&self, _operation: Operation) -> &'static [&'static str] {
+        self.honoured()
+    }
 
     /// Whether it sends the request's extension fields ([`ImageRequest::extra`]) upstream as they
     /// came, which `allowed_parameters` relies on.
@@ -294,7 +306,16 @@ pub fn check_provider(adapter: &dyn Adapter, provider: &Settings) -> Result<(), 
 /// The 400 for the first parameter `request` sets that the target cannot honour and its model
 /// does not drop. Callers pass the request through [`ImageRequest::without`] first.
 pub fn check_params(target: &Target, request: &ImageRequest) -> Result<(), GatewayError> {
-    let honoured = target.adapter.honoured();
+    let operation = request.inputs.as_ref().map_or(Operation::Generate, |inputs| inputs.operation);
+    if !target.adapter.takes(operation) {
+        let what = if operation == Operation::Edit { "edit images" } else { "make variations of an image" };
+        return Err(GatewayError::invalid_param(
+            "image",
+            format!("The model '{}' (a '{}' provider) cannot {what}. GET /v1/models says which models can.", target.model_id, target.adapter.name()),
+        )
+        .with_code("unsupported_parameter"));
+    }
+    let honoured = target.adapter.honoured_in(operation);
     let allowed = |name: &str| honoured.contains(&name) || target.provider.allowed_parameters.iter().any(|a| a == name);
     match request.set_params().into_iter().find(|name| !allowed(name)) {
         None => Ok(()),

@@ -6,13 +6,32 @@
 use serde::Deserialize;
 
 use super::errors::{self, Detail};
-use super::wire::{self, bearer, json_headers, post};
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::wire::{self, bearer, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
+use crate::inputs::{Inputs, Operation};
+use crate::multipart::Form;
 use crate::request::ImageRequest;
 
 /// The request parameters the OpenAI Images API takes (besides `model`, `n`, `response_format`).
 pub const HONOURED: &[&str] = &["size", "quality", "style", "background", "output_format", "output_compression", "moderation", "user"];
+/// Those its edits take (`/images/edits`).
+pub const HONOURED_IN_EDITS: &[&str] = &["size", "quality", "background", "output_format", "output_compression", "user"];
+/// Those its variations take (`/images/variations`).
+pub const HONOURED_IN_VARIATIONS: &[&str] = &["size", "user"];
+
+/// The parameters an OpenAI-shaped kind honours for `operation`.
+pub fn honoured_in(operation: Operation) -> &'static [&'static str] {
+    match operation {
+        Operation::Generate => HONOURED,
+        Operation::Edit => HONOURED_IN_EDITS,
+        Operation::Variation => HONOURED_IN_VARIATIONS,
+    }
+}
 
 /// The `openai` kind.
 pub struct OpenAi;
@@ -26,6 +45,12 @@ impl Adapter for OpenAi {
     }
     fn honoured(&self) -> &'static [&'static str] {
         HONOURED
+    }
+    fn takes(&self, _operation: Operation) -> bool {
+        true
+    }
+    fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
+        honoured_in(operation)
     }
     fn passes_extensions(&self) -> bool {
         true
@@ -44,14 +69,59 @@ impl Adapter for OpenAi {
     }
 }
 
-/// One call to `{base_url}/images/generations`, relayed.
+/// One call to `{base_url}/images/generations` (or `edits`, `variations`), relayed.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    let mut headers = json_headers(target);
+    let (content_type, body) = body_for(target, request, Some(target.upstream_model()));
+    let mut headers = wire::headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(("authorization".to_owned(), bearer(key)));
     }
-    let url = format!("{}/images/generations", target.provider.base());
-    Ok(Plan { calls: vec![post(url, headers, wire_body(request, Some(target.upstream_model())))], relay: true })
+    let url = format!("{}/images/{}", target.provider.base(), operation(request).path());
+    Ok(Plan { calls: vec![post(url, headers, body)], relay: true })
+}
+
+/// What `request` does: generate, edit or make variations.
+pub fn operation(request: &ImageRequest) -> Operation {
+    request.inputs.as_ref().map_or(Operation::Generate, |inputs| inputs.operation)
+}
+
+/// The body of `request` for an OpenAI-shaped upstream, addressed to `model`, and its content
+/// type: the JSON body of a generation, or the form of an edit or a variation (written once per
+/// upstream and model, the same bytes for every attempt).
+pub fn body_for(target: &Target, request: &ImageRequest, model: Option<&str>) -> (String, Rc<[u8]>) {
+    let Some(inputs) = &request.inputs else { return ("application/json".to_owned(), wire_body(request, model).into()) };
+    let key = format!("{} {}", target.provider.id, model.unwrap_or(""));
+    inputs.form_for(&key, || form(request, inputs, model))
+}
+
+/// An edit's or a variation's OpenAI form: its fields as text, then its images and mask.
+fn form(request: &ImageRequest, inputs: &Inputs, model: Option<&str>) -> (String, Rc<[u8]>) {
+    let text = |value: &Value| value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    if let Some(model) = model {
+        fields.push(("model".to_owned(), model.to_owned()));
+    }
+    if inputs.operation == Operation::Edit {
+        fields.push(("prompt".to_owned(), request.prompt.clone()));
+    }
+    if let Ok(Value::Object(named)) = serde_json::to_value(request) {
+        // The request's own fields as the JSON body writes them (`prompt` is placed above).
+        fields.extend(named.iter().filter(|(name, _)| name.as_str() != "prompt").map(|(name, value)| (name.clone(), text(value))));
+    }
+    if let Some(fidelity) = &inputs.input_fidelity {
+        fields.push(("input_fidelity".to_owned(), fidelity.clone()));
+    }
+    let many = inputs.images.len() > 1;
+    let form = fields.iter().fold(Form::new(), |form, (name, value)| form.text(name, value));
+    let form = inputs
+        .images
+        .iter()
+        .fold(form, |form, image| form.file(if many { "image[]" } else { "image" }, image.format.filename(), image.format.media_type(), image.bytes()));
+    let form = match &inputs.mask {
+        Some(mask) => form.file("mask", "mask.png", mask.format.media_type(), mask.bytes()),
+        None => form,
+    };
+    form.finish()
 }
 
 /// The OpenAI wire body of `request`, addressed to `model` (or with no `model` field).

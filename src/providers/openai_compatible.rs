@@ -10,10 +10,11 @@
 //! `ImageResponse`, `ErrorData`) and its image generation guide.
 
 use super::errors::Detail;
-use super::openai::{self, wire_body};
-use super::wire::{bearer, json_headers, post};
+use super::openai;
+use super::wire::{bearer, headers_with, post};
 use super::{Adapter, AnswerError, Plan, Planned, Progress, Settings, Target};
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::request::ImageRequest;
 use crate::secret::Secret;
 use crate::upstream::HeaderValue;
@@ -37,6 +38,12 @@ impl Adapter for OpenAiCompatible {
     fn sends_openai_body(&self) -> bool {
         true
     }
+    fn takes(&self, _operation: Operation) -> bool {
+        true
+    }
+    fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
+        openai::honoured_in(operation)
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
@@ -50,12 +57,13 @@ impl Adapter for OpenAiCompatible {
 
 /// One call to `{base_url}/images/generations`, relayed; no key header for a keyless provider.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    let mut headers = json_headers(target);
+    let (content_type, body) = openai::body_for(target, request, Some(target.upstream_model()));
+    let mut headers = headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(key_header(&target.provider, key));
     }
-    let url = format!("{}/images/generations", target.provider.base());
-    Ok(Plan { calls: vec![post(url, headers, wire_body(request, Some(target.upstream_model())))], relay: true })
+    let url = format!("{}/images/{}", target.provider.base(), openai::operation(request).path());
+    Ok(Plan { calls: vec![post(url, headers, body)], relay: true })
 }
 
 /// The header carrying the key: `key_header` unset or `authorization` (any case) sends

@@ -18,13 +18,13 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::errors::{self, Detail};
 use super::mapping;
 use super::wire::{self, bearer, configured_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
+use crate::multipart::Form;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::HeaderValue;
 
@@ -111,7 +111,8 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
                 ("output_format", format),
                 ("model", sd3_model),
             ];
-            let (content_type, body) = multipart(fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))));
+            let form = fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))).fold(Form::new(), |form, (name, value)| form.text(name, value));
+            let (content_type, body) = form.finish();
             let mut headers =
                 vec![("content-type".to_owned(), HeaderValue::Plain(content_type)), ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
             headers.extend(configured_headers(target));
@@ -122,21 +123,6 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         })
         .collect();
     Ok(Plan { calls, relay: false })
-}
-
-/// A `multipart/form-data` body of text fields and its content type. The boundary is derived
-/// from the values' digest, so no value can contain it.
-fn multipart<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> (String, Vec<u8>) {
-    let digest = fields.clone().fold(Sha256::new(), |hash, (name, value)| hash.chain_update(name).chain_update(value).chain_update([0])).finalize();
-    let boundary = format!("imagegate-{}", hex::encode(&digest[..12]));
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
-        body.extend_from_slice(value.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 #[derive(Deserialize)]

@@ -3,13 +3,16 @@
 //! No network and no account: it is the embedded default and what tests and benchmarks use. The
 //! picture is colour bars over a checkerboard, with colours drawn from the SHA-256 of the prompt
 //! and the image's index, so the same request always gives the same bytes and each of `n` images
-//! differs.
+//! differs. It edits and makes variations too: the pattern at the first image's size (unless the
+//! request sets one), its colours drawn from the prompt and the digest of every image sent in, so
+//! other input bytes give another picture.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Planned, Progress, Target};
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::png::{encode_palette4, Row};
 use crate::request::{ImageRequest, OutputFormat, Size};
 
@@ -43,6 +46,9 @@ impl Adapter for TestPattern {
     fn honoured(&self) -> &'static [&'static str] {
         HONOURED
     }
+    fn takes(&self, _operation: Operation) -> bool {
+        true
+    }
     fn output_formats(&self) -> &'static [&'static str] {
         &["png"]
     }
@@ -57,7 +63,23 @@ impl Adapter for TestPattern {
 /// Renders `n` PNGs for `request` as base64. 400 naming `size` or `output_format` when they
 /// can't be honoured.
 pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
-    let (width, height) = dimensions(request.size)?;
+    let input_size = request.inputs.as_ref().and_then(|inputs| inputs.images[0].size);
+    let (width, height) = match (request.size, input_size) {
+        (None | Some(Size::Auto), Some((width, height))) => dimensions(Some(Size::Pixels { width, height })).map_err(|_| {
+            GatewayError::invalid_param(
+                "image",
+                format!(
+                    "imagegate/test-pattern edits images with sides from {MIN_SIDE} to {MAX_SIDE} pixels, not {width}x{height}; send a 'size' in that range."
+                ),
+            )
+        })?,
+        (size, _) => dimensions(size)?,
+    };
+    // An edit's picture depends on the images sent in as well as on the prompt.
+    let seed = match &request.inputs {
+        Some(inputs) => format!("{}\n{}", request.prompt, inputs.digest()),
+        None => request.prompt.clone(),
+    };
     let pixels = u64::from(request.n) * u64::from(width) * u64::from(height);
     if pixels > MAX_PIXELS {
         return Err(GatewayError::invalid_param(
@@ -73,7 +95,7 @@ pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
     }
     let images = (0..request.n)
         .map(|index| Image {
-            data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(render(&request.prompt, index, width, height))),
+            data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(render(&seed, index, width, height))),
             media_type: Some("image/png".to_owned()),
             revised_prompt: None,
         })

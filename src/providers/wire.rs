@@ -21,13 +21,18 @@ pub fn configured_headers(target: &Target) -> Vec<(String, HeaderValue)> {
 
 /// `content-type: application/json` and the provider's configured headers.
 pub fn json_headers(target: &Target) -> Vec<(String, HeaderValue)> {
-    let mut headers = vec![("content-type".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
+    headers_with(target, "application/json".to_owned())
+}
+
+/// `content-type: <content_type>` and the provider's configured headers.
+pub fn headers_with(target: &Target, content_type: String) -> Vec<(String, HeaderValue)> {
+    let mut headers = vec![("content-type".to_owned(), HeaderValue::Plain(content_type))];
     headers.extend(configured_headers(target));
     headers
 }
 
 /// A `POST` of `body`.
-pub fn post(url: String, headers: Vec<(String, HeaderValue)>, body: Vec<u8>) -> UpstreamRequest {
+pub fn post(url: String, headers: Vec<(String, HeaderValue)>, body: impl Into<std::rc::Rc<[u8]>>) -> UpstreamRequest {
     UpstreamRequest { method: Method::Post, url, headers, body: body.into() }
 }
 

@@ -369,7 +369,12 @@ impl Harness {
 
     /// Serves a request with `head`: the edge's part after the answer (history, cache store)
     /// included.
-    pub fn serve_head(&self, mut head: RequestHead, body: &str, script: Vec<Script>) -> Served {
+    pub fn serve_head(&self, head: RequestHead, body: &str, script: Vec<Script>) -> Served {
+        self.serve_bytes(head, body.as_bytes().to_vec(), script)
+    }
+
+    /// [`Harness::serve_head`] with a body of any bytes (a multipart form).
+    pub fn serve_bytes(&self, mut head: RequestHead, body: Vec<u8>, script: Vec<Script>) -> Served {
         head.base.get_or_insert_with(|| BASE.to_owned());
         let upstream = FakeUpstream::new(&self.clock, script);
         let gateway = Gateway::new(&self.config, &self.keys, &upstream, &FixedSecrets, &self.clock, &self.draw)
@@ -379,7 +384,7 @@ impl Harness {
             .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
         let jobs_before = self.runner.jobs.borrow().len();
-        let Handled { reply, log, action, store, files, flight } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body.as_bytes().to_vec())));
+        let Handled { reply, log, action, store, files, flight } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body)));
         // The runner writes the queued action of a job it accepts, as the edge's does.
         for job in self.runner.jobs.borrow().iter().skip(jobs_before) {
             block_on(self.history.record(job.queued.clone()));

@@ -1,0 +1,209 @@
+//! Edits and variations: images in through a multipart form (or an edit's JSON with data: URLs),
+//! relayed to OpenAI-shaped upstreams as a form with the same bytes on every attempt, made by
+//! the test pattern in the worker, refused precisely where a provider cannot take them.
+
+mod support;
+
+use imagegate::http::RequestHead;
+use imagegate::multipart;
+use imagegate::png::{encode_palette4, Row};
+use serde_json::json;
+use support::*;
+
+fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
+    let row = vec![shade; width.div_ceil(2) as usize];
+    encode_palette4(width, height, &[[0, 0, 0], [200, 10, 10]], (0..height).map(|_| Row::Pixels(&row)))
+}
+
+/// A form of text fields and files, as the OpenAI clients send it.
+fn form(texts: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (name, value) in texts {
+        body.extend_from_slice(format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--B--\r\n");
+    ("multipart/form-data; boundary=B".to_owned(), body)
+}
+
+fn send(h: &Harness, path: &str, (content_type, body): (String, Vec<u8>), script: Vec<Script>) -> Served {
+    let head = RequestHead {
+        method: "POST".into(),
+        path: path.into(),
+        content_type: Some(content_type),
+        authorization: Some(format!("Bearer {GATEWAY_KEY}")),
+        ..RequestHead::default()
+    };
+    h.serve_bytes(head, body, script)
+}
+
+/// The fields and files of an upstream call's form: `(name, bytes)`.
+fn sent_form(call: &imagegate::upstream::UpstreamRequest) -> Vec<(String, Vec<u8>)> {
+    let content_type = call.headers.iter().find(|(n, _)| n == "content-type").unwrap().1.expose().to_owned();
+    multipart::parse(&content_type, &call.body).unwrap().into_iter().map(|part| (part.name, call.body[part.range].to_vec())).collect()
+}
+
+fn field<'a>(form: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()))
+}
+
+fn decoded(served: &Served, index: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(served.json()["data"][index]["b64_json"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn the_test_pattern_edits_at_the_images_size_and_its_picture_depends_on_the_input() {
+    let h = Harness::long();
+    let edit =
+        |shade| send(&h, "/v1/images/edits", form(&[("prompt", "a hat"), ("model", "imagegate/test-pattern")], &[("image", &png(48, 32, shade))]), vec![]);
+    let first = edit(0x11);
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    let image = decoded(&first, 0);
+    assert_eq!(png_size(&image), (48, 32), "the first image's size");
+    assert_ne!(decoded(&edit(0x10), 0), image, "other input bytes, another picture");
+    assert_eq!(decoded(&edit(0x11), 0), image, "the same input, the same picture");
+    let variation = send(&h, "/v1/images/variations", form(&[("model", "imagegate/test-pattern"), ("n", "2")], &[("image", &png(20, 20, 1))]), vec![]);
+    assert_eq!((variation.status, variation.json()["data"].as_array().unwrap().len()), (200, 2));
+}
+
+#[test]
+fn an_edit_is_relayed_as_a_form_with_the_same_bytes_and_fields() {
+    let h = Harness::long();
+    let (one, two, mask) = (png(16, 16, 1), png(16, 16, 2), png(16, 16, 0));
+    let texts = [("prompt", "a hat"), ("model", "gpt-image-1"), ("n", "2"), ("size", "1024x1024"), ("input_fidelity", "high"), ("metadata[team]", "art")];
+    let served = send(&h, "/v1/images/edits", form(&texts, &[("image[]", &one), ("image[]", &two), ("mask", &mask)]), vec![answer(200, OK)]);
+    assert_eq!(served.status, 200, "{}", String::from_utf8_lossy(&served.body));
+    assert_eq!(served.calls.len(), 1);
+    let call = &served.calls[0];
+    assert_eq!(call.url, "http://127.0.0.1:9/v1/images/edits");
+    let sent = sent_form(call);
+    assert_eq!(field(&sent, "model"), Some(&b"gpt-image-1"[..]), "the upstream's model name");
+    assert_eq!(field(&sent, "prompt"), Some(&b"a hat"[..]));
+    assert_eq!(field(&sent, "n"), Some(&b"2"[..]));
+    assert_eq!(field(&sent, "input_fidelity"), Some(&b"high"[..]));
+    assert_eq!(field(&sent, "metadata"), None, "routing fields stay in the gateway");
+    let images: Vec<&[u8]> = sent.iter().filter(|(n, _)| n == "image[]").map(|(_, v)| v.as_slice()).collect();
+    assert_eq!(images, [&one[..], &two[..]]);
+    assert_eq!(field(&sent, "mask"), Some(&mask[..]));
+    let action = h.history.actions.borrow()[0].clone();
+    let request = action.request.unwrap();
+    assert_eq!(
+        (request["operation"].as_str(), request["images"][1]["width"].as_u64(), request["mask"]["media_type"].as_str()),
+        (Some("edits"), Some(16), Some("image/png"))
+    );
+    assert!(!serde_json::to_string(&request).unwrap().contains("PNG"), "never the bytes");
+}
+
+#[test]
+fn a_retry_and_a_fallback_send_the_same_image_bytes() {
+    let h = Harness::long();
+    let image = png(16, 16, 3);
+    let texts = [("prompt", "p"), ("model", "gpt-image-1"), ("retry[count]", "1"), ("fallbacks[][model]", "backup/m")];
+    let served = send(&h, "/v1/images/edits", form(&texts, &[("image", &image)]), vec![answer(500, "{}"), answer(500, "{}"), answer(200, OK)]);
+    assert_eq!((served.status, served.calls.len()), (200, 3), "{}", String::from_utf8_lossy(&served.body));
+    for call in &served.calls {
+        assert_eq!(field(&sent_form(call), "image"), Some(&image[..]));
+    }
+    assert!(std::rc::Rc::ptr_eq(&served.calls[0].body, &served.calls[1].body), "a retry sends the very form it wrote");
+    assert_eq!(served.calls[2].url, "http://127.0.0.1:10/v1/images/edits", "the fallback's upstream");
+}
+
+#[test]
+fn a_variation_takes_one_image_and_no_prompt() {
+    let h = Harness::long();
+    let image = png(16, 16, 3);
+    let served = send(&h, "/v1/images/variations", form(&[("model", "gpt-image-1"), ("size", "256x256")], &[("image", &image)]), vec![answer(200, OK)]);
+    assert_eq!(served.status, 200);
+    assert!(served.calls[0].url.ends_with("/images/variations"));
+    assert_eq!(field(&sent_form(&served.calls[0]), "prompt"), None);
+    let prompted = send(&h, "/v1/images/variations", form(&[("model", "gpt-image-1"), ("prompt", "p")], &[("image", &image)]), vec![]);
+    assert_eq!((prompted.status, prompted.json()["error"]["param"].as_str()), (400, Some("prompt")));
+    let styled = send(&h, "/v1/images/variations", form(&[("model", "gpt-image-1"), ("quality", "high")], &[("image", &image)]), vec![]);
+    assert_eq!((styled.status, styled.json()["error"]["param"].as_str()), (400, Some("quality")), "variations take no quality");
+}
+
+#[test]
+fn a_model_that_cannot_edit_is_refused_and_skipped_as_a_fallback() {
+    let h = Harness::long();
+    let image = png(16, 16, 3);
+    let refused = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "flux")], &[("image", &image)]), vec![]);
+    assert_eq!(
+        (refused.status, refused.json()["error"]["code"].as_str(), refused.json()["error"]["param"].as_str()),
+        (400, Some("unsupported_parameter"), Some("image"))
+    );
+    let texts = [("prompt", "p"), ("model", "gpt-image-1"), ("retry[count]", "0"), ("fallbacks[][model]", "flux")];
+    let skipped = send(&h, "/v1/images/edits", form(&texts, &[("image", &image)]), vec![answer(500, "{}")]);
+    assert_eq!(skipped.calls.len(), 1, "the fallback that cannot edit is never called");
+}
+
+#[test]
+fn an_edit_may_come_as_json_with_data_urls() {
+    use base64::Engine as _;
+    let h = Harness::long();
+    let image = png(16, 16, 3);
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&image));
+    let body = json!({"prompt": "p", "model": "gpt-image-1", "images": [{"image_url": url}]}).to_string();
+    let served = send(&h, "/v1/images/edits", ("application/json".to_owned(), body.into_bytes()), vec![answer(200, OK)]);
+    assert_eq!(served.status, 200, "{}", String::from_utf8_lossy(&served.body));
+    assert_eq!(field(&sent_form(&served.calls[0]), "image"), Some(&image[..]));
+    let remote = json!({"prompt": "p", "images": [{"image_url": "https://example.com/a.png"}]}).to_string();
+    let refused = send(&h, "/v1/images/edits", ("application/json".to_owned(), remote.into_bytes()), vec![]);
+    assert_eq!((refused.status, refused.json()["error"]["param"].as_str()), (400, Some("images[0].image_url")));
+}
+
+#[test]
+fn bad_bodies_are_precise_errors_before_any_call() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 1000, "max_edit_body_bytes": 4096"#));
+    let image = png(16, 16, 3);
+    let big = vec![0u8; 8192];
+    let too_large = send(&h, "/v1/images/edits", form(&[("prompt", "p")], &[("image", &big)]), vec![]);
+    assert_eq!(too_large.status, 413);
+    let text = send(&h, "/v1/images/edits", ("text/plain".to_owned(), b"hi".to_vec()), vec![]);
+    assert_eq!(text.status, 415);
+    let truncated = send(
+        &h,
+        "/v1/images/edits",
+        ("multipart/form-data; boundary=B".to_owned(), b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\np".to_vec()),
+        vec![],
+    );
+    assert_eq!((truncated.status, truncated.json()["error"]["code"].as_str()), (400, Some("invalid_multipart")));
+    let no_boundary = send(&h, "/v1/images/edits", ("multipart/form-data".to_owned(), b"--B--\r\n".to_vec()), vec![]);
+    assert_eq!(no_boundary.status, 400);
+    let no_image = send(&h, "/v1/images/edits", form(&[("prompt", "p")], &[]), vec![]);
+    assert_eq!((no_image.status, no_image.json()["error"]["param"].as_str()), (400, Some("image")));
+    let no_prompt = send(&h, "/v1/images/edits", form(&[], &[("image", &image)]), vec![]);
+    assert_eq!((no_prompt.status, no_prompt.json()["error"]["param"].as_str()), (400, Some("prompt")));
+    let webhook = send(
+        &h,
+        "/v1/images/edits",
+        form(&[("prompt", "p"), ("model", "gpt-image-1"), ("webhook", r#"{"url":"https://x.example/h","secret":"s"}"#)], &[("image", &image)]),
+        vec![],
+    );
+    assert_eq!(webhook.status, 400);
+    assert_eq!(h.serve("GET", "/v1/images/edits", Some(&format!("Bearer {GATEWAY_KEY}")), "", vec![]).status, 405);
+}
+
+#[test]
+fn the_cache_key_holds_every_image() {
+    let h = Harness::long();
+    let edit = |shade| {
+        let texts = [("prompt", "p"), ("model", "gpt-image-1"), ("cache[type]", "exact_match")];
+        send(&h, "/v1/images/edits", form(&texts, &[("image", &png(16, 16, shade))]), vec![answer(200, OK)])
+    };
+    assert_eq!(edit(1).header("x-imagegate-cache"), Some("MISS"));
+    let again =
+        send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "gpt-image-1"), ("cache[type]", "exact_match")], &[("image", &png(16, 16, 1))]), vec![]);
+    assert_eq!((again.header("x-imagegate-cache"), again.calls.len()), (Some("HIT"), 0));
+    assert_eq!(edit(2).header("x-imagegate-cache"), Some("MISS"), "another image, another key");
+}
