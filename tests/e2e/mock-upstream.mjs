@@ -2,7 +2,7 @@
 // name in the request body (the gateway's config maps public models onto these names), and every
 // call is recorded so tests can count exactly how many upstream calls a request cost.
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 
 /** A 2 MB b64_json answer, the same bytes for every call. */
@@ -88,21 +88,46 @@ function json(res, status, body, headers = {}) {
   res.end(JSON.stringify(body));
 }
 
+/** A multipart body's text fields, and its files as `{name, sha256, size, type}` in order. */
+async function readForm(raw, contentType) {
+  const data = await new Response(raw, { headers: { 'content-type': contentType } }).formData();
+  const fields = {};
+  const files = [];
+  for (const [name, value] of data.entries()) {
+    if (typeof value === 'string') {
+      fields[name] = value;
+    } else {
+      const bytes = Buffer.from(await value.arrayBuffer());
+      files.push({ name, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length, type: value.type });
+    }
+  }
+  return { fields, files };
+}
+
 /** Starts the mock on an ephemeral loopback port. */
 export async function startMockUpstream() {
   const calls = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
+      const raw = Buffer.concat(chunks);
       let body = null;
-      try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { /* recorded as null */ }
-      const call = { method: req.method, path: req.url, authorization: req.headers.authorization, body, aborted: false };
+      let form = null;
+      if ((req.headers['content-type'] ?? '').startsWith('multipart/form-data')) {
+        // An edit or a variation: its text fields as `body`, its files by name with their digests.
+        form = await readForm(raw, req.headers['content-type']).catch(() => null);
+        body = form?.fields ?? null;
+      } else {
+        try { body = JSON.parse(raw.toString('utf8')); } catch { /* recorded as null */ }
+      }
+      const call = { method: req.method, path: req.url, authorization: req.headers.authorization, body, files: form?.files ?? [], aborted: false };
       calls.push(call);
       // The caller hung up before the answer was complete (e.g. the gateway aborted at its deadline).
       res.on('close', () => { call.aborted = !res.writableFinished; });
       const behaviour = behaviours[body?.model] ?? sequence(body?.model);
-      if (req.method !== 'POST' || req.url !== '/v1/images/generations' || !behaviour) {
+      const paths = ['/v1/images/generations', '/v1/images/edits', '/v1/images/variations'];
+      if (req.method !== 'POST' || !paths.includes(req.url) || !behaviour) {
         return json(res, 404, { error: { message: `mock: no behaviour for ${req.method} ${req.url} model=${body?.model}` } });
       }
       behaviour(res, call);
