@@ -55,8 +55,8 @@ pub fn image_models(config: &Config) -> Vec<u8> {
                 "name": model.name.as_deref().unwrap_or(&model.id),
                 "description": description(model, provider),
                 "created": model.created,
-                // Images in come through `/v1/images/edits`; OpenRouter's `input_references` are not taken yet.
-                "architecture": { "input_modalities": ["text"], "output_modalities": ["image"] },
+                // Reference images in (`input_references`) where the provider edits.
+                "architecture": { "input_modalities": input_modalities(provider), "output_modalities": ["image"] },
                 "supported_parameters": supported_parameters(provider, model),
                 "supports_streaming": false,
                 "endpoints": format!("/api/v1/images/models/{}/endpoints", model.id),
@@ -97,6 +97,14 @@ fn capabilities(provider: &ProviderConfig) -> Vec<&'static str> {
         .filter(|(operation, _)| adapter.takes(*operation))
         .map(|(_, name)| name)
         .collect()
+}
+
+/// What a provider's models take in: text, and images where its kind edits.
+fn input_modalities(provider: &ProviderConfig) -> Vec<&'static str> {
+    match provider.kind.adapter().takes(Operation::Edit) {
+        true => vec!["text", "image"],
+        false => vec!["text"],
+    }
 }
 
 fn provider_of<'c>(config: &'c Config, model: &ModelConfig) -> &'c ProviderConfig {
@@ -204,7 +212,7 @@ mod tests {
         assert_eq!(first["id"], "imagegate/test-pattern");
         assert_eq!(first["name"], "Test pattern");
         assert_eq!(first["created"], 1700000000);
-        assert_eq!(first["architecture"], json!({"input_modalities": ["text"], "output_modalities": ["image"]}));
+        assert_eq!(first["architecture"], json!({"input_modalities": ["text", "image"], "output_modalities": ["image"]}), "the test pattern edits");
         assert_eq!(first["supports_streaming"], false);
         assert_eq!(first["endpoints"], "/api/v1/images/models/imagegate/test-pattern/endpoints");
         assert_eq!(first["supported_parameters"]["n"], json!({"type": "range", "min": 1, "max": 4}));

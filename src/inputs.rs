@@ -120,6 +120,12 @@ impl InputImage {
         &self.body[self.range.clone()]
     }
 
+    /// The image as a base64 `data:` URL.
+    pub fn data_url(&self) -> String {
+        use base64::Engine as _;
+        format!("data:{};base64,{}", self.format.media_type(), base64::engine::general_purpose::STANDARD.encode(self.bytes()))
+    }
+
     /// The SHA-256 of its bytes.
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.bytes()).into()
@@ -358,25 +364,61 @@ pub fn from_json(fields: &mut Map<String, Value>, operation: Operation) -> Resul
     Ok(Inputs::new(operation, images, mask, input_fidelity))
 }
 
+/// OpenRouter's `input_references` (`[{"type": "image_url", "image_url": {"url": "data:…"}}]`)
+/// as an edit's images.
+pub fn from_references(references: Value) -> Result<Inputs, GatewayError> {
+    let Value::Array(items) = references else { return Err(crate::fields::wrong_type("input_references", "an array", &references)) };
+    let mut images = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let param = format!("input_references[{i}]");
+        let Value::Object(mut item) = item else { return Err(crate::fields::wrong_type(&param, "an object", &item)) };
+        match item.remove("type") {
+            Some(Value::String(kind)) if kind == "image_url" => {}
+            _ => return Err(form_error(&format!("{param}.type"), format!("'{param}.type' must be 'image_url'."))),
+        }
+        let url = match item.remove("image_url") {
+            Some(Value::Object(mut url)) => url.remove("url").unwrap_or(Value::Null),
+            // The URL alone, as some clients send it.
+            Some(url @ Value::String(_)) => url,
+            _ => Value::Null,
+        };
+        let Value::String(url) = url else { return Err(form_error(&format!("{param}.image_url.url"), format!("'{param}.image_url.url' is required."))) };
+        images.push(data_url_image(&url, &format!("{param}.image_url.url"), &param)?);
+    }
+    check(Operation::Edit, &images, None, None).map_err(|error| {
+        if error.param.as_deref() == Some("image") {
+            GatewayError { param: Some("input_references".to_owned()), ..error }
+        } else {
+            error
+        }
+    })?;
+    Ok(Inputs::new(Operation::Edit, images, None, None))
+}
+
 /// One `{"image_url": "data:image/…;base64,…"}` of a JSON edit, decoded.
 fn data_image(item: Value, param: &str) -> Result<InputImage, GatewayError> {
-    use base64::Engine as _;
     let url_param = format!("{param}.image_url");
     let Value::Object(mut item) = item else { return Err(crate::fields::wrong_type(param, "an object with 'image_url'", &item)) };
     if item.contains_key("file_id") {
         return Err(form_error(&format!("{param}.file_id"), "File ids are OpenAI's own; send the image as a data: URL.").with_code("unsupported_parameter"));
     }
     let url = crate::fields::optional_string(&mut item, "image_url")?.ok_or_else(|| form_error(&url_param, format!("'{url_param}' is required.")))?;
+    data_url_image(&url, &url_param, param)
+}
+
+/// The image of a base64 `data:` URL (`url_param` names the URL in errors, `param` the image).
+fn data_url_image(url: &str, url_param: &str, param: &str) -> Result<InputImage, GatewayError> {
+    use base64::Engine as _;
     let encoded = url
         .strip_prefix("data:")
         .and_then(|rest| rest.split_once(','))
         .filter(|(meta, _)| meta.ends_with(";base64"))
         .map(|(_, data)| data)
         .ok_or_else(|| {
-            form_error(&url_param, format!("'{url_param}' must be a base64 data: URL (data:image/png;base64,…); this gateway fetches no image from elsewhere."))
+            form_error(url_param, format!("'{url_param}' must be a base64 data: URL (data:image/png;base64,…); this gateway fetches no image from elsewhere."))
         })?;
     let bytes =
-        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| form_error(&url_param, format!("'{url_param}' is not valid base64.")))?;
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| form_error(url_param, format!("'{url_param}' is not valid base64.")))?;
     InputImage::from_bytes(bytes, param)
 }
 

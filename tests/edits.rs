@@ -207,3 +207,31 @@ fn the_cache_key_holds_every_image() {
     assert_eq!((again.header("x-imagegate-cache"), again.calls.len()), (Some("HIT"), 0));
     assert_eq!(edit(2).header("x-imagegate-cache"), Some("MISS"), "another image, another key");
 }
+
+#[test]
+fn openrouters_input_references_make_an_edit_and_reach_an_openrouter_upstream_as_references() {
+    use base64::Engine as _;
+    let config = CONFIG
+        .replace(
+            r#""providers": ["#,
+            r#""providers": [{"id": "or", "kind": "openrouter", "base_url": "http://127.0.0.1:11/api/v1", "api_key_secret": "MOCK_KEY"},"#,
+        )
+        .replace(r#""models": ["#, r#""models": [{"id": "or/gpt-5-image", "provider": "or", "upstream_model": "openai/gpt-5-image"},"#);
+    let h = Harness::with_config(&config);
+    let image = png(40, 24, 5);
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&image));
+    let references = json!([{"type": "image_url", "image_url": {"url": url}}]);
+    let pattern = h.openrouter(&json!({"model": "imagegate/test-pattern", "prompt": "p", "input_references": references}).to_string(), vec![]);
+    assert_eq!(pattern.status, 200, "{}", String::from_utf8_lossy(&pattern.body));
+    assert_eq!(png_size(&decoded(&pattern, 0)), (40, 24), "an edit at the reference's size");
+
+    let answer_body = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}]}"#;
+    let relayed = h.openrouter(&json!({"model": "or/gpt-5-image", "prompt": "p", "input_references": references}).to_string(), vec![answer(200, answer_body)]);
+    assert_eq!(relayed.status, 200, "{}", String::from_utf8_lossy(&relayed.body));
+    let sent: serde_json::Value = serde_json::from_slice(&relayed.calls[0].body).unwrap();
+    assert_eq!(sent["input_references"][0]["image_url"]["url"].as_str(), Some(url.as_str()));
+
+    let remote = json!([{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]);
+    let refused = h.openrouter(&json!({"model": "or/gpt-5-image", "prompt": "p", "input_references": remote}).to_string(), vec![]);
+    assert_eq!((refused.status, refused.json()["error"]["metadata"]["param"].as_str()), (400, Some("input_references[0].image_url.url")));
+}

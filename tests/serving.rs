@@ -225,7 +225,11 @@ fn openrouter_routes_answer_errors_in_openrouter_envelope() {
     assert_eq!(unauthorised.json()["error"]["code"], 401);
     assert!(unauthorised.json()["error"]["message"].is_string());
     let refs = h.openrouter(r#"{"model":"mock/gpt-image-1","prompt":"p","input_references":[{"type":"image_url"}]}"#, vec![]);
-    assert_eq!((refs.status, refs.json()["error"]["metadata"]["param"].as_str()), (400, Some("input_references")));
+    assert_eq!(
+        (refs.status, refs.json()["error"]["metadata"]["param"].as_str()),
+        (400, Some("input_references[0].image_url.url")),
+        "a reference without its URL"
+    );
     let wrong = h.serve("GET", "/api/v1/images", None, "", vec![]);
     assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST, OPTIONS")));
 }

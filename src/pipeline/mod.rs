@@ -542,9 +542,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 (Vec::new(), fields, Some(std::rc::Rc::new(inputs)))
             }
         };
+        let mut inputs = inputs;
         if shape == Shape::OpenRouter {
-            take_openrouter_fields(&mut fields)?;
+            if let Some(references) = take_openrouter_fields(&mut fields)? {
+                inputs = Some(std::rc::Rc::new(crate::inputs::from_references(references)?));
+            }
         }
+        let operation = inputs.as_ref().map_or(operation, |inputs| inputs.operation);
         let route = match route {
             Some(route) => Some(route),
             None => self.route_in_model(&mut fields, key)?,
@@ -675,16 +679,13 @@ impl<U, S> Gateway<'_, U, S> {
 }
 
 /// Takes out the OpenRouter request fields that steer OpenRouter itself and mean nothing to a
-/// self-hosted gateway (`provider`, `session_id`, `trace`), and refuses what it cannot do.
-fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), GatewayError> {
+/// self-hosted gateway (`provider`, `session_id`, `trace`); gives its reference images
+/// (`input_references`), which make the request an edit.
+fn take_openrouter_fields(fields: &mut serde_json::Map<String, serde_json::Value>) -> Result<Option<serde_json::Value>, GatewayError> {
     for ignored in ["provider", "session_id", "trace"] {
         fields.remove(ignored);
     }
-    if crate::fields::take(fields, "input_references").is_some() {
-        return Err(GatewayError::invalid_param("input_references", "Reference images are not supported by this gateway; send a text prompt only.")
-            .with_code("unsupported_parameter"));
-    }
-    Ok(())
+    Ok(crate::fields::take(fields, "input_references"))
 }
 
 /// A request body that parsed as JSON, as text (JSON is UTF-8, so nothing is lost or copied).

@@ -23,6 +23,7 @@ use super::errors::{self, Detail};
 use super::wire::{self, bearer, json_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::request::{ImageRequest, OutputFormat, Size};
 
 /// The request parameters OpenRouter's image API takes (besides `model`, `n`).
@@ -52,8 +53,24 @@ struct WireRequest<'a> {
     aspect_ratio: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resolution: Option<&'a str>,
+    /// An edit's images, as base64 data URLs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    input_references: Vec<Reference>,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
+}
+
+/// One of `input_references`: `{"type": "image_url", "image_url": {"url"}}`.
+#[derive(Serialize)]
+struct Reference {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    image_url: ReferenceUrl,
+}
+
+#[derive(Serialize)]
+struct ReferenceUrl {
+    url: String,
 }
 
 /// The `openrouter` kind.
@@ -72,6 +89,10 @@ impl Adapter for OpenRouter {
     fn passes_extensions(&self) -> bool {
         true
     }
+    fn takes(&self, operation: Operation) -> bool {
+        // Reference images in; OpenRouter has no variations.
+        operation != Operation::Variation
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
@@ -86,7 +107,14 @@ impl Adapter for OpenRouter {
 /// One call to `{base_url}/images`, translated; a 400 naming `quality` for a value OpenRouter has
 /// no equivalent of.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    let body = WireRequest {
+    if request.inputs.as_ref().is_some_and(|inputs| inputs.mask.is_some()) {
+        return Err(GatewayError::invalid_param(
+            "mask",
+            format!("The model '{}' (an 'openrouter' provider) takes reference images, not a mask.", target.model_id),
+        )
+        .with_code("unsupported_parameter"));
+    }
+    let mut body = WireRequest {
         model: target.upstream_model(),
         prompt: &request.prompt,
         n: request.n,
@@ -102,13 +130,26 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         seed: request.seed,
         aspect_ratio: request.aspect_ratio.as_deref(),
         resolution: request.resolution.as_deref(),
+        input_references: Vec::new(),
         extra: &request.extra,
     };
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
         headers.push(("authorization".to_owned(), bearer(key)));
     }
-    let body = serde_json::to_vec(&body).expect("the request is always serialisable");
+    let body = match &request.inputs {
+        None => serde_json::to_vec(&body).expect("the request is always serialisable").into(),
+        // The images encoded once per upstream model, the same bytes for every attempt.
+        Some(inputs) => {
+            let key = format!("{} {}", target.provider.id, target.upstream_model());
+            let (_, body) = inputs.form_for(&key, || {
+                body.input_references =
+                    inputs.images.iter().map(|image| Reference { kind: "image_url", image_url: ReferenceUrl { url: image.data_url() } }).collect();
+                ("application/json".to_owned(), serde_json::to_vec(&body).expect("the request is always serialisable").into())
+            });
+            body
+        }
+    };
     Ok(Plan::one(post(format!("{}/images", target.provider.base()), headers, body)))
 }
 

@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import OpenAI, { toFile } from 'openai';
+import { Orq } from '@orq-ai/node';
 
 import { startGateway } from './gateway-process.mjs';
 import { startMockUpstream } from './mock-upstream.mjs';
@@ -107,6 +108,20 @@ test('a retry and a fallback send the same image bytes', async () => {
   await client.images.edit({ model: 'mock/down', image: await file(input), prompt: 'p', retry: { count: 0 }, fallbacks: [{ model: 'backup/gpt-image-1' }] });
   assert.deepEqual(upstream.calls.slice(before).map((c) => c.files[0].sha256), [sha256(input)]);
   assert.deepEqual(backup.calls.slice(backupBefore).map((c) => [c.path, c.files[0].sha256]), [['/v1/images/edits', sha256(input)]]);
+});
+
+test("orq's client edits through its router path with retry and fallbacks sent as JSON parts", async () => {
+  const input = await png('32x32', 'orq');
+  const orq = new Orq({ apiKey: KEY, serverURL: gateway.baseURL });
+  const before = upstream.calls.length;
+  const backupBefore = backup.calls.length;
+  const edited = await orq.router.images.edits.create({
+    model: 'mock/down', prompt: 'p', image: { fileName: 'in.png', content: new Uint8Array(input) },
+    retry: { count: 1, onCodes: [500] }, fallbacks: [{ model: 'backup/gpt-image-1' }],
+  });
+  assert.equal(edited.data.length, 1);
+  assert.deepEqual(upstream.calls.slice(before).map((c) => c.files[0].sha256), [sha256(input), sha256(input)], 'the first call and its retry');
+  assert.deepEqual(backup.calls.slice(backupBefore).map((c) => [c.path, c.files[0].sha256]), [['/v1/images/edits', sha256(input)]], 'then the fallback');
 });
 
 /** Sends a hand-made form body to the edits endpoint. */

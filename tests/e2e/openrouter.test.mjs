@@ -81,3 +81,16 @@ test('the SDK generates an image and reads its cost', async () => {
     },
   );
 });
+
+test('the SDK edits with input_references: the reference image comes back edited at its size', async () => {
+  const made = await client.images.generate({ imageGenerationRequest: { model: 'imagegate/test-pattern', prompt: 'a reference', size: '256x256' } });
+  const url = `data:image/png;base64,${made.data[0].b64Json}`;
+  const edited = await client.images.generate({
+    imageGenerationRequest: { model: 'imagegate/test-pattern', prompt: 'add a moon', inputReferences: [{ type: 'image_url', imageUrl: { url } }] },
+  });
+  const png = Buffer.from(edited.data[0].b64Json, 'base64');
+  assert.equal(png.readUInt32BE(16), 256, 'the reference\'s width');
+  assert.notEqual(edited.data[0].b64Json, made.data[0].b64Json);
+  const models = await client.images.listModels();
+  assert.deepEqual(models.data[0].architecture.inputModalities, ['text', 'image']);
+});
