@@ -235,3 +235,169 @@ fn openrouters_input_references_make_an_edit_and_reach_an_openrouter_upstream_as
     let refused = h.openrouter(&json!({"model": "or/gpt-5-image", "prompt": "p", "input_references": remote}).to_string(), vec![]);
     assert_eq!((refused.status, refused.json()["error"]["metadata"]["param"].as_str()), (400, Some("input_references[0].image_url.url")));
 }
+
+/// The standard configuration with a Stability, a Google and more BFL and Replicate models.
+fn providers_config() -> String {
+    CONFIG
+        .replace(
+            r#""providers": ["#,
+            r#""providers": [{"id": "stability", "kind": "stability", "base_url": "http://127.0.0.1:12", "api_key_secret": "MOCK_KEY"},
+                {"id": "google", "kind": "google_imagen", "base_url": "http://127.0.0.1:13/v1beta", "api_key_secret": "MOCK_KEY"},"#,
+        )
+        .replace(
+            r#""models": ["#,
+            r#""models": [{"id": "stability/ultra", "provider": "stability", "upstream_model": "ultra"},
+                {"id": "stability/core", "provider": "stability", "upstream_model": "core"},
+                {"id": "stability/sd3", "provider": "stability", "upstream_model": "sd3.5-large"},
+                {"id": "google/imagen", "provider": "google", "upstream_model": "imagen-4.0-generate-001"},
+                {"id": "bfl/kontext", "provider": "bfl", "upstream_model": "flux-kontext-pro"},
+                {"id": "replicate/kontext", "provider": "replicate", "upstream_model": "black-forest-labs/flux-kontext-pro"},"#,
+        )
+}
+
+/// The first upstream call of an edit on `model` (its create refused, so nothing is polled).
+fn first_call(h: &Harness, model: &str, images: &[(&str, &[u8])]) -> Served {
+    send(h, "/v1/images/edits", form(&[("prompt", "a hat"), ("model", model), ("retry[count]", "0")], images), vec![answer(400, r#"{"error":"refused"}"#)])
+}
+
+fn json_body(call: &imagegate::upstream::UpstreamRequest) -> serde_json::Value {
+    serde_json::from_slice(&call.body).unwrap()
+}
+
+#[test]
+fn bfl_kontext_gets_the_images_as_input_image_and_other_flux_models_cannot_edit() {
+    use base64::Engine as _;
+    let h = Harness::with_config(&providers_config());
+    let (one, two) = (png(16, 16, 1), png(16, 16, 2));
+    let served = first_call(&h, "bfl/kontext", &[("image[]", &one), ("image[]", &two)]);
+    let body = json_body(&served.calls[0]);
+    assert!(served.calls[0].url.ends_with("/flux-kontext-pro"));
+    assert_eq!(body["input_image"].as_str(), Some(base64::engine::general_purpose::STANDARD.encode(&one).as_str()));
+    assert_eq!(body["input_image_2"].as_str(), Some(base64::engine::general_purpose::STANDARD.encode(&two).as_str()));
+    assert_eq!(body["prompt"], "a hat");
+    let masked = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "bfl/kontext")], &[("image", &one), ("mask", &one)]), vec![]);
+    assert_eq!((masked.status, masked.json()["error"]["param"].as_str(), masked.calls.len()), (400, Some("mask"), 0));
+    let flux = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "flux")], &[("image", &one)]), vec![]);
+    assert_eq!((flux.status, flux.json()["error"]["param"].as_str(), flux.calls.len()), (400, Some("image"), 0));
+}
+
+#[test]
+fn replicate_gets_the_image_as_a_data_url_in_the_models_image_input() {
+    use base64::Engine as _;
+    let h = Harness::with_config(&providers_config());
+    let (image, mask) = (png(16, 16, 1), png(16, 16, 0));
+    let url = |bytes: &[u8]| format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+    let kontext = json_body(&first_call(&h, "replicate/kontext", &[("image", &image)]).calls[0]);
+    assert_eq!((kontext["input"]["input_image"].as_str(), kontext["input"].get("image")), (Some(url(&image).as_str()), None));
+    let generic = json_body(&first_call(&h, "replicate/flux", &[("image", &image), ("mask", &mask)]).calls[0]);
+    assert_eq!((generic["input"]["image"].as_str(), generic["input"]["mask"].as_str()), (Some(url(&image).as_str()), Some(url(&mask).as_str())));
+    let two = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "replicate/flux")], &[("image[]", &image), ("image[]", &image)]), vec![]);
+    assert_eq!((two.status, two.calls.len()), (400, 0));
+}
+
+#[test]
+fn stability_inpaints_with_a_mask_and_edits_image_to_image_without() {
+    let h = Harness::with_config(&providers_config());
+    let (image, mask) = (png(64, 64, 1), png(64, 64, 0));
+    let ultra = &first_call(&h, "stability/ultra", &[("image", &image)]).calls[0];
+    assert!(ultra.url.ends_with("/v2beta/stable-image/generate/ultra"), "{}", ultra.url);
+    let sent = sent_form(ultra);
+    assert_eq!((field(&sent, "strength"), field(&sent, "image"), field(&sent, "aspect_ratio")), (Some(&b"0.6"[..]), Some(&image[..]), None));
+    let sd3 = sent_form(&first_call(&h, "stability/sd3", &[("image", &image)]).calls[0]);
+    assert_eq!((field(&sd3, "mode"), field(&sd3, "model")), (Some(&b"image-to-image"[..]), Some(&b"sd3.5-large"[..])));
+    let inpaint = &first_call(&h, "stability/core", &[("image", &image), ("mask", &mask)]).calls[0];
+    assert!(inpaint.url.ends_with("/v2beta/stable-image/edit/inpaint"), "{}", inpaint.url);
+    let sent = sent_form(inpaint);
+    assert_eq!((field(&sent, "mask"), field(&sent, "strength"), field(&sent, "model")), (Some(&mask[..]), None, None));
+    let core = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "stability/core")], &[("image", &image)]), vec![]);
+    assert_eq!((core.status, core.json()["error"]["param"].as_str(), core.calls.len()), (400, Some("image"), 0));
+}
+
+#[test]
+fn google_imagen_cannot_edit_on_the_gemini_api() {
+    let h = Harness::with_config(&providers_config());
+    let refused = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "google/imagen")], &[("image", &png(16, 16, 1))]), vec![]);
+    assert_eq!((refused.status, refused.json()["error"]["code"].as_str(), refused.calls.len()), (400, Some("unsupported_parameter"), 0));
+}
+
+/// An upstream call as the golden files write it: method, URL, headers (secrets as `<key>`, a
+/// form's content type without its boundary) and body: JSON with the image's base64 as
+/// `<image base64>`, or a form's fields and files (each file by name, file name, type and SHA-256).
+fn described(call: &imagegate::upstream::UpstreamRequest, image: &[u8], mask: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let headers: serde_json::Map<String, serde_json::Value> = call
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = match value.expose() {
+                v if v.contains("sk-provider-secret-value") => "<key>".to_owned(),
+                v if v.starts_with("multipart/form-data") => "multipart/form-data".to_owned(),
+                v => v.to_owned(),
+            };
+            (name.clone(), json!(shown))
+        })
+        .collect();
+    let content_type = headers.get("content-type").and_then(|v| v.as_str()).unwrap_or("");
+    let body = if content_type.starts_with("multipart/form-data") {
+        let real_type = call.headers.iter().find(|(n, _)| n == "content-type").unwrap().1.expose().to_owned();
+        let parts = multipart::parse(&real_type, &call.body).unwrap();
+        let fields: serde_json::Map<String, serde_json::Value> =
+            parts.iter().filter(|p| !p.is_file()).map(|p| (p.name.clone(), json!(String::from_utf8_lossy(&call.body[p.range.clone()])))).collect();
+        let files: Vec<serde_json::Value> = parts
+            .iter()
+            .filter(|p| p.is_file())
+            .map(|p| json!({"name": p.name, "filename": p.filename, "content_type": p.content_type, "sha256": hex::encode(sha2::Sha256::digest(&call.body[p.range.clone()]))}))
+            .collect();
+        json!({"fields": fields, "files": files})
+    } else {
+        let text = String::from_utf8(call.body.to_vec())
+            .unwrap()
+            .replace(&base64::engine::general_purpose::STANDARD.encode(image), "<image base64>")
+            .replace(&base64::engine::general_purpose::STANDARD.encode(mask), "<mask base64>");
+        serde_json::from_str(&text).unwrap()
+    };
+    json!({"method": call.method.as_str(), "url": call.url, "headers": headers, "body": body})
+}
+
+#[test]
+fn each_kinds_edit_request_matches_its_golden_file() {
+    let config = providers_config()
+        .replace(
+            r#""providers": ["#,
+            r#""providers": [{"id": "azure", "kind": "azure_openai", "base_url": "https://myres.openai.azure.com", "api_key_secret": "MOCK_KEY"},
+            {"id": "together", "kind": "openai_compatible", "base_url": "https://api.together.xyz/v1", "api_key_secret": "MOCK_KEY"},
+            {"id": "or", "kind": "openrouter", "api_key_secret": "MOCK_KEY"},"#,
+        )
+        .replace(
+            r#""models": ["#,
+            r#""models": [{"id": "azure/gpt-image-1", "provider": "azure", "upstream_model": "gpt-image-1"},
+            {"id": "together/kontext", "provider": "together", "upstream_model": "black-forest-labs/FLUX.1-kontext-pro"},
+            {"id": "or/image", "provider": "or", "upstream_model": "google/gemini-2.5-flash-image"},"#,
+        );
+    let h = Harness::with_config(&config);
+    let (image, mask) = (png(16, 16, 1), png(16, 16, 0));
+    let cases = [
+        ("openai", "gpt-image-1", true),
+        ("azure_openai", "azure/gpt-image-1", true),
+        ("openai_compatible", "together/kontext", false),
+        ("openrouter", "or/image", false),
+        ("stability", "stability/core", true),
+        ("bfl", "bfl/kontext", false),
+        ("replicate", "replicate/flux", true),
+    ];
+    for (kind, model, masked) in cases {
+        let files: Vec<(&str, &[u8])> = if masked { vec![("image", &image), ("mask", &mask)] } else { vec![("image", &image)] };
+        let texts = [("prompt", "add a red hat"), ("model", model), ("n", "1"), ("retry[count]", "0")];
+        let served = send(&h, "/v1/images/edits", form(&texts, &files), vec![answer(400, r#"{"error":"refused"}"#)]);
+        assert_eq!(served.calls.len(), 1, "{kind}: {}", String::from_utf8_lossy(&served.body));
+        let got = described(&served.calls[0], &image, &mask);
+        let path = format!("{}/tests/golden/{kind}/edit-request.json", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+            std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        }
+        let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} is missing"))).unwrap();
+        assert_eq!(got, golden, "{kind}");
+    }
+}

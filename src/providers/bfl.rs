@@ -29,6 +29,7 @@ use super::site::same_site;
 use super::wire::{self, configured_headers, image_at, is_token, json_headers, post, text_of};
 use super::{mapping, Adapter, AnswerError, Generated, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
+use crate::inputs::Operation;
 use crate::request::{ImageRequest, OutputFormat, Size};
 use crate::secret::Secret;
 use crate::upstream::{HeaderValue, UpstreamRequest};
@@ -86,6 +87,10 @@ impl Adapter for Bfl {
     fn honoured(&self) -> &'static [&'static str] {
         HONOURED
     }
+    fn takes(&self, operation: Operation) -> bool {
+        // Edits on FLUX.1 Kontext and FLUX.2 (checked per model when planned); no variations.
+        operation != Operation::Variation
+    }
     fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
         Some(&RATIOS)
     }
@@ -130,6 +135,45 @@ struct WireRequest<'a> {
     seed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output_format: Option<&'static str>,
+    /// An edit's images, base64 (FLUX.1 Kontext and FLUX.2 models): `input_image`, then
+    /// `input_image_2` to `input_image_4`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_image_2: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_image_3: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_image_4: Option<&'a str>,
+}
+
+/// The most images one BFL edit takes (`input_image` to `input_image_4`).
+pub const MAX_INPUT_IMAGES: usize = 4;
+
+/// Whether the model edits: FLUX.1 Kontext (`flux-kontext-*`) and FLUX.2 (`flux-2-*`).
+fn edits(model: &str) -> bool {
+    model.starts_with("flux-kontext") || model.starts_with("flux-2")
+}
+
+/// An edit's images as base64, checked against what BFL takes (none for a generation).
+fn input_images(target: &Target, request: &ImageRequest) -> Result<Vec<String>, GatewayError> {
+    use base64::Engine as _;
+    let Some(inputs) = &request.inputs else { return Ok(Vec::new()) };
+    if !edits(target.upstream_model()) {
+        return Err(GatewayError::invalid_param(
+            "image",
+            format!("The model '{}' does not edit images; BFL's FLUX.1 Kontext and FLUX.2 models do.", target.model_id),
+        )
+        .with_code("unsupported_parameter"));
+    }
+    if inputs.mask.is_some() {
+        return Err(GatewayError::invalid_param("mask", "BFL's models take reference images, not a mask; describe the change in the prompt.")
+            .with_code("unsupported_parameter"));
+    }
+    if inputs.images.len() > MAX_INPUT_IMAGES {
+        return Err(GatewayError::invalid_param("image", format!("BFL's models take at most {MAX_INPUT_IMAGES} images, not {}.", inputs.images.len())));
+    }
+    Ok(inputs.images.iter().map(|image| base64::engine::general_purpose::STANDARD.encode(image.bytes())).collect())
 }
 
 /// `n` task requests (see the module's table); a 400 naming `size`, `aspect_ratio` or
@@ -147,6 +191,9 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         Geometry::Ratio => (None, ratio(request)?),
         Geometry::Pixels(limits) => (pixels(request, limits)?, None),
     };
+    // Encoded once: every one of the `n` tasks sends the same images.
+    let images = input_images(target, request)?;
+    let image = |i: usize| images.get(i).map(String::as_str);
     let url = format!("{}/{model}", target.provider.base());
     let mut headers = json_headers(target);
     if let Some(key) = target.key {
@@ -161,6 +208,10 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
                 aspect_ratio: ratio.as_deref(),
                 seed: request.seed.map(|seed| seed.wrapping_add(u32::from(i))),
                 output_format,
+                input_image: image(0),
+                input_image_2: image(1),
+                input_image_3: image(2),
+                input_image_4: image(3),
             };
             post(url.clone(), headers.clone(), serde_json::to_vec(&body).expect("the body is always serialisable"))
         })

@@ -36,6 +36,7 @@ use super::site::same_site;
 use super::wire::{self, bearer, configured_headers, image_at, is_token, json_headers, post, text_of};
 use super::{mapping, Adapter, AnswerError, Generated, Image, Plan, Planned, Progress, Target};
 use crate::error::{ErrorKind, GatewayError};
+use crate::inputs::Operation;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::{HeaderValue, Method, UpstreamRequest};
 
@@ -87,6 +88,10 @@ impl Adapter for Replicate {
     fn check_model(&self, upstream_model: &str) -> Result<(), String> {
         check_model(upstream_model)
     }
+    fn takes(&self, operation: Operation) -> bool {
+        // The model's image input; Replicate has no variations endpoint.
+        operation != Operation::Variation
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
@@ -127,6 +132,23 @@ struct Input<'a> {
     seed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     negative_prompt: Option<&'a str>,
+    /// An edit's image as a data URL: `input_image` for FLUX.1 Kontext models, `image` for the
+    /// others (the field most img2img and inpainting models take), with `mask` beside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask: Option<&'a str>,
+}
+
+/// An edit's image and mask as data URLs (none for a generation): Replicate models take one image.
+fn input_images(request: &ImageRequest) -> Result<(Option<String>, Option<String>), GatewayError> {
+    let Some(inputs) = &request.inputs else { return Ok((None, None)) };
+    if inputs.images.len() > 1 {
+        return Err(GatewayError::invalid_param("image", format!("Replicate models take one image, not {}.", inputs.images.len())));
+    }
+    Ok((Some(inputs.images[0].data_url()), inputs.mask.as_ref().map(|mask| mask.data_url())))
 }
 
 /// `n` prediction requests, one image each (see the module's table); a 400 naming `size` or
@@ -140,6 +162,9 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         ));
     };
     let aspect_ratio = mapping::aspect_ratio(request, &RATIOS)?;
+    // Encoded once: every one of the `n` predictions sends the same image.
+    let (image, mask) = input_images(request)?;
+    let kontext = name.contains("kontext");
     let output_format = request.output_format.map(|format| match format {
         OutputFormat::Png => "png",
         OutputFormat::Jpeg => "jpg",
@@ -167,6 +192,9 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
                 output_format,
                 seed: request.seed.map(|seed| seed.wrapping_add(u32::from(i))),
                 negative_prompt: request.negative_prompt.as_deref(),
+                input_image: image.as_deref().filter(|_| kontext),
+                image: image.as_deref().filter(|_| !kontext),
+                mask: mask.as_deref(),
             };
             let body = serde_json::to_vec(&WireRequest { version: version.map(|_| model), input }).expect("the input is always serialisable");
             post(url.clone(), headers.clone(), body)

@@ -15,6 +15,12 @@
 //! (`sd3.5-large`, `sd3.5-large-turbo`, `sd3.5-medium`, `sd3.5-flash`) sent as `model` to `sd3`.
 //! `aspect_ratio`, or `size` mapped to the nearest listed ratio; `output_format`; `seed` (image
 //! `i` of `n` gets `seed + i`, so they differ); `negative_prompt`.
+//!
+//! Edits (one image): with a `mask`, `POST {base_url}/v2beta/stable-image/edit/inpaint` (`image`,
+//! `mask`, `prompt`, `negative_prompt`, `seed`, `output_format`); without one, image-to-image on
+//! `ultra` (`image`, `strength`) or `sd3` (`mode=image-to-image`, `image`, `strength`), with
+//! [`EDIT_STRENGTH`]; `core` edits only with a mask. No `aspect_ratio`: the image's own shape
+//! decides. Stability has no variations.
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -24,16 +30,21 @@ use super::mapping;
 use super::wire::{self, bearer, configured_headers, post};
 use super::{Adapter, AnswerError, Generated, Image, ImageData, Plan, Planned, Progress, Target};
 use crate::error::GatewayError;
+use crate::inputs::Operation;
 use crate::multipart::Form;
 use crate::request::{ImageRequest, OutputFormat};
 use crate::upstream::HeaderValue;
 
 /// The request parameters Stability takes (besides `n`).
 pub const HONOURED: &[&str] = &["size", "aspect_ratio", "output_format", "seed", "negative_prompt"];
+/// Those its edits take.
+pub const HONOURED_IN_EDITS: &[&str] = &["output_format", "seed", "negative_prompt"];
 /// The aspect ratios Stability takes.
 pub const RATIOS: [&str; 9] = ["16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"];
 /// The largest seed Stability takes.
 const MAX_SEED: u64 = 4_294_967_294;
+/// How far an image-to-image edit may move from the image sent (Stability's `strength`, 0–1).
+pub const EDIT_STRENGTH: &str = "0.6";
 /// The SD3 models, sent as `model` to the `sd3` endpoint.
 const SD3_MODELS: [&str; 4] = ["sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash"];
 
@@ -65,6 +76,17 @@ impl Adapter for Stability {
     }
     fn check_model(&self, upstream_model: &str) -> Result<(), String> {
         check_model(upstream_model)
+    }
+    fn takes(&self, operation: Operation) -> bool {
+        // Inpainting and image-to-image; Stability has no variations.
+        operation != Operation::Variation
+    }
+    fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
+        match operation {
+            // An edit keeps its image's shape: no size or aspect ratio.
+            Operation::Edit => HONOURED_IN_EDITS,
+            _ => HONOURED,
+        }
     }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
@@ -99,19 +121,37 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     if let Some(seed) = request.seed.filter(|seed| u64::from(*seed) + u64::from(request.n) - 1 > MAX_SEED) {
         return Err(GatewayError::invalid_param("seed", format!("Stability takes seeds up to {MAX_SEED}, not {seed} (with n = {}).", request.n)));
     }
-    let url = format!("{}/v2beta/stable-image/generate/{endpoint}", target.provider.base());
+    let edit = edit(target, request, endpoint)?;
+    let url = match &edit {
+        Some(Edit { inpaint: true, .. }) => format!("{}/v2beta/stable-image/edit/inpaint", target.provider.base()),
+        _ => format!("{}/v2beta/stable-image/generate/{endpoint}", target.provider.base()),
+    };
     let calls = (0..request.n)
         .map(|index| {
             let seed = request.seed.map(|seed| (seed + u32::from(index)).to_string());
             let fields = [
                 ("prompt", Some(request.prompt.as_str())),
                 ("negative_prompt", request.negative_prompt.as_deref()),
-                ("aspect_ratio", ratio),
+                // An edit keeps its image's shape.
+                ("aspect_ratio", ratio.filter(|_| edit.is_none())),
                 ("seed", seed.as_deref()),
                 ("output_format", format),
-                ("model", sd3_model),
+                ("model", sd3_model.filter(|_| !edit.as_ref().is_some_and(|edit| edit.inpaint))),
+                ("mode", edit.as_ref().filter(|edit| !edit.inpaint && endpoint == "sd3").map(|_| "image-to-image")),
+                ("strength", edit.as_ref().filter(|edit| !edit.inpaint).map(|_| EDIT_STRENGTH)),
             ];
             let form = fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))).fold(Form::new(), |form, (name, value)| form.text(name, value));
+            let form = match &edit {
+                Some(edit) => {
+                    let image = &edit.inputs.images[0];
+                    let form = form.file("image", image.format.filename(), image.format.media_type(), image.bytes());
+                    match &edit.inputs.mask {
+                        Some(mask) => form.file("mask", "mask.png", mask.format.media_type(), mask.bytes()),
+                        None => form,
+                    }
+                }
+                None => form,
+            };
             let (content_type, body) = form.finish();
             let mut headers =
                 vec![("content-type".to_owned(), HeaderValue::Plain(content_type)), ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
@@ -123,6 +163,30 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         })
         .collect();
     Ok(Plan { calls, relay: false })
+}
+
+/// An edit: its images, and whether it is an inpainting (with a mask).
+struct Edit<'r> {
+    inputs: &'r crate::inputs::Inputs,
+    inpaint: bool,
+}
+
+/// The edit `request` asks of `endpoint`, if it is one; a 400 naming `image` when Stability
+/// cannot make it.
+fn edit<'r>(target: &Target, request: &'r ImageRequest, endpoint: &str) -> Result<Option<Edit<'r>>, GatewayError> {
+    let Some(inputs) = request.inputs.as_deref() else { return Ok(None) };
+    let refuse = |message: String| GatewayError::invalid_param("image", message).with_code("unsupported_parameter");
+    if inputs.images.len() > 1 {
+        return Err(refuse(format!("Stability edits one image, not {}.", inputs.images.len())));
+    }
+    if inputs.images[0].format == crate::inputs::ImageFormat::Gif {
+        return Err(refuse("Stability edits PNG, JPEG or WebP images, not GIF.".to_owned()));
+    }
+    let inpaint = inputs.mask.is_some();
+    if !inpaint && endpoint == "core" {
+        return Err(refuse(format!("The model '{}' (Stability's core) edits only with a 'mask'; ultra and the SD3 models edit without one.", target.model_id)));
+    }
+    Ok(Some(Edit { inputs, inpaint }))
 }
 
 #[derive(Deserialize)]
