@@ -401,3 +401,12 @@ fn each_kinds_edit_request_matches_its_golden_file() {
         assert_eq!(got, golden, "{kind}");
     }
 }
+
+#[test]
+fn an_openai_edit_wants_the_mask_the_size_of_the_image() {
+    let h = Harness::long();
+    let served =
+        send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "gpt-image-1")], &[("image", &png(32, 32, 1)), ("mask", &png(16, 16, 0))]), vec![]);
+    assert_eq!((served.status, served.json()["error"]["param"].as_str(), served.calls.len()), (400, Some("mask"), 0));
+    assert!(served.json()["error"]["message"].as_str().unwrap().contains("16x16"));
+}

@@ -65,7 +65,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     let api_version = provider.api_version.unwrap_or(DEFAULT_API_VERSION);
     let path = openai::operation(request).path();
     let url = format!("{}/openai/deployments/{}/images/{path}?api-version={api_version}", provider.base(), path_segment(target.upstream_model()));
-    let (content_type, body) = openai::body_for(target, request, None);
+    let (content_type, body) = openai::body_for(target, request, None)?;
     let mut headers = headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(("api-key".to_owned(), HeaderValue::Secret(key.clone())));

@@ -71,7 +71,7 @@ impl Adapter for OpenAi {
 
 /// One call to `{base_url}/images/generations` (or `edits`, `variations`), relayed.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    let (content_type, body) = body_for(target, request, Some(target.upstream_model()));
+    let (content_type, body) = body_for(target, request, Some(target.upstream_model()))?;
     let mut headers = wire::headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(("authorization".to_owned(), bearer(key)));
@@ -88,10 +88,22 @@ pub fn operation(request: &ImageRequest) -> Operation {
 /// The body of `request` for an OpenAI-shaped upstream, addressed to `model`, and its content
 /// type: the JSON body of a generation, or the form of an edit or a variation (written once per
 /// upstream and model, the same bytes for every attempt).
-pub fn body_for(target: &Target, request: &ImageRequest, model: Option<&str>) -> (String, Rc<[u8]>) {
-    let Some(inputs) = &request.inputs else { return ("application/json".to_owned(), wire_body(request, model).into()) };
+pub fn body_for(target: &Target, request: &ImageRequest, model: Option<&str>) -> Result<(String, Rc<[u8]>), GatewayError> {
+    let Some(inputs) = &request.inputs else { return Ok(("application/json".to_owned(), wire_body(request, model).into())) };
+    check_mask(inputs)?;
     let key = format!("{} {}", target.provider.id, model.unwrap_or(""));
-    inputs.form_for(&key, || form(request, inputs, model))
+    Ok(inputs.form_for(&key, || form(request, inputs, model)))
+}
+
+/// OpenAI's edits want the mask the size of the first image; a 400 naming `mask` when it is not.
+fn check_mask(inputs: &Inputs) -> Result<(), GatewayError> {
+    match (inputs.mask.as_ref().and_then(|mask| mask.size), inputs.images[0].size) {
+        (Some(mask), Some(image)) if mask != image => Err(GatewayError::invalid_param(
+            "mask",
+            format!("'mask' is {}x{}, but the first image is {}x{}: OpenAI-style edits need them the same size.", mask.0, mask.1, image.0, image.1),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An edit's or a variation's OpenAI form: its fields as text, then its images and mask.

@@ -57,7 +57,7 @@ impl Adapter for OpenAiCompatible {
 
 /// One call to `{base_url}/images/generations`, relayed; no key header for a keyless provider.
 pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayError> {
-    let (content_type, body) = openai::body_for(target, request, Some(target.upstream_model()));
+    let (content_type, body) = openai::body_for(target, request, Some(target.upstream_model()))?;
     let mut headers = headers_with(target, content_type);
     if let Some(key) = target.key {
         headers.push(key_header(&target.provider, key));
