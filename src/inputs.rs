@@ -18,9 +18,24 @@ pub const MAX_IMAGES: usize = 16;
 /// The routing and extension fields a form may carry as JSON text (orq's clients send them so).
 const JSON_FIELDS: [&str; 11] =
     ["retry", "fallbacks", "fallback_on_codes", "load_balancer", "timeout", "metadata", "cache", "orq", "identity", "webhook", "provider"];
-/// The fields whose form text is a number, and the routing fields whose bracketed parts are
-/// numbers when they read as one (`retry[count]`, `timeout[call_timeout]`).
-const NUMBER_FIELDS: [&str; 9] = ["n", "output_compression", "seed", "partial_images", "retry", "fallback_on_codes", "load_balancer", "timeout", "cache"];
+/// The fields whose form text is a number, by their bracketed names with `[]` for any element:
+/// the image fields, and the numbers of the routing fields (`retry[count]`, …).
+const NUMBER_FIELDS: [&str; 12] = [
+    "n",
+    "output_compression",
+    "seed",
+    "partial_images",
+    "retry[count]",
+    "retry[on_codes][]",
+    "fallback_on_codes[]",
+    "timeout[call_timeout]",
+    "cache[ttl]",
+    "load_balancer[][weight]",
+    "load_balancer[models][][weight]",
+    "orq[retry][count]",
+];
+/// The largest image (or mask) one part may hold.
+pub const MAX_IMAGE_BYTES: usize = 20 << 20;
 
 /// What a request does with images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +116,10 @@ impl InputImage {
         let bytes = &body[range.clone()];
         if bytes.is_empty() {
             return Err(GatewayError::invalid_param(param, format!("'{param}' is empty.")));
+        }
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(GatewayError::invalid_param(param, format!("'{param}' is {} bytes; an image may be at most {MAX_IMAGE_BYTES} bytes.", bytes.len()))
+                .with_code("image_too_large"));
         }
         let format = ImageFormat::sniff(bytes).ok_or_else(|| {
             GatewayError::invalid_param(param, format!("'{param}' is not a PNG, JPEG, WebP or GIF image (judged by its bytes, not its content type)."))
@@ -192,8 +211,14 @@ impl Inputs {
     /// A digest of every image and the mask, in order, for the cache key.
     pub fn digest(&self) -> String {
         let mut hash = Sha256::new();
-        for image in self.images.iter().chain(&self.mask) {
+        hash.update((self.images.len() as u64).to_le_bytes());
+        for image in &self.images {
             hash.update(image.digest());
+        }
+        // Tagged, so that images [A, M] and image A with mask M differ.
+        if let Some(mask) = &self.mask {
+            hash.update(b"mask");
+            hash.update(mask.digest());
         }
         hex::encode(hash.finalize())
     }
@@ -241,7 +266,7 @@ pub fn read_form(content_type: &str, body: Rc<Vec<u8>>, operation: Operation) ->
                     return Err(form_error(&base, format!("'{base}' must be a text field, not a file.")));
                 }
                 let text = std::str::from_utf8(&body[part.range.clone()]).map_err(|_| form_error(&base, format!("'{base}' is not UTF-8 text.")))?;
-                let value = typed(&base, text)?;
+                let value = typed(&part.name, &base, text)?;
                 insert(&mut fields, &part.name, value).map_err(|why| form_error(&base, format!("The field name '{}' {why}.", part.name)))?;
             }
         }
@@ -281,8 +306,22 @@ pub fn check(operation: Operation, images: &[InputImage], mask: Option<&InputIma
 
 /// A form text as its JSON value: numbers for the numeric fields, JSON for the routing fields
 /// sent as JSON text, else a string.
-fn typed(base: &str, text: &str) -> Result<Value, GatewayError> {
-    if NUMBER_FIELDS.contains(&base) {
+fn typed(name: &str, base: &str, text: &str) -> Result<Value, GatewayError> {
+    // `load_balancer[models][0][weight]` is read like `load_balancer[models][][weight]`.
+    let pattern: String = name
+        .split('[')
+        .enumerate()
+        .map(|(i, s)| {
+            if i == 0 {
+                s.to_owned()
+            } else if s.trim_end_matches(']').bytes().all(|b| b.is_ascii_digit()) {
+                "[]".to_owned()
+            } else {
+                format!("[{s}")
+            }
+        })
+        .collect();
+    if NUMBER_FIELDS.contains(&pattern.as_str()) {
         if let Ok(number) = serde_json::from_str::<serde_json::Number>(text.trim()) {
             return Ok(Value::Number(number));
         }
@@ -303,6 +342,12 @@ fn typed(base: &str, text: &str) -> Result<Value, GatewayError> {
 /// of an array starts a new element.
 fn insert(fields: &mut Map<String, Value>, name: &str, value: Value) -> Result<(), &'static str> {
     let (base, rest) = name.split_once('[').map_or((name, ""), |(base, rest)| (base, rest));
+    if base.is_empty() {
+        return Err("has no name before its brackets");
+    }
+    if name.contains('[') && !name.ends_with(']') {
+        return Err("is not a well-formed bracketed name");
+    }
     let mut path = Vec::new();
     if !rest.is_empty() {
         for segment in format!("[{rest}").split_inclusive(']') {
@@ -528,5 +573,8 @@ mod tests {
         });
         assert_eq!(writes, 2);
         assert_ne!(inputs.digest(), Inputs::new(Operation::Edit, vec![InputImage::from_bytes(png(2, 1), "image").unwrap()], None, None).digest());
+        let (a, m) = (InputImage::from_bytes(png(1, 1), "image").unwrap(), InputImage::from_bytes(png(2, 2), "mask").unwrap());
+        let masked = Inputs::new(Operation::Edit, vec![a.clone()], Some(m.clone()), None);
+        assert_ne!(masked.digest(), Inputs::new(Operation::Edit, vec![a, m], None, None).digest(), "a mask is not one more image");
     }
 }

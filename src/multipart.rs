@@ -24,9 +24,9 @@ pub struct FormPart {
 }
 
 impl FormPart {
-    /// Whether the part is a file (it has a file name or a content type other than text).
+    /// Whether the part is a file: it has a file name, or a content type other than text or JSON.
     pub fn is_file(&self) -> bool {
-        self.filename.is_some() || self.content_type.as_deref().is_some_and(|ct| !ct.starts_with("text/plain"))
+        self.filename.is_some() || self.content_type.as_deref().is_some_and(|ct| !ct.starts_with("text/plain") && !ct.starts_with("application/json"))
     }
 }
 
@@ -50,7 +50,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<FormPart>, GatewayEr
         let (used, event) = parser.parse(&body[pos..], true).map_err(|error| match error {
             nostd_multipart::Error::UnexpectedEof => malformed("it ends before its closing boundary (truncated?)"),
             nostd_multipart::Error::HeaderTooLong | nostd_multipart::Error::TooManyHeaders => malformed("a part's headers are too long or too many"),
-            _ => malformed("a part's headers cannot be read"),
+            _ => malformed("a part's headers cannot be read (each line must end in CRLF)"),
         })?;
         pos += used;
         match event {

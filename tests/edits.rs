@@ -251,7 +251,8 @@ fn providers_config() -> String {
                 {"id": "stability/sd3", "provider": "stability", "upstream_model": "sd3.5-large"},
                 {"id": "google/imagen", "provider": "google", "upstream_model": "imagen-4.0-generate-001"},
                 {"id": "bfl/kontext", "provider": "bfl", "upstream_model": "flux-kontext-pro"},
-                {"id": "replicate/kontext", "provider": "replicate", "upstream_model": "black-forest-labs/flux-kontext-pro"},"#,
+                {"id": "replicate/kontext", "provider": "replicate", "upstream_model": "black-forest-labs/flux-kontext-pro"},
+                {"id": "replicate/inpaint", "provider": "replicate", "upstream_model": "stability-ai/stable-diffusion-inpainting", "supports": {"edits": true}},"#,
         )
 }
 
@@ -289,10 +290,13 @@ fn replicate_gets_the_image_as_a_data_url_in_the_models_image_input() {
     let url = |bytes: &[u8]| format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
     let kontext = json_body(&first_call(&h, "replicate/kontext", &[("image", &image)]).calls[0]);
     assert_eq!((kontext["input"]["input_image"].as_str(), kontext["input"].get("image")), (Some(url(&image).as_str()), None));
-    let generic = json_body(&first_call(&h, "replicate/flux", &[("image", &image), ("mask", &mask)]).calls[0]);
+    let generic = json_body(&first_call(&h, "replicate/inpaint", &[("image", &image), ("mask", &mask)]).calls[0]);
     assert_eq!((generic["input"]["image"].as_str(), generic["input"]["mask"].as_str()), (Some(url(&image).as_str()), Some(url(&mask).as_str())));
-    let two = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "replicate/flux")], &[("image[]", &image), ("image[]", &image)]), vec![]);
+    let two = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "replicate/inpaint")], &[("image[]", &image), ("image[]", &image)]), vec![]);
     assert_eq!((two.status, two.calls.len()), (400, 0));
+    // A model not known to take an image would ignore it and bill a generation: refused.
+    let unknown = send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "replicate/flux")], &[("image", &image)]), vec![]);
+    assert_eq!((unknown.status, unknown.json()["error"]["param"].as_str(), unknown.calls.len()), (400, Some("image"), 0));
 }
 
 #[test]
@@ -384,7 +388,7 @@ fn each_kinds_edit_request_matches_its_golden_file() {
         ("openrouter", "or/image", false),
         ("stability", "stability/core", true),
         ("bfl", "bfl/kontext", false),
-        ("replicate", "replicate/flux", true),
+        ("replicate", "replicate/inpaint", true),
     ];
     for (kind, model, masked) in cases {
         let files: Vec<(&str, &[u8])> = if masked { vec![("image", &image), ("mask", &mask)] } else { vec![("image", &image)] };
@@ -409,4 +413,48 @@ fn an_openai_edit_wants_the_mask_the_size_of_the_image() {
         send(&h, "/v1/images/edits", form(&[("prompt", "p"), ("model", "gpt-image-1")], &[("image", &png(32, 32, 1)), ("mask", &png(16, 16, 0))]), vec![]);
     assert_eq!((served.status, served.json()["error"]["param"].as_str(), served.calls.len()), (400, Some("mask"), 0));
     assert!(served.json()["error"]["message"].as_str().unwrap().contains("16x16"));
+}
+
+#[test]
+fn a_fallback_on_the_same_upstream_gets_its_own_form() {
+    // Two configured models on one upstream model: the second drops `user`.
+    let config =
+        CONFIG.replace(r#""models": ["#, r#""models": [{"id": "mock/nouser", "provider": "mock", "upstream_model": "gpt-image-1", "drop_params": ["user"]},"#);
+    let h = Harness::with_config(&config);
+    let texts = [("prompt", "p"), ("model", "gpt-image-1"), ("user", "alice"), ("retry[count]", "0"), ("fallbacks[][model]", "mock/nouser")];
+    let served = send(&h, "/v1/images/edits", form(&texts, &[("image", &png(16, 16, 1))]), vec![answer(500, "{}"), answer(200, OK)]);
+    assert_eq!((served.status, served.calls.len()), (200, 2));
+    assert_eq!(field(&sent_form(&served.calls[0]), "user"), Some(&b"alice"[..]));
+    assert_eq!(field(&sent_form(&served.calls[1]), "user"), None, "the fallback's own form, without the dropped field");
+}
+
+#[test]
+fn form_names_and_numbers_are_read_strictly() {
+    let h = Harness::long();
+    let image = png(16, 16, 1);
+    // A model named by digits stays text; a weight is a number.
+    let texts =
+        [("prompt", "p"), ("load_balancer[type]", "weight_based"), ("load_balancer[models][][model]", "gpt-image-1"), ("load_balancer[models][][weight]", "1")];
+    let served = send(&h, "/v1/images/edits", form(&texts, &[("image", &image)]), vec![answer(200, OK)]);
+    assert_eq!(served.status, 200, "{}", String::from_utf8_lossy(&served.body));
+    for name in ["[x]", "retry[count", "retry[count]x"] {
+        let refused = send(&h, "/v1/images/edits", form(&[("prompt", "p"), (name, "1")], &[("image", &image)]), vec![]);
+        assert_eq!(refused.status, 400, "{name}");
+    }
+    let mut json_part = form(&[("prompt", "p"), ("model", "gpt-image-1")], &[("image", &image)]);
+    let retry = b"--B\r\nContent-Disposition: form-data; name=\"retry\"\r\nContent-Type: application/json\r\n\r\n{\"count\":0}\r\n";
+    json_part.1.splice(0..0, retry.iter().copied());
+    assert_eq!(send(&h, "/v1/images/edits", json_part, vec![answer(200, OK)]).status, 200, "a JSON part with its content type is a field");
+}
+
+#[test]
+fn an_image_larger_than_a_part_may_be_is_a_400_naming_it() {
+    let h = Harness::with_config(&CONFIG.replace(r#""deadline_ms": 1000"#, r#""deadline_ms": 1000, "max_edit_body_bytes": 41943040"#));
+    let mut huge = png(16, 16, 1);
+    huge.resize(imagegate::inputs::MAX_IMAGE_BYTES + 1, 0);
+    let served = send(&h, "/v1/images/edits", form(&[("prompt", "p")], &[("image", &huge)]), vec![]);
+    assert_eq!(
+        (served.status, served.json()["error"]["param"].as_str(), served.json()["error"]["code"].as_str()),
+        (400, Some("image"), Some("image_too_large"))
+    );
 }

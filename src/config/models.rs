@@ -98,12 +98,20 @@ pub struct Supports {
     pub response_formats: Option<Vec<String>>,
     #[serde(default)]
     pub output_formats: Option<Vec<String>>,
+    /// Whether the model takes images in (edits, and variations where its kind makes them);
+    /// unset, its kind decides (see the Edits page).
+    #[serde(default)]
+    pub edits: Option<bool>,
 }
 
 impl Supports {
     /// Checks `request` against what the model supports; a 400 naming the first parameter it
     /// cannot honour.
     pub fn check(&self, model_id: &str, request: &ImageRequest) -> Result<(), GatewayError> {
+        if request.inputs.is_some() && self.edits == Some(false) {
+            return Err(GatewayError::invalid_param("image", format!("The model '{model_id}' does not take images (its supports.edits is false)."))
+                .with_code("unsupported_parameter"));
+        }
         if let Some(max) = self.n_max.filter(|max| request.n > *max) {
             return Err(GatewayError::invalid_param("n", format!("The model '{model_id}' generates at most {max} image(s) per request.")));
         }

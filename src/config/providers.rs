@@ -105,7 +105,15 @@ impl ProviderConfig {
 
     /// The target of an attempt on `model` of this provider, with `key`, that may take `limit_ms`.
     pub fn target<'a>(&'a self, model: &'a ModelConfig, key: Option<&'a Secret>, limit_ms: u64) -> Target<'a> {
-        Target { adapter: self.kind.adapter(), provider: self.settings(), model_id: &model.id, upstream_model: model.upstream_name(), key, limit_ms }
+        Target {
+            adapter: self.kind.adapter(),
+            provider: self.settings(),
+            model_id: &model.id,
+            upstream_model: model.upstream_name(),
+            key,
+            limit_ms,
+            takes_images: model.supports.edits,
+        }
     }
 
     /// The name shown in the catalogue.

@@ -532,8 +532,10 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let route = via.map(|selector| routes::find(self.config, selector, Some(key))).transpose()?;
         let (raw, mut fields, inputs) = match operation {
             Operation::Generate => {
-                let raw = body.read(self.config.max_body_bytes).await?;
-                let fields = parse_body(head.content_type.as_deref(), &raw, self.config.max_body_bytes)?;
+                // OpenRouter's request may carry reference images: an edit's limit.
+                let max = if shape == Shape::OpenRouter { self.config.max_edit_body_bytes.max(self.config.max_body_bytes) } else { self.config.max_body_bytes };
+                let raw = body.read(max).await?;
+                let fields = parse_body(head.content_type.as_deref(), &raw, max)?;
                 (raw, fields, None)
             }
             _ => {

@@ -159,7 +159,7 @@ fn edits(model: &str) -> bool {
 fn input_images(target: &Target, request: &ImageRequest) -> Result<Vec<String>, GatewayError> {
     use base64::Engine as _;
     let Some(inputs) = &request.inputs else { return Ok(Vec::new()) };
-    if !edits(target.upstream_model()) {
+    if !target.takes_images.unwrap_or_else(|| edits(target.upstream_model())) {
         return Err(GatewayError::invalid_param(
             "image",
             format!("The model '{}' does not edit images; BFL's FLUX.1 Kontext and FLUX.2 models do.", target.model_id),

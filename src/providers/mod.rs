@@ -189,6 +189,8 @@ pub struct Target<'a> {
     /// How long the attempt may take, in milliseconds (a provider that holds the request open
     /// waiting for the result must answer sooner).
     pub limit_ms: u64,
+    /// The model's `supports.edits`: whether it takes images in, over its kind's own rule.
+    pub takes_images: Option<bool>,
 }
 
 impl Target<'_> {

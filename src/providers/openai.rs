@@ -91,7 +91,8 @@ pub fn operation(request: &ImageRequest) -> Operation {
 pub fn body_for(target: &Target, request: &ImageRequest, model: Option<&str>) -> Result<(String, Rc<[u8]>), GatewayError> {
     let Some(inputs) = &request.inputs else { return Ok(("application/json".to_owned(), wire_body(request, model).into())) };
     check_mask(inputs)?;
-    let key = format!("{} {}", target.provider.id, model.unwrap_or(""));
+    // Per configured model: two models on one upstream may drop different parameters.
+    let key = format!("{} {} {}", target.provider.id, target.model_id, model.unwrap_or(""));
     Ok(inputs.form_for(&key, || form(request, inputs, model)))
 }
 

@@ -141,7 +141,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         None => serde_json::to_vec(&body).expect("the request is always serialisable").into(),
         // The images encoded once per upstream model, the same bytes for every attempt.
         Some(inputs) => {
-            let key = format!("{} {}", target.provider.id, target.upstream_model());
+            let key = format!("{} {} {}", target.provider.id, target.model_id, target.upstream_model());
             let (_, body) = inputs.form_for(&key, || {
                 body.input_references =
                     inputs.images.iter().map(|image| Reference { kind: "image_url", image_url: ReferenceUrl { url: image.data_url() } }).collect();

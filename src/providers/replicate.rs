@@ -142,9 +142,18 @@ struct Input<'a> {
     mask: Option<&'a str>,
 }
 
-/// An edit's image and mask as data URLs (none for a generation): Replicate models take one image.
-fn input_images(request: &ImageRequest) -> Result<(Option<String>, Option<String>), GatewayError> {
+/// An edit's image and mask as data URLs (none for a generation): Replicate models take one
+/// image; FLUX.1 Kontext models edit, any other only when its `supports.edits` says so (Replicate
+/// would ignore an input the model does not have, and bill a generation).
+fn input_images(target: &Target, request: &ImageRequest) -> Result<(Option<String>, Option<String>), GatewayError> {
     let Some(inputs) = &request.inputs else { return Ok((None, None)) };
+    if !target.takes_images.unwrap_or_else(|| target.upstream_model().contains("kontext")) {
+        return Err(GatewayError::invalid_param(
+            "image",
+            format!("The model '{}' is not known to take an image; set its supports.edits to true if it does.", target.model_id),
+        )
+        .with_code("unsupported_parameter"));
+    }
     if inputs.images.len() > 1 {
         return Err(GatewayError::invalid_param("image", format!("Replicate models take one image, not {}.", inputs.images.len())));
     }
@@ -163,7 +172,7 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
     };
     let aspect_ratio = mapping::aspect_ratio(request, &RATIOS)?;
     // Encoded once: every one of the `n` predictions sends the same image.
-    let (image, mask) = input_images(request)?;
+    let (image, mask) = input_images(target, request)?;
     let kontext = name.contains("kontext");
     let output_format = request.output_format.map(|format| match format {
         OutputFormat::Png => "png",

@@ -43,6 +43,8 @@ pub const HONOURED_IN_EDITS: &[&str] = &["output_format", "seed", "negative_prom
 pub const RATIOS: [&str; 9] = ["16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"];
 /// The largest seed Stability takes.
 const MAX_SEED: u64 = 4_294_967_294;
+/// The most the forms of one edit with a seed (one per image asked) may hold together.
+const MAX_EDIT_FORMS_BYTES: usize = 40 << 20;
 /// How far an image-to-image edit may move from the image sent (Stability's `strength`, 0–1).
 pub const EDIT_STRENGTH: &str = "0.6";
 /// The SD3 models, sent as `model` to the `sd3` endpoint.
@@ -126,33 +128,54 @@ pub fn plan(target: &Target, request: &ImageRequest) -> Result<Plan, GatewayErro
         Some(Edit { inpaint: true, .. }) => format!("{}/v2beta/stable-image/edit/inpaint", target.provider.base()),
         _ => format!("{}/v2beta/stable-image/generate/{endpoint}", target.provider.base()),
     };
+    if let Some(edit) = edit.as_ref().filter(|_| request.seed.is_some() && request.n > 1) {
+        // Each call's seed makes its own form, image included: bound what they hold together.
+        let bytes = edit.inputs.images[0].bytes().len() + edit.inputs.mask.as_ref().map_or(0, |mask| mask.bytes().len());
+        if bytes * usize::from(request.n) > MAX_EDIT_FORMS_BYTES {
+            return Err(GatewayError::invalid_param(
+                "n",
+                format!(
+                    "An edit with a seed sends Stability {} forms of {bytes} bytes; at most {MAX_EDIT_FORMS_BYTES} bytes together. Lower n, or leave out seed.",
+                    request.n
+                ),
+            ));
+        }
+    }
+    let form_for = |index: u8| {
+        let seed = request.seed.map(|seed| (seed + u32::from(index)).to_string());
+        let fields = [
+            ("prompt", Some(request.prompt.as_str())),
+            ("negative_prompt", request.negative_prompt.as_deref()),
+            // An edit keeps its image's shape.
+            ("aspect_ratio", ratio.filter(|_| edit.is_none())),
+            ("seed", seed.as_deref()),
+            ("output_format", format),
+            ("model", sd3_model.filter(|_| !edit.as_ref().is_some_and(|edit| edit.inpaint))),
+            ("mode", edit.as_ref().filter(|edit| !edit.inpaint && endpoint == "sd3").map(|_| "image-to-image")),
+            ("strength", edit.as_ref().filter(|edit| !edit.inpaint).map(|_| EDIT_STRENGTH)),
+        ];
+        let form = fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))).fold(Form::new(), |form, (name, value)| form.text(name, value));
+        let form = match &edit {
+            Some(edit) => {
+                let image = &edit.inputs.images[0];
+                let form = form.file("image", image.format.filename(), image.format.media_type(), image.bytes());
+                match &edit.inputs.mask {
+                    Some(mask) => form.file("mask", "mask.png", mask.format.media_type(), mask.bytes()),
+                    None => form,
+                }
+            }
+            None => form,
+        };
+        form.finish()
+    };
+    // Without a seed every call's form is the same: written once, shared by the `n` calls.
+    let shared = request.seed.is_none().then(|| form_for(0));
     let calls = (0..request.n)
         .map(|index| {
-            let seed = request.seed.map(|seed| (seed + u32::from(index)).to_string());
-            let fields = [
-                ("prompt", Some(request.prompt.as_str())),
-                ("negative_prompt", request.negative_prompt.as_deref()),
-                // An edit keeps its image's shape.
-                ("aspect_ratio", ratio.filter(|_| edit.is_none())),
-                ("seed", seed.as_deref()),
-                ("output_format", format),
-                ("model", sd3_model.filter(|_| !edit.as_ref().is_some_and(|edit| edit.inpaint))),
-                ("mode", edit.as_ref().filter(|edit| !edit.inpaint && endpoint == "sd3").map(|_| "image-to-image")),
-                ("strength", edit.as_ref().filter(|edit| !edit.inpaint).map(|_| EDIT_STRENGTH)),
-            ];
-            let form = fields.iter().filter_map(|(name, value)| value.map(|v| (*name, v))).fold(Form::new(), |form, (name, value)| form.text(name, value));
-            let form = match &edit {
-                Some(edit) => {
-                    let image = &edit.inputs.images[0];
-                    let form = form.file("image", image.format.filename(), image.format.media_type(), image.bytes());
-                    match &edit.inputs.mask {
-                        Some(mask) => form.file("mask", "mask.png", mask.format.media_type(), mask.bytes()),
-                        None => form,
-                    }
-                }
-                None => form,
+            let (content_type, body) = match &shared {
+                Some((content_type, body)) => (content_type.clone(), std::rc::Rc::clone(body)),
+                None => form_for(index),
             };
-            let (content_type, body) = form.finish();
             let mut headers =
                 vec![("content-type".to_owned(), HeaderValue::Plain(content_type)), ("accept".to_owned(), HeaderValue::Plain("application/json".to_owned()))];
             headers.extend(configured_headers(target));

@@ -49,6 +49,13 @@ impl Adapter for TestPattern {
     fn takes(&self, _operation: Operation) -> bool {
         true
     }
+    fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
+        match operation {
+            // What OpenAI's variations take; edits and generations take the same fields here.
+            Operation::Variation => super::openai::HONOURED_IN_VARIATIONS,
+            _ => HONOURED,
+        }
+    }
     fn output_formats(&self) -> &'static [&'static str] {
         &["png"]
     }
