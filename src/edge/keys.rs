@@ -2,7 +2,7 @@
 //! cache in the isolate that keeps each lookup for [`FRESH_MS`]: a key disabled or deleted
 //! elsewhere is refused there within that time, and at once in the isolate that changed it.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 
 use js_sys::{Array, Reflect};
@@ -32,18 +32,20 @@ fn forget(hash: &str) {
     LOOKED_UP.with(|cache| cache.borrow_mut().remove(hash));
 }
 
-/// The key store of one request.
-pub struct D1Keys {
-    db: Option<JsValue>,
+/// The key store of one request: the binding is looked up once, when first needed (a request
+/// with a key of `IMAGEGATE_KEYS` never needs it).
+pub struct D1Keys<'e> {
+    env: &'e Env,
+    db: OnceCell<Option<JsValue>>,
 }
 
-impl D1Keys {
-    pub fn new(env: &Env) -> Self {
-        D1Keys { db: database(env) }
+impl<'e> D1Keys<'e> {
+    pub fn new(env: &'e Env) -> Self {
+        D1Keys { env, db: OnceCell::new() }
     }
 
     fn db(&self) -> Result<&JsValue, String> {
-        self.db.as_ref().ok_or_else(|| "no key store binding".to_owned())
+        self.db.get_or_init(|| database(self.env)).as_ref().ok_or_else(|| "no key store binding".to_owned())
     }
 }
 
@@ -55,9 +57,9 @@ fn parse(record: &str) -> Result<KeyRecord, String> {
     serde_json::from_str(record).map_err(|error| format!("a key record does not parse: {error}"))
 }
 
-impl KeyStore for D1Keys {
+impl KeyStore for D1Keys<'_> {
     fn available(&self) -> bool {
-        self.db.is_some()
+        self.db().is_ok()
     }
 
     fn find<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {

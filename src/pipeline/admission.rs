@@ -40,6 +40,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// `model`), and, for a key with a budget, that each is priced; gives the most the request
     /// can cost (the dearest target's), `None` when some target has no price.
     pub(super) fn permit(&self, caller: &Caller, request: &ImageRequest, model: &ModelConfig, policy: &Policy) -> Result<Option<f64>, GatewayError> {
+        // A key of IMAGEGATE_KEYS has no lists and no counters: nothing to check or hold.
+        if caller.record.is_none() {
+            return Ok(None);
+        }
         let others = policy.fallbacks.iter().chain(policy.load_balancer.iter().map(|(m, _)| m));
         let mut targets: Vec<&ModelConfig> = vec![model];
         for name in others {
@@ -49,6 +53,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             }
         }
         let record = caller.record.as_ref();
+        debug_assert!(record.is_some());
         if let Some(denied) = targets.iter().find(|t| record.is_some_and(|r| !r.allows_model(&t.id))) {
             let how = if denied.id == model.id { "" } else { " (a fallback or load-balanced target of this request)" };
             return Err(not_permitted(format!("This key may not use the model '{}'{how}.", denied.id)).with_param("model"));
