@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever is missing to build, run and test imagegate: the wasm32 target, rustfmt and
 # clippy, worker-build, a wasm-bindgen CLI matching Cargo.lock, the npm packages (wrangler,
-# Node 22, binaryen, the OpenAI client) and the OpenAI Python client in .venv. Idempotent, and
+# Node 22, binaryen, the OpenAI client, playwright-core), the OpenAI Python client in .venv and
+# Debian's Chromium for the console's browser tests. Idempotent, and
 # quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,4 +61,13 @@ if [[ ! -f .venv/.setup-done || requirements-test.txt -nt .venv/.setup-done ]]; 
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
   touch .venv/.setup-done
+fi
+
+# A real browser for the console's tests: Debian's Chromium, driven by playwright-core (npm), so
+# nothing is downloaded from outside the package registries.
+if [[ ! -x /usr/bin/chromium ]]; then
+  say "installing Chromium (Debian's package, for the console's browser tests)"
+  sudo_cmd=(); [[ $(id -u) == 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi

@@ -314,3 +314,10 @@ fn a_generation_names_its_action_which_only_its_key_may_read() {
     }
     assert_eq!(h.serve("GET", "/v1/actions/act_0123456789abcdef0123456789abcdef", None, "", vec![]).status, 401);
 }
+
+#[test]
+fn the_consoles_other_name_leads_to_it() {
+    let h = Harness::new();
+    let served = h.serve("GET", "/console", None, "", vec![]);
+    assert_eq!((served.status, served.header("location")), (308, Some("/")));
+}

@@ -161,6 +161,8 @@ pub struct Handled<B> {
 enum Route<'p> {
     Preflight,
     Health,
+    /// `GET /console`: to the console at `/`.
+    Console,
     /// `GET /v1/models`: the OpenAI model list.
     Models,
     /// `GET /api/v1/images/models`: OpenRouter's image model catalogue.
@@ -225,6 +227,8 @@ fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
     match (method, path) {
         ("OPTIONS", _) => Route::Preflight,
         ("GET", "/healthz") => Route::Health,
+        // The console is static files at `/`; its other name leads there.
+        ("GET", "/console") => Route::Console,
         ("GET", "/v1/models") => Route::Models,
         ("GET", "/api/v1/images/models") => Route::ImageModels,
         ("POST", "/v1/images/generations" | "/v2/router/images/generations") => Route::Generations(Shape::OpenAi, Operation::Generate),
@@ -304,6 +308,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
             Route::Preflight => cors::preflight(&self.config.cors, head.origin.as_deref(), head.access_control_request_headers.as_deref())
                 .map(|headers| Reply { status: 204, headers, body: ReplyBody::Empty }),
             Route::Health => Ok(Reply::json(200, br#"{"status":"ok"}"#.to_vec())),
+            Route::Console => Ok(Reply { status: 308, headers: vec![("location", "/".to_owned())], body: ReplyBody::Empty }),
             Route::Models => self.catalogue(head, &mut cx, |config| Ok(catalogue::openai_models(config))).await,
             Route::ImageModels => self.catalogue(head, &mut cx, |config| Ok(catalogue::image_models(config))).await,
             Route::Endpoints { author, slug } => self.catalogue(head, &mut cx, |config| catalogue::endpoints(config, author, slug)).await,

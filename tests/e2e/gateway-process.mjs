@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WRANGLER = path.join(ROOT, 'node_modules/.bin/wrangler');
 const NODE_BIN = path.join(ROOT, 'node_modules/.bin');
 
@@ -34,7 +34,7 @@ export const FILES_SECRET = 'e2e-files-secret';
  * same state. Resolves once the gateway answers
  * /healthz, with any status.
  */
-export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, runner = true, limits = true, testScheduled = false }) {
+export async function startGateway({ config, secrets, sql = [], objects = [], migrate = true, files = true, runner = true, limits = true, webConsole = false, testScheduled = false }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'imagegate-e2e-'));
   const port = await freePort();
   const toml = [
@@ -57,6 +57,8 @@ export async function startGateway({ config, secrets, sql = [], objects = [], mi
     `migrations_dir = ${JSON.stringify(path.join(ROOT, 'migrations'))}`,
     // The images of recorded generations, on R2 (unless `files: false`).
     ...(files ? ['[[r2_buckets]]', 'binding = "IMAGEGATE_FILES"', 'bucket_name = "imagegate-files-e2e"'] : []),
+    // The web console's static files (with `webConsole: true`).
+    ...(webConsole ? ['[assets]', `directory = ${JSON.stringify(path.join(ROOT, 'console'))}`] : []),
     ...(config === null ? [] : ['[vars]', `IMAGEGATE_CONFIG = ${JSON.stringify(JSON.stringify(config))}`]),
   ].join('\n');
   await writeFile(path.join(dir, 'wrangler.toml'), toml);
