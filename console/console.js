@@ -157,6 +157,9 @@ async function history() {
   const detail = el('section', { 'aria-live': 'polite' });
   const status = el('select', { name: 'status' }, ['', 'success', 'error', 'timed-out', 'queued', 'in-progress'].map((s) => el('option', { value: s }, s || 'any')));
   const model = el('input', { name: 'model', placeholder: 'any model' });
+  const routeIds = await api('/v1/routes').then(({ json }) => json.data).catch(() => []);
+  const route = el('select', { name: 'route' }, el('option', { value: '' }, 'any'), routeIds.map((r) => el('option', { value: r.identifier }, r.identifier)));
+  const since = el('input', { name: 'since', type: 'date' });
   const more = el('button', { type: 'button', class: 'plain' }, 'Load more');
   let after = null;
   const load = async (fresh) => {
@@ -164,6 +167,8 @@ async function history() {
     const query = new URLSearchParams({ limit: '20' });
     if (status.value) query.set('status', status.value);
     if (model.value.trim()) query.set('model', model.value.trim());
+    if (route.value) query.set('route', route.value);
+    if (since.value) query.set('since', String(Math.floor(Date.parse(`${since.value}T00:00:00Z`) / 1000)));
     if (after) query.set('after', after);
     const { json } = await api(`/v1/actions?${query}`);
     for (const action of json.data) rows.append(historyRow(action, detail));
@@ -174,7 +179,8 @@ async function history() {
   // Infinite scroll: the button loads the next page when it comes into view.
   new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && !more.hidden) more.click(); }).observe(more);
   const filters = el('form', { class: 'fields', onsubmit: (e) => { e.preventDefault(); load(true).catch((err) => detail.replaceChildren(failure(err))); } },
-    el('label', {}, 'Status', status), el('label', {}, 'Model', model), el('div', {}, el('button', { type: 'submit' }, 'Filter')));
+    el('label', {}, 'Status', status), el('label', {}, 'Model', model), el('label', {}, 'Route', route), el('label', {}, 'Since (UTC day)', since),
+    el('div', {}, el('button', { type: 'submit' }, 'Filter')));
   await load(true);
   return [el('h2', {}, 'History'), filters,
     el('table', {}, el('thead', {}, el('tr', {}, ['', 'When', 'Status', 'Model', 'Route', 'Latency', 'Cost'].map((h) => el('th', { scope: 'col' }, h)))), rows),
@@ -208,22 +214,33 @@ async function routes() {
   const { json } = await api('/v1/routes');
   const chart = el('section', { 'aria-live': 'polite' });
   const interval = el('select', { name: 'interval' }, el('option', { value: 'hour' }, 'hour'), el('option', { value: 'day' }, 'day'));
+  const from = el('input', { name: 'from', type: 'date' });
+  const to = el('input', { name: 'to', type: 'date' });
   let current = json.data[0];
   const show = async (route) => {
     current = route;
-    const { json: stats } = await api(`/v1/routes/${encodeURIComponent(route.id)}/stats?interval=${interval.value}`);
-    chart.replaceChildren(el('h3', {}, `${route.identifier}: requests and errors per ${interval.value}`),
+    const query = new URLSearchParams({ interval: interval.value });
+    const seconds = (day, next) => String(Math.floor(Date.parse(`${day}T00:00:00Z`) / 1000) + (next ? 86400 : 0));
+    if (from.value) query.set('from', seconds(from.value, false));
+    if (to.value) query.set('to', seconds(to.value, true));
+    const { json: stats } = await api(`/v1/routes/${encodeURIComponent(route.id)}/stats?${query}`);
+    const fields = Object.keys(route.request_schema?.properties ?? {});
+    chart.replaceChildren(el('h3', {}, route.identifier), el('p', {}, route.description ?? ''),
+      el('p', { class: 'legend' }, `request fields: ${fields.join(', ') || 'none'}`),
+      el('h3', {}, `Requests and errors per ${interval.value}`),
       barChart(stats.data, (b) => [b.successes, b.errors]), el('p', { class: 'legend' }, 'blue: successes, red: errors'),
       el('h3', {}, 'p50 and p95 latency (ms)'), barChart(stats.data, (b) => [b.p50_latency_ms ?? 0, Math.max(0, (b.p95_latency_ms ?? 0) - (b.p50_latency_ms ?? 0))]),
       el('p', { class: 'legend' }, 'blue: p50; blue and red together: p95'),
+      el('h3', {}, `Cost per ${interval.value} (USD)`), barChart(stats.data, (b) => [b.cost_usd, 0]),
       el('p', { class: 'legend' }, `cost in range: ${money(stats.data.reduce((sum, b) => sum + b.cost_usd, 0))}`));
   };
-  interval.addEventListener('change', () => current && show(current).catch((e) => chart.replaceChildren(failure(e))));
+  for (const control of [interval, from, to]) control.addEventListener('change', () => current && show(current).catch((e) => chart.replaceChildren(failure(e))));
   const list = el('ul', {}, json.data.map((route) => el('li', {},
     el('button', { type: 'button', class: 'plain', onclick: () => show(route).catch((e) => chart.replaceChildren(failure(e))) }, route.identifier),
     ' ', route.description ?? '', ' ', el('code', {}, route.model ?? ''))));
   if (current) await show(current);
-  return [el('h2', {}, 'Routes'), json.data.length ? list : el('p', {}, 'No routes for this key.'), el('label', {}, 'Interval', interval), chart];
+  return [el('h2', {}, 'Routes'), json.data.length ? list : el('p', {}, 'No routes for this key.'),
+    el('div', { class: 'fields' }, el('label', {}, 'Interval', interval), el('label', {}, 'From (UTC day)', from), el('label', {}, 'To (UTC day)', to)), chart];
 }
 
 /** A stacked bar chart of `values(bucket)` (two series) over `buckets`, as SVG. */
@@ -257,6 +274,11 @@ async function keys() {
       el('span', {}, `resets: ${key.limit_reset ?? 'never'}`)),
     el('h3', {}, 'Generations per day'), barChart(usage.data.map((row) => ({ ...row, start: row.group })), (row) => [row.successes, row.failures]),
     el('p', { class: 'legend' }, `${usage.total.requests} requests, ${money(usage.total.cost_usd)} in the last 30 days`)];
+  const { json: byModel } = await api('/v1/usage?group_by=model');
+  parts.push(el('h3', {}, 'By model'), el('table', {},
+    el('thead', {}, el('tr', {}, ['Model', 'Requests', 'Successes', 'Failures', 'Images', 'Cost', 'p50', 'p95'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, byModel.data.map((row) => el('tr', {}, el('td', {}, row.group ?? 'none'), el('td', {}, row.requests), el('td', {}, row.successes),
+      el('td', {}, row.failures), el('td', {}, row.images), el('td', {}, money(row.cost_usd)), el('td', {}, row.p50_latency_ms ?? ''), el('td', {}, row.p95_latency_ms ?? ''))))));
   if (key.is_management_key) parts.push(...(await managedKeys()));
   return parts;
 }

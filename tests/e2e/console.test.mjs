@@ -108,9 +108,12 @@ test('a route shows its chart with data, and the keys view the usage', async () 
   await chart.waitFor();
   const heights = await chart.locator('rect').evaluateAll((rects) => rects.map((r) => Number(r.getAttribute('height'))));
   assert.ok(heights.some((h) => h > 0), 'a bar for the route\'s generations');
+  assert.match(await page.locator('main').innerText(), /request fields: .*prompt/);
+  assert.equal(await page.locator('svg.chart').count(), 3, 'requests and errors, latency, cost');
   await shot('routes');
   await page.getByRole('link', { name: 'Keys' }).click();
   await page.getByText(/spent: \$0\.\d+/).waitFor();
+  await page.getByRole('cell', { name: 'imagegate/test-pattern' }).waitFor();
   await shot('keys');
 });
 
