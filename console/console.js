@@ -4,6 +4,10 @@
 
 const KEY = 'imagegate.key';
 const view = document.getElementById('view');
+/** The number of the view shown last: a slower, older one never replaces it. */
+let shown = 0;
+/** What the view shown last must stop when another replaces it (observers, polling). */
+let cleanups = [];
 
 /** An element with attributes and children; strings become text nodes, never markup. */
 function el(tag, attrs = {}, ...children) {
@@ -83,7 +87,8 @@ async function playground() {
   const cache = el('input', { name: 'cache', type: 'checkbox' });
   const asynchronous = el('input', { name: 'async', type: 'checkbox' });
   const request = () => {
-    const body = { model: model.value, prompt: prompt.value, size: size.value, n: Number(n.value) || 1 };
+    // Base64, so that the images show under the page's img-src whatever the provider gave.
+    const body = { model: model.value, prompt: prompt.value, size: size.value, n: Number(n.value) || 1, response_format: 'b64_json' };
     if (quality.value) body.quality = quality.value;
     if (retry.value !== '') body.retry = { count: Number(retry.value) };
     const chain = fallbacks.value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -92,29 +97,38 @@ async function playground() {
     return body;
   };
   const showSnippets = () => {
-    const body = JSON.stringify(request());
+    const all = request();
+    const body = JSON.stringify(all);
+    const routing = Object.fromEntries(['retry', 'fallbacks', 'cache'].filter((k) => k in all).map((k) => [k, all[k]]));
+    const openai = Object.fromEntries(Object.entries(all).filter(([k]) => !(k in routing)));
+    const py = (value) => JSON.stringify(value).replaceAll('true', 'True').replaceAll('false', 'False');
+    const extras = [Object.keys(routing).length ? `extra_body=${py(routing)}` : '', asynchronous.checked ? 'extra_headers={"Prefer": "respond-async"}' : ''].filter(Boolean);
     snippet.textContent = [
-      `curl ${location.origin}/v1/images/generations -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json'${asynchronous.checked ? " -H 'Prefer: respond-async'" : ''} -d '${body.replaceAll("'", "'\\''")}'`,
+      `curl ${location.origin}/v1/images/generations -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json'${asynchronous.checked ? " -H 'Prefer: respond-async'" : ''} -d '${body.replaceAll("'", "'\\''")}'`,
       '',
-      `from openai import OpenAI\nclient = OpenAI(api_key=KEY, base_url="${location.origin}/v1")\nimage = client.images.generate(**${body})`,
+      `from openai import OpenAI\nclient = OpenAI(api_key=KEY, base_url="${location.origin}/v1")\nimage = client.images.generate(**${py(openai)}${extras.map((e) => `, ${e}`).join('')})`,
       '',
-      `import OpenAI from 'openai';\nconst client = new OpenAI({ apiKey: KEY, baseURL: '${location.origin}/v1' });\nconst image = await client.images.generate(${body});`,
+      `import OpenAI from 'openai';\nconst client = new OpenAI({ apiKey: KEY, baseURL: '${location.origin}/v1' });\nconst image = await client.images.generate(${body}${asynchronous.checked ? ", { headers: { Prefer: 'respond-async' } }" : ''});`,
     ].join('\n');
   };
+  const generate = el('button', { type: 'submit' }, 'Generate');
   const form = el('form', { class: 'fields', onsubmit: async (event) => {
     event.preventDefault();
+    generate.disabled = true;
     out.replaceChildren(el('p', {}, 'Generating…'));
     try {
       if (asynchronous.checked) await generateAsync(request(), out);
       else await generateNow(request(), out);
     } catch (error) {
       out.replaceChildren(failure(error));
+    } finally {
+      generate.disabled = false;
     }
   }, oninput: showSnippets },
   el('div', { class: 'wide' }, el('label', { for: 'prompt' }, 'Prompt'), prompt),
   field('Model', model), field('Size', size), field('Images (n)', n), field('Quality', quality),
   field('Retries', retry), field('Fallbacks', fallbacks), field('Cache the answer', cache), field('Run apart (async)', asynchronous),
-  el('div', {}, el('button', { type: 'submit' }, 'Generate')));
+  el('div', {}, generate));
   showSnippets();
   return [el('h2', {}, 'Playground'), form, out, el('h2', {}, 'Copy as curl / Python / Node'), snippet,
     el('button', { type: 'button', class: 'plain', onclick: () => navigator.clipboard?.writeText(snippet.textContent) }, 'Copy')];
@@ -141,11 +155,15 @@ async function generateNow(body, out) {
 async function generateAsync(body, out) {
   const { json: queued } = await api('/v1/images/generations', { method: 'POST', body, headers: { prefer: 'respond-async' } });
   let action = queued;
+  const seq = shown;
+  out.replaceChildren(el('p', {}, `Action ${action.id} is running; this view polls it every second.`));
   for (let i = 0; i < 300 && ['queued', 'in-progress'].includes(action.status); i++) {
-    out.replaceChildren(el('p', {}, `Action ${action.id}: ${action.status}…`));
+    // Polling stops when another view replaces this one.
+    if (seq !== shown) return;
     await new Promise((resolve) => setTimeout(resolve, 1000));
     action = (await api(`/v1/actions/${encodeURIComponent(action.id)}`)).json;
   }
+  if (['queued', 'in-progress'].includes(action.status)) throw new Error(`Action ${action.id} is still ${action.status}; the history will show how it ends.`);
   if (action.status !== 'success') throw new Error(action.error ?? `The action ended ${action.status}.`);
   answer((action.response?.data ?? []).map((d) => d.url), [['latency', `${action.latency_ms} ms`], ['cost', money(action.cost_usd)], ['action', action.id]], out);
 }
@@ -154,7 +172,7 @@ async function generateAsync(body, out) {
 
 async function history() {
   const rows = el('tbody');
-  const detail = el('section', { 'aria-live': 'polite' });
+  const detail = el('section');
   const status = el('select', { name: 'status' }, ['', 'success', 'error', 'timed-out', 'queued', 'in-progress'].map((s) => el('option', { value: s }, s || 'any')));
   const model = el('input', { name: 'model', placeholder: 'any model' });
   const routeIds = await api('/v1/routes').then(({ json }) => json.data).catch(() => []);
@@ -162,50 +180,66 @@ async function history() {
   const since = el('input', { name: 'since', type: 'date' });
   const more = el('button', { type: 'button', class: 'plain' }, 'Load more');
   let after = null;
+  let loading = null;
+  let filter = 0;
   const load = async (fresh) => {
-    if (fresh) { rows.replaceChildren(); after = null; }
+    if (loading && !fresh) return loading;
+    const mine = fresh ? ++filter : filter;
+    if (fresh) { rows.replaceChildren(); after = null; more.hidden = true; }
     const query = new URLSearchParams({ limit: '20' });
     if (status.value) query.set('status', status.value);
     if (model.value.trim()) query.set('model', model.value.trim());
     if (route.value) query.set('route', route.value);
     if (since.value) query.set('since', String(Math.floor(Date.parse(`${since.value}T00:00:00Z`) / 1000)));
     if (after) query.set('after', after);
-    const { json } = await api(`/v1/actions?${query}`);
-    for (const action of json.data) rows.append(historyRow(action, detail));
-    after = json.last_id ?? json.data.at(-1)?.id ?? null;
-    more.hidden = !json.has_more;
+    loading = api(`/v1/actions?${query}`);
+    try {
+      const { json } = await loading;
+      // A newer filter's page wins over an older one's.
+      if (mine !== filter) return;
+      for (const action of json.data) rows.append(historyRow(action, detail));
+      after = json.last_id ?? json.data.at(-1)?.id ?? null;
+      more.hidden = !json.has_more;
+    } finally {
+      loading = null;
+    }
   };
   more.addEventListener('click', () => load(false).catch((e) => detail.replaceChildren(failure(e))));
   // Infinite scroll: the button loads the next page when it comes into view.
-  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && !more.hidden) more.click(); }).observe(more);
+  const observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && !more.hidden && after) more.click(); });
+  observer.observe(more);
+  cleanups.push(() => observer.disconnect());
   const filters = el('form', { class: 'fields', onsubmit: (e) => { e.preventDefault(); load(true).catch((err) => detail.replaceChildren(failure(err))); } },
     el('label', {}, 'Status', status), el('label', {}, 'Model', model), el('label', {}, 'Route', route), el('label', {}, 'Since (UTC day)', since),
     el('div', {}, el('button', { type: 'submit' }, 'Filter')));
   await load(true);
   return [el('h2', {}, 'History'), filters,
-    el('table', {}, el('thead', {}, el('tr', {}, ['', 'When', 'Status', 'Model', 'Route', 'Latency', 'Cost'].map((h) => el('th', { scope: 'col' }, h)))), rows),
+    el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, ['', 'When', 'Status', 'Model', 'Route', 'Latency', 'Cost', ''].map((h) => el('th', { scope: 'col' }, h)))), rows)),
     more, detail];
 }
 
 function historyRow(action, detail) {
   const thumb = action.response?.data?.[0]?.url;
   const open = () => showAction(action, detail);
-  return el('tr', { class: 'row', tabindex: 0, onclick: open, onkeydown: (e) => { if (e.key === 'Enter') open(); } },
+  const state = { success: 'success', error: 'error', 'timed-out': 'error' }[action.status] ?? '';
+  return el('tr', { class: 'row', onclick: open },
     el('td', {}, thumb ? el('img', { src: thumb, alt: '' }) : ''),
-    el('td', {}, when(action.created_at)), el('td', { class: action.status === 'success' ? 'success' : 'error' }, action.status),
-    el('td', {}, action.model ?? ''), el('td', {}, action.route_id ?? ''), el('td', {}, `${action.latency_ms} ms`), el('td', {}, money(action.cost_usd)));
+    el('td', {}, when(action.created_at)), el('td', { class: state }, action.status),
+    el('td', {}, action.model ?? ''), el('td', {}, action.route_id ?? ''), el('td', {}, `${action.latency_ms} ms`), el('td', {}, money(action.cost_usd)),
+    el('td', {}, el('button', { type: 'button', class: 'plain', 'aria-label': `Open action ${action.id}`, onclick: (e) => { e.stopPropagation(); open(); } }, 'Open')));
 }
 
 function showAction(action, detail) {
+  const heading = el('h2', { tabindex: -1 }, `Action ${action.id}`);
   detail.replaceChildren(...[
-    el('h2', {}, `Action ${action.id}`),
+    heading,
     el('div', { class: 'images' }, (action.response?.data ?? []).map((d, i) => el('img', { src: d.url, alt: `Image ${i + 1}` }))),
     action.error ? el('p', { class: 'error' }, action.error) : null,
     el('h3', {}, 'Request'), el('pre', {}, JSON.stringify(action.request ?? {}, null, 2)),
     el('h3', {}, 'Attempts'), el('pre', {}, (action.attempts ?? []).map((a) => `${a.model} (${a.provider}): ${a.status} in ${a.ms} ms`).join('\n') || 'none'),
     el('h3', {}, 'Answer'), el('pre', {}, JSON.stringify(action.response ?? null, null, 2)),
   ].filter(Boolean));
-  detail.scrollIntoView?.();
+  heading.focus();
 }
 
 // ---- routes and their statistics ----
@@ -266,19 +300,24 @@ function barChart(buckets, values) {
 async function keys() {
   const { json: me } = await api('/api/v1/key');
   const key = me.data;
-  const { json: usage } = await api('/v1/usage?group_by=day');
+  const usage = await api('/v1/usage?group_by=day').then(({ json }) => json).catch((error) => ({ error }));
   const parts = [el('h2', {}, 'Keys and usage'),
     el('div', { class: 'facts' },
       el('span', {}, `key: ${key.label}`), el('span', {}, `spent: ${money(key.usage)}`), el('span', {}, `today: ${money(key.usage_daily)}`),
       el('span', {}, `limit: ${key.limit === null ? 'none' : money(key.limit)}`), el('span', {}, `remaining: ${key.limit_remaining === null ? 'no limit' : money(key.limit_remaining)}`),
       el('span', {}, `resets: ${key.limit_reset ?? 'never'}`)),
-    el('h3', {}, 'Generations per day'), barChart(usage.data.map((row) => ({ ...row, start: row.group })), (row) => [row.successes, row.failures]),
-    el('p', { class: 'legend' }, `${usage.total.requests} requests, ${money(usage.total.cost_usd)} in the last 30 days`)];
-  const { json: byModel } = await api('/v1/usage?group_by=model');
-  parts.push(el('h3', {}, 'By model'), el('table', {},
+    el('h3', {}, 'Generations per day')];
+  if (usage.error) {
+    parts.push(failure(usage.error));
+  } else {
+    parts.push(barChart(usage.data.map((row) => ({ ...row, start: row.group })), (row) => [row.successes, row.failures]),
+      el('p', { class: 'legend' }, `${usage.total.requests} requests, ${money(usage.total.cost_usd)} in the last 30 days`));
+    const { json: byModel } = await api('/v1/usage?group_by=model');
+    parts.push(el('h3', {}, 'By model'), el('div', { class: 'scroll' }, el('table', {},
     el('thead', {}, el('tr', {}, ['Model', 'Requests', 'Successes', 'Failures', 'Images', 'Cost', 'p50', 'p95'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, byModel.data.map((row) => el('tr', {}, el('td', {}, row.group ?? 'none'), el('td', {}, row.requests), el('td', {}, row.successes),
-      el('td', {}, row.failures), el('td', {}, row.images), el('td', {}, money(row.cost_usd)), el('td', {}, row.p50_latency_ms ?? ''), el('td', {}, row.p95_latency_ms ?? ''))))));
+      el('td', {}, row.failures), el('td', {}, row.images), el('td', {}, money(row.cost_usd)), el('td', {}, row.p50_latency_ms ?? ''), el('td', {}, row.p95_latency_ms ?? '')))))));
+  }
   if (key.is_management_key) parts.push(...(await managedKeys()));
   return parts;
 }
@@ -291,11 +330,11 @@ async function managedKeys() {
     list.replaceChildren(...json.data.map((k) => el('tr', {},
       el('td', {}, k.name), el('td', {}, k.label), el('td', {}, k.disabled ? 'disabled' : 'active'), el('td', {}, money(k.usage)), el('td', {}, k.limit === null ? '' : money(k.limit)),
       el('td', {},
-        el('button', { type: 'button', class: 'plain', onclick: () => change(k.hash, { disabled: !k.disabled }) }, k.disabled ? 'Enable' : 'Disable'), ' ',
-        el('button', { type: 'button', class: 'plain', onclick: () => change(k.hash, null) }, 'Delete')))));
+        el('button', { type: 'button', class: 'plain', 'aria-label': `${k.disabled ? 'Enable' : 'Disable'} ${k.name}`, onclick: () => change(k.hash, { disabled: !k.disabled }) }, k.disabled ? 'Enable' : 'Disable'), ' ',
+        el('button', { type: 'button', class: 'plain', 'aria-label': `Delete ${k.name}`, onclick: () => change(k.hash, null) }, 'Delete')))));
   };
   const change = async (hash, fields) => {
-    await api(`/api/v1/keys/${hash}`, fields ? { method: 'PATCH', body: fields } : { method: 'DELETE' }).catch((e) => shown.replaceChildren(failure(e)));
+    await api(`/api/v1/keys/${encodeURIComponent(hash)}`, fields ? { method: 'PATCH', body: fields } : { method: 'DELETE' }).catch((e) => shown.replaceChildren(failure(e)));
     await refresh();
   };
   const name = el('input', { name: 'name', required: true });
@@ -312,7 +351,7 @@ async function managedKeys() {
   } }, el('label', {}, 'Name', name), el('label', {}, 'Limit (USD)', limit), el('div', {}, el('button', { type: 'submit' }, 'Create key')));
   await refresh();
   return [el('h3', {}, 'Managed keys'), create, shown,
-    el('table', {}, el('thead', {}, el('tr', {}, ['Name', 'Label', 'State', 'Spent', 'Limit', ''].map((h) => el('th', { scope: 'col' }, h)))), list)];
+    el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, ['Name', 'Label', 'State', 'Spent', 'Limit', ''].map((h) => el('th', { scope: 'col' }, h)))), list))];
 }
 
 // ---- navigation ----
@@ -320,6 +359,8 @@ async function managedKeys() {
 const VIEWS = { playground, history, routes, keys };
 
 async function render() {
+  const seq = ++shown;
+  for (const cleanup of cleanups.splice(0)) cleanup();
   const name = VIEWS[location.hash.slice(1)] ? location.hash.slice(1) : 'playground';
   for (const link of document.querySelectorAll('nav a')) {
     if (link.getAttribute('href') === `#${name}`) link.setAttribute('aria-current', 'page');
@@ -330,11 +371,16 @@ async function render() {
     return;
   }
   view.replaceChildren(el('p', {}, 'Loading…'));
+  let parts;
   try {
-    view.replaceChildren(...(await VIEWS[name]()));
+    parts = await VIEWS[name]();
   } catch (error) {
-    view.replaceChildren(failure(error));
+    parts = [failure(error)];
   }
+  if (seq !== shown) return;
+  view.replaceChildren(...parts);
+  // Keyboard and screen reader users land on the new view.
+  view.focus({ preventScroll: true });
 }
 
 window.addEventListener('hashchange', render);

@@ -80,7 +80,7 @@ test('type the key, generate with the test pattern, and see the image decoded in
   await page.getByRole('button', { name: 'Generate' }).click();
   const image = page.getByAltText('Generated image 1');
   await image.waitFor();
-  assert.equal(await image.evaluate((img) => img.complete && img.naturalWidth), 256);
+  assert.equal(await image.evaluate(async (img) => { await img.decode(); return img.naturalWidth; }), 256);
   assert.match(await page.locator('.facts').innerText(), /cost: \$0\.002/);
   await shot('playground');
 });
@@ -93,7 +93,7 @@ test('a prompt with markup is shown as text and runs nothing', async () => {
   const rows = page.locator('tr.row');
   await rows.first().waitFor();
   assert.ok(await rows.count() >= 4, 'the route\'s two and the playground\'s two');
-  await rows.first().click();
+  await rows.first().getByRole('button', { name: /Open action/ }).click();
   const detail = page.locator('pre').first();
   await detail.waitFor();
   assert.match(await detail.innerText(), /<img src=x onerror=alert\(1\)>/, 'the prompt, as its characters');
@@ -124,9 +124,9 @@ test('with the management key the keys view creates and deletes a key', async ()
   await page.getByLabel('Name').fill('from the console');
   await page.getByRole('button', { name: 'Create key' }).click();
   await page.getByText(/New key \(shown once/).waitFor();
-  await page.getByRole('cell', { name: 'from the console' }).waitFor();
-  await page.getByRole('button', { name: 'Delete' }).click();
-  await page.getByRole('cell', { name: 'from the console' }).waitFor({ state: 'detached' });
+  await page.getByRole('cell', { name: 'from the console', exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Delete from the console' }).click();
+  await page.getByRole('cell', { name: 'from the console', exact: true }).waitFor({ state: 'detached' });
 });
 
 test('a phone-width page keeps its controls reachable, and nothing was logged as an error', async () => {
