@@ -105,7 +105,9 @@ fn interval_name(interval: Interval) -> &'static str {
 /// The latest time a range may reach: the end of the year 9999, in Unix seconds.
 const LATEST_SECS: u64 = 253_402_300_799;
 
-fn seconds(param: &str, value: &str) -> Result<u64, GatewayError> {
+/// A query parameter holding a Unix time in seconds (up to the end of the year 9999), in
+/// milliseconds; else a 400 naming `param`.
+pub fn seconds(param: &str, value: &str) -> Result<u64, GatewayError> {
     value
         .parse::<u64>()
         .ok()

@@ -12,11 +12,9 @@ use crate::action::Action;
 use crate::action_list::SqlValue;
 use crate::error::GatewayError;
 use crate::http::query_params;
-use crate::route_stats::summary;
+use crate::route_stats::{seconds, summary};
 
 const DAY_MS: u64 = 86_400_000;
-/// The latest time a range may reach: the end of the year 9999, in Unix seconds.
-const LATEST_SECS: u64 = 253_402_300_799;
 /// The range when `from` is not given: the 30 days up to `to`.
 const DEFAULT_RANGE_MS: u64 = 30 * DAY_MS;
 
@@ -91,15 +89,6 @@ fn group(value: &str) -> Result<GroupBy, GatewayError> {
             }
         },
     })
-}
-
-fn seconds(param: &str, value: &str) -> Result<u64, GatewayError> {
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s <= LATEST_SECS)
-        .map(|s| s * 1000)
-        .ok_or_else(|| GatewayError::invalid_param(param, format!("'{param}' is '{value}'; it must be a Unix time in seconds.")))
 }
 
 /// One group's usage (of the actions that have ended).

@@ -310,23 +310,7 @@ mod tests {
 
     fn record() -> KeyRecord {
         let (_, hash, label) = super::super::new_key([7; 32]);
-        KeyRecord {
-            hash,
-            name: "n".into(),
-            label,
-            disabled: false,
-            management: false,
-            limit: None,
-            limit_reset: None,
-            expires_at: None,
-            models: None,
-            routes: None,
-            rpm: None,
-            max_parallel: None,
-            metadata: None,
-            created_at: 1_000,
-            updated_at: None,
-        }
+        KeyRecord::new(hash, "n".into(), label, 1_000)
     }
 
     fn patch(body: Value) -> Result<KeyRecord, GatewayError> {

@@ -53,6 +53,27 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A new key's record: named, unlimited, enabled, made at `now_ms`.
+    pub fn new(hash: String, name: String, label: String, now_ms: u64) -> Self {
+        KeyRecord {
+            hash,
+            name,
+            label,
+            disabled: false,
+            management: false,
+            limit: None,
+            limit_reset: None,
+            expires_at: None,
+            models: None,
+            routes: None,
+            rpm: None,
+            max_parallel: None,
+            metadata: None,
+            created_at: now_ms,
+            updated_at: None,
+        }
+    }
+
     /// The limits its counters enforce.
     pub fn limits(&self) -> Limits {
         Limits { rpm: self.rpm, max_parallel: self.max_parallel, limit_micros: self.limit.map(micros), reset: self.limit_reset }

@@ -41,9 +41,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// can cost (the dearest target's), `None` when some target has no price.
     pub(super) fn permit(&self, caller: &Caller, request: &ImageRequest, model: &ModelConfig, policy: &Policy) -> Result<Option<f64>, GatewayError> {
         // A key of IMAGEGATE_KEYS has no lists and no counters: nothing to check or hold.
-        if caller.record.is_none() {
-            return Ok(None);
-        }
+        let Some(record) = &caller.record else { return Ok(None) };
         let others = policy.fallbacks.iter().chain(policy.load_balancer.iter().map(|(m, _)| m));
         let mut targets: Vec<&ModelConfig> = vec![model];
         for name in others {
@@ -52,9 +50,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 targets.push(target);
             }
         }
-        let record = caller.record.as_ref();
-        debug_assert!(record.is_some());
-        if let Some(denied) = targets.iter().find(|t| record.is_some_and(|r| !r.allows_model(&t.id))) {
+        if let Some(denied) = targets.iter().find(|t| !record.allows_model(&t.id)) {
             let how = if denied.id == model.id { "" } else { " (a fallback or load-balanced target of this request)" };
             return Err(not_permitted(format!("This key may not use the model '{}'{how}.", denied.id)).with_param("model"));
         }
@@ -62,7 +58,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         for target in &targets {
             match pricing::most(target, request) {
                 Ok(amount) => most = most.map(|m| m.max(amount)),
-                Err(why) if record.is_some_and(|r| r.limit.is_some()) => {
+                Err(why) if record.limit.is_some() => {
                     return Err(
                         not_permitted(format!("This key has a budget, and {why}: its cost could not be held against the budget.")).with_code("unpriced_model")
                     );

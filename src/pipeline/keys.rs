@@ -125,23 +125,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         self.random.fill(&mut random);
         let (key, hash, label) = keys::new_key(random);
         let now_ms = self.clock.now_ms();
-        let mut record = KeyRecord {
-            hash,
-            name: new.name,
-            label,
-            disabled: false,
-            management: false,
-            limit: None,
-            limit_reset: None,
-            expires_at: None,
-            models: None,
-            routes: None,
-            rpm: None,
-            max_parallel: None,
-            metadata: None,
-            created_at: now_ms,
-            updated_at: None,
-        };
+        let mut record = KeyRecord::new(hash, new.name, label, now_ms);
         keys::apply_patch(&mut record, new.fields, self.config, now_ms)?;
         record.updated_at = None;
         self.key_store.put(&record).await.map_err(keys_unavailable)?;
