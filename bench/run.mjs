@@ -5,9 +5,10 @@
 // Prints a table per scenario with ratios measured in the same run and writes
 // bench/results/latest.{md,svg,json}. Every process it starts is stopped at the end, however it ends.
 //
-// Usage: node bench/run.mjs [--seconds N] [--quick]   (`make bench` runs bench/setup.sh first)
+// Usage: node bench/run.mjs [--seconds N] [--quick] [--cold N]   (`make bench` runs bench/setup.sh first)
 // --quick measures only the two relays and imagegate, writes no results, and takes --scenarios 1,3 to
-// run only some scenarios (numbered from 1): for trying changes.
+// run only some scenarios (numbered from 1): for trying changes. --cold N measures N cold starts
+// per workerd target (7 by default; 0 with --quick unless given).
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,10 +44,16 @@ const SCENARIOS = [
   // As the sixth, with a managed key that has limits and a budget: its counters (a Durable
   // Object per key) admit each generation before its call and settle it after.
   { name: 'small answer, actions recorded, managed key with limits (imagegate), concurrency 1', answer: 'limited', connections: 1 },
+  // As the eighth, asked with `Prefer: respond-async`: each request is answered 202 with its
+  // action once the job is handed to its Durable Object, which then runs it in the same process
+  // (its CPU counted against the 202s); the other targets relay the small answer.
+  { name: 'small answer, asynchronous 202 (imagegate), concurrency 1', answer: 'async', connections: 1 },
 ];
+const coldArg = process.argv.indexOf('--cold');
+const COLD_SAMPLES = coldArg > 0 ? Number(process.argv[coldArg + 1]) : QUICK ? 0 : 7;
 
 /** What the targets other than imagegate relay for a scenario's answer. */
-const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small' };
+const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' };
 
 function fmt(value, digits = 2) {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
@@ -67,7 +74,17 @@ function measure(target, scenario) {
   return figures;
 }
 
-function report(bundle, targets, results) {
+/** The median of `sorted` (ascending). */
+const median = (sorted) => (sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2);
+
+function coldReport(cold) {
+  if (!cold) return '';
+  let md = `\n### Cold start: a fresh workerd per sample, to its first answer (${COLD_SAMPLES} samples)\n\n| target | median ms | fastest ms |\n| --- | ---: | ---: |\n`;
+  for (const [label, times] of cold) md += `| ${label} | ${fmt(median(times), 1)} | ${fmt(times[0], 1)} |\n`;
+  return md;
+}
+
+function report(bundle, targets, results, cold) {
   const ratio = (a, b) => fmt(a / b);
   const cpu = os.cpus();
   let md = `Machine: ${cpu[0].model}, ${cpu.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; `
@@ -85,7 +102,7 @@ function report(bundle, targets, results) {
       + `imagegate/inspecting relay: p50 ${ratio(r.imagegate.p50, r.inspecting.p50)}x, throughput ${ratio(r.imagegate.rps, r.inspecting.rps)}x. `
       + `imagegate/Portkey: p50 ${ratio(r.imagegate.p50, r.portkey.p50)}x, throughput ${ratio(r.imagegate.rps, r.portkey.rps)}x.\n`;
   }
-  return md;
+  return md + coldReport(cold);
 }
 
 async function main() {
@@ -107,20 +124,30 @@ async function main() {
     results[scenario.name] = {};
     for (const listed of targets) {
       // The recording scenario measures the deployment with a history in imagegate's place.
-      const stateful = { recorded: recording, 'recorded-big': recording, durable, limited }[scenario.answer];
+      const stateful = { recorded: recording, 'recorded-big': recording, durable, limited, async: durable }[scenario.answer];
       const target = stateful && listed.name === 'imagegate' ? stateful : listed;
       const figures = measure(target, scenario);
       results[scenario.name][listed.name] = figures;
       process.stderr.write(`${scenario.name.padEnd(30)} ${target.name.padEnd(11)} p50 ${fmt(figures.p50)} ms  ${fmt(figures.rps, 0)} req/s  ${fmt(figures.cpuUsPerRequest, 0)} CPU µs/req\n`);
     }
   }
+  // Cold starts after the load, one workerd target at a time, each sample a fresh process.
+  let cold = null;
+  if (COLD_SAMPLES > 0) {
+    cold = [];
+    for (const target of [relay, inspecting, imagegate]) {
+      const times = await target.coldStarts(COLD_SAMPLES);
+      cold.push([target.label, times]);
+      process.stderr.write(`cold start ${target.name.padEnd(11)} median ${fmt(median(times), 1)} ms  fastest ${fmt(times[0], 1)} ms\n`);
+    }
+  }
   stopAll();
   if (QUICK) return;
-  const md = report(bundle, targets, results);
+  const md = report(bundle, targets, results, cold);
   const title = `imagegate benchmark: ${os.cpus().length} cores, ${SECONDS} s per measurement`;
   writeFileSync(path.join(RESULTS, 'latest.md'), md);
   writeFileSync(path.join(RESULTS, 'latest.svg'), chart({ title, scenarios: SCENARIOS, targets, results }));
-  writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ seconds: SECONDS, wasmSize: bundle.wasmSize, results }, null, 2));
+  writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ seconds: SECONDS, wasmSize: bundle.wasmSize, results, coldStartMs: cold && Object.fromEntries(cold) }, null, 2));
   process.stdout.write(`${md}\nWritten: bench/results/latest.md, latest.svg, latest.json\n`);
 }
 

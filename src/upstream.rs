@@ -100,6 +100,14 @@ pub struct UpstreamReply<B> {
     pub body: B,
 }
 
+impl<B> UpstreamReply<B> {
+    /// The same head with `body`.
+    pub fn with_body<C>(self, body: C) -> UpstreamReply<C> {
+        let UpstreamReply { status, retry_after, retry_after_ms, content_type, location, length, .. } = self;
+        UpstreamReply { status, retry_after, retry_after_ms, content_type, location, length, body }
+    }
+}
+
 /// How many more bytes of upstream answers one request may read into the gateway (the
 /// configuration's `max_upstream_bytes`), shared by every whole read and download of the request.
 #[derive(Debug)]

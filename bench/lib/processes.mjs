@@ -53,6 +53,36 @@ export async function start({ name, logDir, command, args, probe, env = {}, cpu 
   throw new Error(`${name} did not start within 60 s; see ${log}`);
 }
 
+/**
+ * A cold start: spawns a fresh `command` (a new process, so a new isolate) and measures the
+ * milliseconds until `url` first answers `init` with a 2xx, polling every millisecond; the
+ * process is killed before this resolves.
+ */
+export async function timeToFirstAnswer({ name, logDir, command, args, url, init }) {
+  const out = openSync(path.join(logDir, `${name}.log`), 'w');
+  const [program, programArgs] = pinned(CPU.server, command, args);
+  const started = performance.now();
+  const child = spawn(program, programArgs, { detached: true, stdio: ['ignore', out, out] });
+  try {
+    while (performance.now() - started < 60_000) {
+      if (child.exitCode !== null) throw new Error(`${name} exited early; see its log in ${logDir}`);
+      try {
+        const answer = await fetch(url, init);
+        await answer.arrayBuffer();
+        if (answer.ok) return performance.now() - started;
+        throw new Error(`${name} answered ${answer.status}`);
+      } catch (error) {
+        if (error.message?.includes('answered')) throw error;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+    throw new Error(`${name} did not answer within 60 s`);
+  } finally {
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+  }
+}
+
 function processTree(pid) {
   let kids = [];
   try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* gone */ }

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { CPU, freePort, start } from './processes.mjs';
+import { CPU, freePort, start, timeToFirstAnswer } from './processes.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKERD = path.join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
@@ -105,23 +105,45 @@ export async function startUpstream(runDir) {
   };
 }
 
+/**
+ * `samples` cold starts of a workerd target, fastest first: the milliseconds from spawning a
+ * fresh workerd (a new process and isolate) serving `configFor(port)` to its first answer to
+ * the small answer's request at `url(port)`.
+ */
+async function coldStarts({ name, runDir, configFor, url, headers, body }, samples) {
+  const times = [];
+  for (let i = 0; i < samples; i++) {
+    const port = await freePort();
+    const init = { method: 'POST', headers, body: JSON.stringify(body) };
+    times.push(await timeToFirstAnswer({ name: `${name}-cold`, logDir: runDir, command: WORKERD, args: ['serve', configFor(port)], url: url(port), init }));
+  }
+  return times.sort((a, b) => a - b);
+}
+
 /** A JS worker in workerd, relaying to the mock; `fixture` names its file in bench/fixtures. */
 async function startWorker(runDir, upstream, { name, label, fixture }) {
+  const configFor = (port) => {
+    const file = path.join(runDir, `${name}-${port}.capnp`);
+    writeFileSync(file, workerdConfig({
+      runDir, port,
+      modules: [{ name: fixture, kind: 'esModule', file: path.join(ROOT, 'bench/fixtures', fixture) }],
+      bindings: { UPSTREAM: upstream.base },
+    }));
+    return file;
+  };
   const port = await freePort();
-  writeFileSync(path.join(runDir, `${name}.capnp`), workerdConfig({
-    runDir, port,
-    modules: [{ name: fixture, kind: 'esModule', file: path.join(ROOT, 'bench/fixtures', fixture) }],
-    bindings: { UPSTREAM: upstream.base },
-  }));
   const child = await start({
-    name, logDir: runDir, command: WORKERD, args: ['serve', path.join(runDir, `${name}.capnp`)],
+    name, logDir: runDir, command: WORKERD, args: ['serve', configFor(port)],
     probe: { url: `http://127.0.0.1:${port}/small/v1/images/generations`, init: { method: 'POST', body: '{}' } },
   });
+  const headers = () => ({ 'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}` });
+  const body = () => requestBody('gpt-image-1');
   return {
-    name, label, child,
+    name, label, child, headers, body,
     url: (answer) => `http://127.0.0.1:${port}/${answer}/v1/images/generations`,
-    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}` }),
-    body: () => requestBody('gpt-image-1'),
+    coldStarts: (samples) => coldStarts({
+      name, runDir, configFor, headers: headers(), body: body(), url: (p) => `http://127.0.0.1:${p}/small/v1/images/generations`,
+    }, samples),
   };
 }
 
@@ -170,33 +192,45 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
       { id: 'imagegate/test-pattern', provider: 'imagegate' },
     ],
   };
-  writeFileSync(path.join(runDir, `${name}.capnp`), workerdConfig({
-    runDir, port,
-    modules: [bundle.entryFile, bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
-    bindings: {
-      IMAGEGATE_CONFIG: JSON.stringify(config),
-      IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
-      PRIMARY_API_KEY: PROVIDER_KEY,
-      BACKUP_API_KEY: PROVIDER_KEY,
-      ...(recording ? { IMAGEGATE_FILES_SECRET: 'bench-files-secret' } : {}),
-    },
-    kv: ['IMAGEGATE_CACHE'],
-    d1: recording ? ['IMAGEGATE_DB'] : [],
-    r2: recording ? ['IMAGEGATE_FILES'] : [],
-    runner: durable,
-    limits: limited ? managedKeyRecord() : null,
-  }));
-  const args = ['serve', path.join(runDir, `${name}.capnp`)];
+  const configFor = (configPort) => {
+    const file = path.join(runDir, `${name}-${configPort}.capnp`);
+    writeFileSync(file, workerdConfig({
+      runDir, port: configPort,
+      modules: [bundle.entryFile, bundle.wasmFile].map((f) => ({ name: f, kind: f.endsWith('.wasm') ? 'wasm' : 'esModule', file: path.join(bundle.dir, f) })),
+      bindings: {
+        IMAGEGATE_CONFIG: JSON.stringify(config),
+        IMAGEGATE_KEYS: `other:${'0'.repeat(64)},bench:${createHash('sha256').update(GATEWAY_KEY).digest('hex')}`,
+        PRIMARY_API_KEY: PROVIDER_KEY,
+        BACKUP_API_KEY: PROVIDER_KEY,
+        ...(recording ? { IMAGEGATE_FILES_SECRET: 'bench-files-secret' } : {}),
+      },
+      kv: ['IMAGEGATE_CACHE'],
+      d1: recording ? ['IMAGEGATE_DB'] : [],
+      r2: recording ? ['IMAGEGATE_FILES'] : [],
+      runner: durable,
+      limits: limited ? managedKeyRecord() : null,
+    }));
+    return file;
+  };
+  const args = ['serve', configFor(port)];
   if (inspectorPort) args.push(`--inspector-addr=127.0.0.1:${inspectorPort}`);
   const child = await start({ name, logDir: runDir, command: WORKERD, args, probe: { url: `http://127.0.0.1:${port}/healthz` } });
+  const headers = (answer) => ({
+    'content-type': 'application/json', authorization: `Bearer ${limited ? MANAGED_KEY : GATEWAY_KEY}`,
+    // `async`: answered 202 at once, the generation run by its action's Durable Object.
+    ...(answer === 'async' ? { prefer: 'respond-async' } : {}),
+  });
   return {
     name, label: durable ? 'imagegate in workerd, generating in Durable Objects' : recording ? 'imagegate in workerd, actions recorded with their images' : 'imagegate in workerd', child,
     url: () => `http://127.0.0.1:${port}/v1/images/generations`,
-    headers: () => ({ 'content-type': 'application/json', authorization: `Bearer ${limited ? MANAGED_KEY : GATEWAY_KEY}` }),
+    headers,
+    coldStarts: (samples) => coldStarts({
+      name, runDir, configFor, headers: headers('small'), body: requestBody('bench/small'), url: (p) => `http://127.0.0.1:${p}/v1/images/generations`,
+    }, samples),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     body: (answer) => (answer === 'cached'
       ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small' }[answer] ?? answer}`)),
+      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' }[answer] ?? answer}`)),
   };
 }
 

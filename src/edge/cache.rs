@@ -8,7 +8,7 @@ use std::cell::OnceCell;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{Date, Env, KvStore};
+use worker::{Env, KvStore};
 
 use crate::cache::entry::{Store, Stored};
 use crate::state::{Cache, Pending};
@@ -66,5 +66,5 @@ async fn put(env: &Env, key: &str, value: &Uint8Array, now_ms: u64, ttl_secs: u6
 
 /// Stores the answer `body` as `store` says; a failed write only costs a later miss.
 pub async fn store(env: &Env, store: Store, body: &Uint8Array) {
-    let _ = put(env, &store.key, body, Date::now().as_millis(), store.ttl_secs).await;
+    let _ = put(env, &store.key, body, super::runtime::now_ms(), store.ttl_secs).await;
 }

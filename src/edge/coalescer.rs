@@ -16,7 +16,7 @@ use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
-use worker::{durable_object, Date, Delay, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State};
+use worker::{durable_object, Delay, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result, State};
 
 use crate::cache::entry::FlightEnd;
 use crate::state::{Claim, Coalescer, Pending};
@@ -53,7 +53,7 @@ impl DurableObject for CacheFlight {
         match req.path().as_str() {
             "/claim" => {
                 let until_ms: u64 = header(&req, "x-until").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let now_ms = Date::now().as_millis();
+                let now_ms = super::runtime::now_ms();
                 let waiting = {
                     let mut flight = self.flight.borrow_mut();
                     match flight.as_mut() {

@@ -4,11 +4,13 @@
 //! This talks to `web_sys` directly: the `worker` crate's request and response wrappers read
 //! properties (`cf`, `websocket`) the gateway never uses, on every request.
 //!
-//! The upstream `fetch` carries no `AbortSignal`: in workerd a signal on `fetch` costs about
-//! 100 µs of CPU per request (measured with `node bench/run.mjs --quick`). A deadline that
-//! passes before the answer's head is instead ended by the runtime, which cancels a request's
-//! outstanding subrequests once its response is complete; after the head, the gateway cancels
-//! the answer's stream itself.
+//! The call itself (`fetch`, its timer and a small answer's body) is made by `plumbing.js` as
+//! one promise. Only a call made where a job runs carries an `AbortSignal` (in workerd a signal
+//! on `fetch` costs about 100 µs of CPU per request, measured with `node bench/run.mjs
+//! --quick`): a Durable Object outlives the request that started it, so its calls must be
+//! aborted. A request's call whose deadline passes before the answer's head is instead ended by
+//! the runtime, which cancels a request's outstanding subrequests once its response is
+//! complete; after the head, the gateway cancels the answer's stream itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,11 +22,11 @@ use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{
-    AbortController, Headers, ReadableStream, ReadableStreamDefaultReader, RequestInit, RequestRedirect, Response, StreamPipeOptions, WorkerGlobalScope,
-    WritableStream,
-};
-use worker::{Date, Delay};
+use web_sys::{AbortController, ReadableStream, ReadableStreamDefaultReader, Response, StreamPipeOptions, WritableStream};
+use worker::Delay;
+
+use super::plumbing::{self, Called};
+use super::runtime::now_ms;
 
 use crate::answer_scan::SMALL_ANSWER_BYTES;
 use crate::jobs::Journal;
@@ -74,6 +76,9 @@ pub struct WorkerUpstream<'j> {
 pub const PLAIN: WorkerUpstream<'static> = WorkerUpstream { journal: None };
 
 fn failure(error: JsValue) -> TransportError {
+    if plumbing::timed_out(&error) {
+        return TransportError::Timeout;
+    }
     let text =
         error.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| error.as_string()).unwrap_or_else(|| "the connection failed".to_owned());
     TransportError::Failed(text)
@@ -89,44 +94,31 @@ impl Upstream for WorkerUpstream<'_> {
                 .await
                 .map_err(|error| TransportError::NotSent(format!("the run could not note the call it was about to make: {error}")))?;
         }
-        let deadline_ms = Date::now().as_millis() + limit_ms;
-        let headers = Headers::new().map_err(failure)?;
-        for (name, value) in &request.headers {
-            headers.set(name, value.expose()).map_err(|_| TransportError::NotSent(format!("the header '{name}' is not valid")))?;
-        }
-        let init = RequestInit::new();
-        init.set_method(request.method.as_str());
-        init.set_headers(&headers);
-        if request.method == Method::Post {
-            init.set_body(&Uint8Array::from(&request.body[..]));
-        }
-        // Never followed here: the core follows an image download's redirects itself, checking
-        // each hop, and no other request follows one.
-        init.set_redirect(RequestRedirect::Manual);
-        // Aborted when its time is up, or when the call is given up (a cancelled run drops it):
-        // the upstream connection closes at once, also where the runtime would keep the call (a
-        // Durable Object outlives the request that started it). Once the head has come, the body
-        // cancels its own stream when it is dropped unread.
-        let mut stop = AbortOnDrop(Some(AbortController::new().map_err(failure)?));
-        init.set_signal(stop.0.as_ref().map(|controller| controller.signal()).as_ref());
-        let global: WorkerGlobalScope = js_sys::global().unchecked_into();
-        let sent = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
-        let response: Response = within(limit_ms, async { sent.await.map_err(failure) }).await?.unchecked_into();
+        let deadline_ms = now_ms() + limit_ms;
+        let headers = request.headers.iter().map(|(name, value)| (name.as_ref(), value.expose()));
+        let header_lines = plumbing::header_lines(headers).map_err(|name| TransportError::NotSent(format!("the header '{name}' is not valid")))?;
+        let body = (request.method == Method::Post).then(|| Uint8Array::from(&request.body[..]));
+        // Where a job runs: aborted when its time is up, or when the call is given up (a
+        // cancelled run drops it), so that the upstream connection closes at once. Once the
+        // head has come, the body cancels its own stream when it is dropped unread.
+        let mut stop = AbortOnDrop(self.journal.map(|_| AbortController::new()).transpose().map_err(failure)?);
+        let signal = stop.0.as_ref().map(AbortController::signal);
+        // Never followed: the core follows an image download's redirects itself, checking each
+        // hop, and no other request follows one.
+        let called = JsFuture::from(plumbing::call(&request.url, request.method.as_str(), &header_lines, body, signal, limit_ms, WHOLE_ANSWER_BYTES))
+            .await
+            .map_err(failure)?;
         stop.0.take();
-        let headers = response.headers();
-        let retry_after = headers.get("retry-after").ok().flatten();
-        let retry_after_ms = headers.get("retry-after-ms").ok().flatten();
-        let status = response.status();
-        let source = Source::of(response);
-        let length = match &source {
+        let called: Called = called.unchecked_into();
+        let mut head = called.head();
+        let source = Source::of(&called, head.length);
+        head.length = match &source {
             Source::Stream { length, .. } => *length,
             Source::Whole { length, .. } => Some(*length),
             Source::Empty => Some(0),
         };
-        let body = WorkerBody { source, inspected: Inspected::default(), deadline_ms, delivered: false };
-        let content_type = headers.get("content-type").ok().flatten();
-        let location = headers.get("location").ok().flatten();
-        Ok(UpstreamReply { status, retry_after, retry_after_ms, content_type, location, length, body })
+        let inspected = Inspected { chunks: called.whole().into_iter().collect(), ..Inspected::default() };
+        Ok(head.with_body(WorkerBody { source, inspected, deadline_ms, delivered: false }))
     }
 }
 
@@ -149,7 +141,7 @@ pub struct WorkerBody {
 }
 
 enum Source {
-    /// Small, of known length: read whole on first use.
+    /// Small, of known length: read whole by the call (its one chunk).
     Whole {
         response: Response,
         length: u64,
@@ -190,17 +182,14 @@ impl Inspected {
 }
 
 impl Source {
-    fn of(response: Response) -> Self {
-        let headers = response.headers();
-        let header = |name: &str| headers.get(name).ok().flatten();
-        // The runtime decodes gzip and brotli but keeps the encoded Content-Length, so a length
-        // is only trusted for an unencoded body.
-        let encoded = header("content-encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        let length = header("content-length").and_then(|len| len.parse::<u64>().ok()).filter(|_| !encoded);
-        match (response.body(), length) {
-            (Some(_), Some(length)) if length <= WHOLE_ANSWER_BYTES => Source::Whole { response, length },
-            (Some(stream), length) => Source::Stream { stream, length, reader: None },
-            (None, _) => Source::Empty,
+    /// The source of `called`'s answer of `length` (declared for an unencoded body): whole
+    /// when [`plumbing::call`] read it.
+    fn of(called: &Called, length: Option<u64>) -> Self {
+        let response = called.response();
+        match (called.whole(), response.body()) {
+            (Some(whole), _) => Source::Whole { response, length: u64::from(whole.length()) },
+            (None, Some(stream)) => Source::Stream { stream, length, reader: None },
+            (None, None) => Source::Empty,
         }
     }
 }
@@ -236,7 +225,7 @@ impl WorkerBody {
                     None => IdentityTransformStream::new().unchecked_into(),
                 };
                 let (readable, writable) = (pipe.readable(), pipe.writable());
-                let limit_ms = self.deadline_ms.saturating_sub(Date::now().as_millis());
+                let limit_ms = self.deadline_ms.saturating_sub(now_ms());
                 let pump = async move {
                     let Ok(writer) = writable.get_writer() else { return };
                     for chunk in &chunks {
@@ -269,13 +258,8 @@ impl WorkerBody {
         let WorkerBody { source, inspected, .. } = self;
         match source {
             Source::Empty => Ok(false),
-            Source::Whole { .. } if !inspected.chunks.is_empty() => Ok(false),
-            Source::Whole { response, .. } => {
-                let read = JsFuture::from(response.array_buffer().map_err(failure)?);
-                let buffer = within(limit_ms, async { read.await.map_err(failure) }).await?;
-                inspected.chunks.push(Uint8Array::new(&buffer));
-                Ok(true)
-            }
+            // Read whole with the call itself.
+            Source::Whole { .. } => Ok(false),
             Source::Stream { stream, reader, .. } => {
                 let reader = reader.get_or_insert_with(|| stream.get_reader().unchecked_into());
                 let next = JsFuture::from(reader.read());
@@ -298,7 +282,8 @@ impl Drop for WorkerBody {
         }
         // Nobody will read the rest: cancelling it closes the upstream connection now.
         let _ = match &self.source {
-            Source::Whole { response, .. } => response.body().map(|stream| stream.cancel()),
+            // Read to its end already.
+            Source::Whole { .. } => None,
             Source::Stream { reader: Some(reader), .. } => Some(reader.cancel()),
             Source::Stream { stream, reader: None, .. } => Some(stream.cancel()),
             Source::Empty => None,
@@ -325,7 +310,7 @@ async fn within<T>(limit_ms: u64, work: impl Future<Output = Result<T, Transport
 
 impl UpstreamBody for WorkerBody {
     async fn next_chunk(&mut self, limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        self.deadline_ms = Date::now().as_millis() + limit_ms;
+        self.deadline_ms = now_ms() + limit_ms;
         loop {
             if let Some(window) = self.inspected.next_window() {
                 return Ok(Some(window));
@@ -340,7 +325,7 @@ impl UpstreamBody for WorkerBody {
     /// Copies whole runtime chunks into wasm (one `arrayBuffer` call for a small answer of known
     /// length) rather than inspection windows; the limit holds for the whole read.
     async fn read_all(&mut self, limit_ms: u64, budget: &ByteBudget) -> Result<Option<Vec<u8>>, TransportError> {
-        let deadline_ms = Date::now().as_millis() + limit_ms;
+        let deadline_ms = now_ms() + limit_ms;
         let mut out = Vec::new();
         // What was taken but not yet shown to the core comes first; a small answer read whole is
         // then complete.
@@ -364,7 +349,7 @@ impl UpstreamBody for WorkerBody {
                 if let Some(reader) = reader.take() {
                     reader.release_lock();
                 }
-                let rest = rest_of(stream, deadline_ms.saturating_sub(Date::now().as_millis())).await?;
+                let rest = rest_of(stream, deadline_ms.saturating_sub(now_ms())).await?;
                 self.source = Source::Empty;
                 self.inspected.finished = true;
                 let start = out.len();
@@ -373,7 +358,7 @@ impl UpstreamBody for WorkerBody {
             }
         }
         while !self.inspected.finished {
-            let remaining = deadline_ms.saturating_sub(Date::now().as_millis());
+            let remaining = deadline_ms.saturating_sub(now_ms());
             if remaining == 0 {
                 return Err(TransportError::Timeout);
             }
@@ -396,6 +381,6 @@ impl UpstreamBody for WorkerBody {
     }
 
     fn relay_within(&mut self, limit_ms: u64) {
-        self.deadline_ms = Date::now().as_millis() + limit_ms;
+        self.deadline_ms = now_ms() + limit_ms;
     }
 }

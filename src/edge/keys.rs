@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use js_sys::{Array, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Date, Env};
+use worker::Env;
 
 use super::history::{database, query, query_rows};
 use crate::keys::KeyRecord;
@@ -64,7 +64,7 @@ impl KeyStore for D1Keys<'_> {
 
     fn find<'a>(&'a self, hash: &'a str) -> Pending<'a, Result<Option<KeyRecord>, String>> {
         Box::pin(async move {
-            let now_ms = Date::now().as_millis();
+            let now_ms = super::runtime::now_ms();
             let cached =
                 LOOKED_UP.with(|cache| cache.borrow().get(hash).filter(|(at, _)| now_ms.saturating_sub(*at) < FRESH_MS).map(|(_, found)| found.clone()));
             if let Some(found) = cached {

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
 
 use crate::limits::{Ask, Counters, Refusal, Settled, Usage};
 use crate::state::{Limiter, Pending};
@@ -91,19 +91,19 @@ impl DurableObject for KeyCounters {
             "/admit" => {
                 let mut ask: Ask = serde_json::from_str(&text).map_err(bad)?;
                 // The object's clock decides, so that every isolate's requests are on one time line.
-                ask.now_ms = Date::now().as_millis();
+                ask.now_ms = super::runtime::now_ms();
                 let decided = self.change(|counters| counters.admit(&ask)).await?;
                 Response::from_json(&Admitted { admitted: decided.is_ok(), refusal: decided.err() })
             }
             "/settle" => {
                 let settle: Settle = serde_json::from_str(&text).map_err(bad)?;
-                let now_ms = Date::now().as_millis();
+                let now_ms = super::runtime::now_ms();
                 let settled = self.change(|counters| counters.settle(&settle.ticket, settle.cost, now_ms)).await?;
                 Response::from_json(&settled)
             }
             "/usage" => {
                 let _asked: Now = serde_json::from_str(&text).map_err(bad)?;
-                let now_ms = Date::now().as_millis();
+                let now_ms = super::runtime::now_ms();
                 // Holds past their time are spent as they are read.
                 let usage = self.change(|counters| counters.usage(now_ms)).await?;
                 Response::from_json(&usage)

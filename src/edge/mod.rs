@@ -8,11 +8,13 @@ mod files;
 mod history;
 mod keys;
 mod limits;
+mod plumbing;
 mod respond;
 mod runner;
 mod runtime;
 mod settings;
 
+use wasm_bindgen::JsValue;
 use worker::{console_log, console_warn, event, Context, Env, ScheduleContext, ScheduledEvent};
 
 use crate::clock::Clock;
@@ -30,7 +32,7 @@ fn start() {
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let clock = runtime::WorkerClock;
     let request_id = runtime::request_id();
-    let head = runtime::head(&req);
+    let (head, declared_length) = runtime::head(&req);
     let handled = match &*settings::load(&env) {
         Ok(settings) => {
             let secrets = runtime::EnvSecrets(&env);
@@ -47,11 +49,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
                 .with_files(&files)
                 .with_coalescer(&coalescer)
                 .with_runner(&runner);
-            gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req)).await
+            gateway.handle(request_id, &head, runtime::IncomingWorkerBody::new(&req, declared_length)).await
         }
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
-    console_log!("{}", handled.log.to_line());
+    web_sys::console::log_1(&JsValue::from_str(&handled.log.to_line()));
     if let Some(action) = handled.action {
         // After the answer: the images first, so that an action never names a file not yet
         // there; `action` is only made where a history keeps it.

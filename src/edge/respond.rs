@@ -2,10 +2,11 @@
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
-use web_sys::{Headers, ReadableStream, Response, ResponseInit};
+use web_sys::{ReadableStream, Response};
 use worker::Context;
 
 use super::fetch::{Delivery, WorkerBody};
+use super::plumbing;
 use crate::http::{Reply, ReplyBody};
 
 /// The runtime response for `reply`. A relayed answer goes out as the runtime received it: the
@@ -19,31 +20,32 @@ pub fn into_response(
     keep_body: bool,
     stored: Option<ReadableStream>,
 ) -> Result<(Response, Option<Uint8Array>), JsValue> {
-    let headers = Headers::new()?;
-    for (name, value) in &reply.headers {
-        headers.set(name, value)?;
-    }
-    let init = ResponseInit::new();
-    init.set_status(reply.status);
-    init.set_headers(&headers);
+    let lines = plumbing::header_lines(reply.headers.iter().map(|(name, value)| (*name, value)))
+        .map_err(|name| JsValue::from_str(&format!("the header '{name}' is not valid")))?;
+    let respond = |body: &JsValue| plumbing::respond(reply.status, &lines, body);
     let response = match reply.body {
-        ReplyBody::Empty => Response::new_with_opt_str_and_init(None, &init),
-        ReplyBody::Stored(_) => Response::new_with_opt_readable_stream_and_init(stored.as_ref(), &init),
+        ReplyBody::Empty => respond(&JsValue::NULL),
+        ReplyBody::Stored(_) => respond(stored.as_ref().map_or(&JsValue::NULL, |stream| stream.as_ref())),
         ReplyBody::Bytes(bytes) if keep_body => {
             let buffer = Uint8Array::from(&bytes[..]);
             drop(bytes);
-            return Ok((Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init)?, Some(buffer)));
+            return Ok((respond(&buffer), Some(buffer)));
         }
-        ReplyBody::Bytes(mut bytes) => Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init),
+        // SAFETY: the view is read (copied by the `Response` constructor) before wasm runs
+        // again, so no allocation can move or free the bytes under it.
+        ReplyBody::Bytes(bytes) => {
+            let view = unsafe { Uint8Array::view(&bytes) };
+            respond(&view)
+        }
         ReplyBody::Relay(body) => match body.into_delivery() {
-            Delivery::Buffer(buffer) => Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init),
-            Delivery::Stream(stream) => Response::new_with_opt_readable_stream_and_init(Some(&stream), &init),
+            Delivery::Buffer(buffer) => respond(&buffer),
+            Delivery::Stream(stream) => respond(&stream),
             Delivery::Piped { readable, pump } => {
                 ctx.wait_until(pump);
-                Response::new_with_opt_readable_stream_and_init(Some(&readable), &init)
+                respond(&readable)
             }
-            Delivery::Empty => Response::new_with_opt_str_and_init(None, &init),
+            Delivery::Empty => respond(&JsValue::NULL),
         },
     };
-    Ok((response?, None))
+    Ok((response, None))
 }

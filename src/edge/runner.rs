@@ -22,8 +22,8 @@ use futures_util::future::{select, AbortHandle, Abortable, Either};
 use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
 use worker::{
-    console_log, console_warn, durable_object, Date, Delay, DurableObject, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response, Result,
-    State, Storage,
+    console_log, console_warn, durable_object, Delay, DurableObject, Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response, Result, State,
+    Storage,
 };
 
 use super::{cache, coalescer, files, history, runtime, settings};
@@ -224,7 +224,7 @@ impl DurableObject for ActionRun {
                     None => {
                         let (tell, told) = oneshot::channel();
                         self.waiters.borrow_mut().push(tell);
-                        let timer = Delay::from(Duration::from_millis(until_ms.saturating_sub(Date::now().as_millis())));
+                        let timer = Delay::from(Duration::from_millis(until_ms.saturating_sub(super::runtime::now_ms())));
                         pin_mut!(timer);
                         match select(told, timer).await {
                             Either::Left((Ok(reply), _)) => Some(reply),

@@ -17,12 +17,19 @@ use crate::http::{base_of, path_of, query_of, IncomingBody, RequestHead};
 use crate::request::body_too_large;
 use crate::secret::{Secret, Secrets};
 
+use super::plumbing::IncomingHead;
+
+/// The time in Unix milliseconds (`Date.now()`: no `Date` object made).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
 /// The runtime's clock.
 pub struct WorkerClock;
 
 impl Clock for WorkerClock {
     fn now_ms(&self) -> u64 {
-        worker::Date::now().as_millis()
+        now_ms()
     }
 
     fn sleep(&self, ms: u64) -> Pin<Box<dyn Future<Output = ()> + '_>> {
@@ -53,32 +60,33 @@ pub fn request_id() -> String {
     format!("req_{}", hex::encode(bytes))
 }
 
-/// The parts of the incoming request the core reads.
-pub fn head(req: &Request) -> RequestHead {
-    let headers = req.headers();
-    let header = |name: &str| headers.get(name).ok().flatten();
-    let url = req.url();
-    RequestHead {
-        method: req.method(),
+/// The parts of the incoming request the core reads (in one call to the runtime), and its
+/// body's declared length.
+pub fn head(req: &Request) -> (RequestHead, Option<usize>) {
+    let mut incoming = IncomingHead::of(req);
+    let url = std::mem::take(&mut incoming.url);
+    let head = RequestHead {
+        method: std::mem::take(&mut incoming.method),
         path: path_of(&url).to_owned(),
         query: query_of(&url).map(str::to_owned),
         base: base_of(&url).map(str::to_owned),
-        content_type: header("content-type"),
-        authorization: header("authorization"),
-        origin: header("origin"),
-        access_control_request_headers: header("access-control-request-headers"),
-        imagegate_config: header("x-imagegate-config"),
-        imagegate_cache: header("x-imagegate-cache"),
-        cache_control: header("cache-control"),
-        if_none_match: header("if-none-match"),
-        prefer: header("prefer"),
-        ouro_action_id: header("ouro-action-id"),
-        ouro_webhook_url: header("ouro-webhook-url"),
-        ouro_webhook_token: header("ouro-webhook-token"),
-        ouro_route_id: header("ouro-route-id"),
+        content_type: incoming.take("content-type"),
+        authorization: incoming.take("authorization"),
+        origin: incoming.take("origin"),
+        access_control_request_headers: incoming.take("access-control-request-headers"),
+        imagegate_config: incoming.take("x-imagegate-config"),
+        imagegate_cache: incoming.take("x-imagegate-cache"),
+        cache_control: incoming.take("cache-control"),
+        if_none_match: incoming.take("if-none-match"),
+        prefer: incoming.take("prefer"),
+        ouro_action_id: incoming.take("ouro-action-id"),
+        ouro_webhook_url: incoming.take("ouro-webhook-url"),
+        ouro_webhook_token: incoming.take("ouro-webhook-token"),
+        ouro_route_id: incoming.take("ouro-route-id"),
         in_runner: false,
         caller_label: None,
-    }
+    };
+    (head, incoming.take("content-length").and_then(|len| len.parse().ok()))
 }
 
 /// Secrets from the environment (`.dev.vars` locally, `wrangler secret put` in production).
@@ -94,19 +102,20 @@ impl Secrets for EnvSecrets<'_> {
 /// The incoming request's body, read on demand with a size cap.
 pub struct IncomingWorkerBody<'r> {
     req: &'r Request,
+    /// The body's length from its `Content-Length`, when declared.
+    declared_length: Option<usize>,
 }
 
 impl<'r> IncomingWorkerBody<'r> {
-    pub fn new(req: &'r Request) -> Self {
-        IncomingWorkerBody { req }
+    pub fn new(req: &'r Request, declared_length: Option<usize>) -> Self {
+        IncomingWorkerBody { req, declared_length }
     }
 }
 
 impl IncomingBody for IncomingWorkerBody<'_> {
     async fn read(self, max_bytes: usize) -> Result<Vec<u8>, GatewayError> {
         let unreadable = || GatewayError::new(ErrorKind::InvalidRequest, "The request body could not be read to the end.");
-        let declared_length: Option<usize> = self.req.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok());
-        match declared_length {
+        match self.declared_length {
             Some(len) if len > max_bytes => return Err(body_too_large(max_bytes)),
             // The usual case: a known, acceptable length, read in one native call.
             Some(_) => {

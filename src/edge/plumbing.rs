@@ -1,0 +1,128 @@
+//! Bindings to `plumbing.js`: the request path's runtime calls gathered into few crossings
+//! between wasm and JS (each crossing, each timer and each awaited promise costs CPU per request).
+
+use js_sys::{Promise, Uint8Array};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use web_sys::{AbortSignal, Request, Response};
+
+use crate::upstream::UpstreamReply;
+
+#[wasm_bindgen(module = "/src/edge/plumbing.js")]
+extern "C" {
+    /// The request's method, URL and the headers of [`HEAD_NAMES`], one per line.
+    fn head(request: &Request) -> String;
+
+    /// An upstream call and, for a small answer, its body, within one timer; see `plumbing.js`.
+    #[wasm_bindgen(js_name = call)]
+    fn call_js(url: &str, method: &str, header_lines: &str, body: Option<Uint8Array>, signal: Option<AbortSignal>, limit_ms: f64, whole_bytes: f64) -> Promise;
+
+    /// The response of `status` with the headers of `header_lines` and `body` (a buffer, a
+    /// stream or null), made in one call.
+    pub fn respond(status: u16, header_lines: &str, body: &JsValue) -> Response;
+
+    /// What [`call`]'s promise resolves to.
+    pub type Called;
+    #[wasm_bindgen(method, getter)]
+    pub fn response(this: &Called) -> Response;
+    #[wasm_bindgen(method, getter)]
+    fn meta(this: &Called) -> String;
+    #[wasm_bindgen(method, getter)]
+    pub fn whole(this: &Called) -> Option<Uint8Array>;
+
+}
+
+/// `headers` as the `name\0value` lines [`call`] and [`respond`] take; an error when a name or
+/// value holds a line break or a NUL (which no header may hold): the error names it.
+pub fn header_lines<'h, V: AsRef<str> + 'h>(headers: impl IntoIterator<Item = (&'h str, V)>) -> Result<String, String> {
+    let mut lines = String::new();
+    for (name, value) in headers {
+        let value = value.as_ref();
+        if name.contains(['\n', '\0']) || value.contains(['\n', '\0']) {
+            return Err(name.to_owned());
+        }
+        if !lines.is_empty() {
+            lines.push('\n');
+        }
+        lines.push_str(name);
+        lines.push('\0');
+        lines.push_str(value);
+    }
+    Ok(lines)
+}
+
+/// The request headers [`head`] reads, in its order (as `HEAD_NAMES` in `plumbing.js`).
+pub const HEAD_NAMES: [&str; 14] = [
+    "content-type",
+    "authorization",
+    "origin",
+    "access-control-request-headers",
+    "x-imagegate-config",
+    "x-imagegate-cache",
+    "cache-control",
+    "if-none-match",
+    "prefer",
+    "ouro-action-id",
+    "ouro-webhook-url",
+    "ouro-webhook-token",
+    "ouro-route-id",
+    "content-length",
+];
+
+/// The incoming request's method, URL and the headers of [`HEAD_NAMES`] (`None` where absent),
+/// read in one call.
+pub struct IncomingHead {
+    pub method: String,
+    pub url: String,
+    pub headers: [Option<String>; HEAD_NAMES.len()],
+}
+
+impl IncomingHead {
+    pub fn of(request: &Request) -> Self {
+        let text = head(request);
+        let mut lines = text.split('\n');
+        let method = lines.next().unwrap_or_default().to_owned();
+        let url = lines.next().unwrap_or_default().to_owned();
+        let headers = std::array::from_fn(|_| present(lines.next()));
+        IncomingHead { method, url, headers }
+    }
+
+    /// The header called `name` (one of [`HEAD_NAMES`]).
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let at = HEAD_NAMES.iter().position(|known| *known == name).expect("a header the head reads");
+        self.headers[at].take()
+    }
+}
+
+/// `line`, unless it stands for an absent header.
+fn present(line: Option<&str>) -> Option<String> {
+    line.filter(|value| *value != "\0").map(str::to_owned)
+}
+
+impl Called {
+    /// The answer's head (its body still to come).
+    pub fn head(&self) -> UpstreamReply<()> {
+        let text = self.meta();
+        let mut lines = text.split('\n');
+        let status = lines.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut next = || present(lines.next());
+        let (retry_after, retry_after_ms, content_type, location) = (next(), next(), next(), next());
+        let length = lines.next().and_then(|l| l.parse().ok());
+        UpstreamReply { status, retry_after, retry_after_ms, content_type, location, length, body: () }
+    }
+}
+
+/// Calls `url` within `limit_ms`, reading the body of an answer of at most `whole_bytes` too;
+/// `header_lines` holds `name\0value` lines. Rejects with a value [`timed_out`] recognises when the
+/// time is up.
+pub fn call(url: &str, method: &str, header_lines: &str, body: Option<Uint8Array>, signal: Option<AbortSignal>, limit_ms: u64, whole_bytes: u64) -> Promise {
+    call_js(url, method, header_lines, body, signal, limit_ms as f64, whole_bytes as f64)
+}
+
+/// What [`call`]'s promise rejects with when the time is up (`TIMED_OUT` in `plumbing.js`).
+const TIMED_OUT: &str = "imagegate: the call timed out";
+
+/// Whether `error` is [`call`]'s rejection for a call whose time was up.
+pub fn timed_out(error: &JsValue) -> bool {
+    error.as_string().is_some_and(|text| text == TIMED_OUT)
+}
