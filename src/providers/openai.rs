@@ -154,9 +154,9 @@ struct Answer {
     usage: Option<Usage>,
 }
 
-/// gpt-image's `usage`: the tokens billed.
+/// gpt-image's `usage`: the tokens billed (in an answer, and in a stream's `completed` event).
 #[derive(Deserialize)]
-struct Usage {
+pub struct Usage {
     #[serde(default)]
     input_tokens: Option<u64>,
     #[serde(default)]
@@ -176,7 +176,7 @@ struct InputDetails {
 impl Usage {
     /// The tokens by kind (input without details counts as text); `None` when the usage says
     /// nothing of input or output tokens (the answer is then priced as if it had none).
-    fn tokens(&self) -> Option<super::Tokens> {
+    pub fn tokens(&self) -> Option<super::Tokens> {
         let output = self.output_tokens?;
         let input = self.input_tokens.unwrap_or(0);
         let (text, image) = match &self.input_tokens_details {

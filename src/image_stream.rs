@@ -1,0 +1,282 @@
+//! OpenAI's image streams (`stream: true` on generations and edits, answered as server-sent
+//! events): what an upstream's event is, and the events the gateway writes itself, a whole
+//! answer as one `completed` event (a cache hit, a model that cannot stream) and a failure as an
+//! `error` event, which the official clients raise as an API error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::providers::openai::Usage;
+use crate::providers::Tokens;
+use crate::sse::{self, Event, EventReader, ReadError};
+
+/// Which operation a stream answers: its events are `image_generation.*` or `image_edit.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOf {
+    Generation,
+    Edit,
+}
+
+impl StreamOf {
+    /// The name of its completion event.
+    pub fn completed(self) -> &'static str {
+        match self {
+            StreamOf::Generation => "image_generation.completed",
+            StreamOf::Edit => "image_edit.completed",
+        }
+    }
+}
+
+/// What an upstream's event is to the gateway.
+#[derive(Debug, PartialEq)]
+pub enum Streamed {
+    /// A rough image on the way (`partial_image_index`), passed on and not kept.
+    Partial { index: u64 },
+    /// The final image (its base64, when the event has one) and the tokens billed.
+    Completed { b64_json: Option<String>, tokens: Option<Tokens> },
+    /// The upstream reports a failure in the stream.
+    Failed { message: String },
+    /// Anything else (passed on as it came).
+    Other,
+}
+
+/// The event's `type` (in its data, else its `event:` name) read as [`Streamed`].
+pub fn classify(event: &Event) -> Streamed {
+    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+    let kind = data.get("type").and_then(Value::as_str).or(event.name.as_deref()).unwrap_or("");
+    if kind == "error" || data.get("error").is_some_and(|error| !error.is_null()) {
+        let error = data.get("error").unwrap_or(&data);
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("the upstream's stream failed");
+        return Streamed::Failed { message: message.to_owned() };
+    }
+    if kind.ends_with(".partial_image") {
+        return Streamed::Partial { index: data.get("partial_image_index").and_then(Value::as_u64).unwrap_or(0) };
+    }
+    if kind.ends_with(".completed") {
+        let b64_json = data.get("b64_json").and_then(Value::as_str).map(str::to_owned);
+        let tokens = data.get("usage").and_then(|usage| Usage::deserialize(usage).ok()).and_then(|usage| usage.tokens());
+        return Streamed::Completed { b64_json, tokens };
+    }
+    Streamed::Other
+}
+
+/// An upstream's stream watched as it is relayed: each chunk goes on to the client as it came
+/// and is read here only to know what has happened. Holds one event's bytes at a time (partial
+/// images pass through and are never kept) and the final image only with `keep_final` (for the
+/// history or the cache).
+#[derive(Debug)]
+pub struct Watch {
+    reader: EventReader,
+    keep_final: bool,
+    /// Events read so far: after the first one reaches the client, the stream is the answer
+    /// (no retry, no fallback).
+    pub events: u32,
+    pub partials: u32,
+    /// The final image's base64, with `keep_final`.
+    pub final_image: Option<String>,
+    pub tokens: Option<Tokens>,
+    pub completed: bool,
+    /// The upstream's own failure event, if it sent one.
+    pub failure: Option<String>,
+}
+
+/// How a relayed stream ended.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    /// With its completed event.
+    Completed,
+    /// With the upstream's error event.
+    Failed(String),
+    /// Before its completed event (the connection broke, or the upstream stopped).
+    Cut,
+}
+
+impl Watch {
+    /// A watch refusing events over `max_event_bytes`, keeping the final image with `keep_final`.
+    pub fn new(max_event_bytes: usize, keep_final: bool) -> Self {
+        Watch {
+            reader: EventReader::new(max_event_bytes),
+            keep_final,
+            events: 0,
+            partials: 0,
+            final_image: None,
+            tokens: None,
+            completed: false,
+            failure: None,
+        }
+    }
+
+    /// Reads the next chunk of the stream.
+    pub fn see(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+        for event in self.reader.feed(chunk)? {
+            self.events += 1;
+            match classify(&event) {
+                Streamed::Partial { .. } => self.partials += 1,
+                Streamed::Completed { b64_json, tokens } => {
+                    self.completed = true;
+                    if let Some(more) = tokens {
+                        self.tokens = Some(self.tokens.map_or(more, |seen| seen.plus(more)));
+                    }
+                    if self.keep_final {
+                        self.final_image = b64_json;
+                    }
+                }
+                Streamed::Failed { message } => self.failure = Some(message),
+                Streamed::Other => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// How the stream ended, once it has.
+    pub fn ended(&self) -> Ended {
+        match (&self.failure, self.completed) {
+            (Some(message), _) => Ended::Failed(message.clone()),
+            (None, true) => Ended::Completed,
+            (None, false) => Ended::Cut,
+        }
+    }
+}
+
+/// The settings a completed event repeats from the request (OpenAI's defaults where it said
+/// none: `auto`, and `png`).
+#[derive(Debug, Clone, Default)]
+pub struct Described<'a> {
+    pub size: Option<&'a str>,
+    pub quality: Option<&'a str>,
+    pub background: Option<&'a str>,
+    pub output_format: Option<&'a str>,
+}
+
+/// A `completed` event for a whole image (`b64_json`), made at `created_at` (Unix seconds), with
+/// the `usage` billed when it is known.
+pub fn completed(of: StreamOf, described: &Described, b64_json: &str, created_at: u64, usage: Option<Value>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Completed<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        b64_json: &'a str,
+        created_at: u64,
+        size: &'a str,
+        quality: &'a str,
+        background: &'a str,
+        output_format: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<Value>,
+    }
+    let event = Completed {
+        kind: of.completed(),
+        b64_json,
+        created_at,
+        size: described.size.unwrap_or("auto"),
+        quality: described.quality.unwrap_or("auto"),
+        background: described.background.unwrap_or("auto"),
+        output_format: described.output_format.unwrap_or("png"),
+        usage,
+    };
+    sse::write(of.completed(), &serde_json::to_string(&event).expect("an event always serialises"))
+}
+
+/// An `error` event for `error`, in the shape of OpenAI's error envelope with its `type`.
+pub fn failed(error: &GatewayError) -> Vec<u8> {
+    let mut envelope: Value = serde_json::from_slice(&error.body()).expect("the envelope is JSON");
+    envelope["type"] = Value::from("error");
+    sse::write("error", &envelope.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn event(name: &str, data: &str) -> Event {
+        Event { name: Some(name.to_owned()), data: data.to_owned() }
+    }
+
+    fn read(bytes: &[u8]) -> Event {
+        let mut events = EventReader::new(1 << 20).feed(bytes).unwrap();
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    #[test]
+    fn upstream_events_are_told_apart() {
+        let partial = event("image_generation.partial_image", r#"{"type":"image_generation.partial_image","b64_json":"AA","partial_image_index":2}"#);
+        assert_eq!(classify(&partial), Streamed::Partial { index: 2 });
+        let completed = event(
+            "image_edit.completed",
+            r#"{"type":"image_edit.completed","b64_json":"QUJD","usage":{"input_tokens":50,"output_tokens":4160,"input_tokens_details":{"text_tokens":10,"image_tokens":40}}}"#,
+        );
+        let tokens = Some(Tokens { input_text: 10, input_image: 40, output: 4160 });
+        assert_eq!(classify(&completed), Streamed::Completed { b64_json: Some("QUJD".to_owned()), tokens });
+        let by_name = Event { name: Some("image_generation.completed".to_owned()), data: r#"{"b64_json":"QQ"}"#.to_owned() };
+        assert_eq!(classify(&by_name), Streamed::Completed { b64_json: Some("QQ".to_owned()), tokens: None });
+        let failed = event("error", r#"{"type":"error","error":{"message":"moderation blocked","type":"image_generation_user_error"}}"#);
+        assert_eq!(classify(&failed), Streamed::Failed { message: "moderation blocked".to_owned() });
+        assert_eq!(classify(&event("other", "not json")), Streamed::Other);
+    }
+
+    #[test]
+    fn a_watched_stream_keeps_only_the_final_image_and_knows_how_it_ended() {
+        let partial = |i: u32| {
+            sse::write(
+                "image_generation.partial_image",
+                &format!(r#"{{"type":"image_generation.partial_image","b64_json":"{}","partial_image_index":{i}}}"#, "P".repeat(1000)),
+            )
+        };
+        let done = sse::write(
+            "image_generation.completed",
+            r#"{"type":"image_generation.completed","b64_json":"RklOQUw=","usage":{"input_tokens":5,"output_tokens":272}}"#,
+        );
+        let stream = [partial(0), partial(1), done].concat();
+        let mut kept = Watch::new(4096, true);
+        for chunk in stream.chunks(700) {
+            kept.see(chunk).unwrap();
+        }
+        assert_eq!((kept.events, kept.partials, kept.ended()), (3, 2, Ended::Completed));
+        assert_eq!(kept.final_image.as_deref(), Some("RklOQUw="));
+        assert_eq!(kept.tokens, Some(Tokens { input_text: 5, input_image: 0, output: 272 }));
+        let mut passed = Watch::new(4096, false);
+        passed.see(&stream).unwrap();
+        assert_eq!((passed.final_image.as_deref(), passed.ended()), (None, Ended::Completed));
+
+        let mut cut = Watch::new(4096, false);
+        cut.see(&[partial(0), b"event: image_generation.completed\ndata: {\"ty".to_vec()].concat()).unwrap();
+        assert_eq!((cut.events, cut.ended()), (1, Ended::Cut));
+        let mut failed = Watch::new(4096, false);
+        failed.see(&sse::write("error", r#"{"type":"error","error":{"message":"blocked"}}"#)).unwrap();
+        assert_eq!(failed.ended(), Ended::Failed("blocked".to_owned()));
+        assert_eq!(Watch::new(100, false).see(&partial(0)), Err(ReadError::TooLarge { limit: 100 }));
+    }
+
+    #[test]
+    fn a_whole_image_becomes_one_completed_event() {
+        let described = Described { size: Some("1024x1024"), quality: Some("low"), ..Described::default() };
+        let usage = serde_json::json!({"input_tokens": 5, "output_tokens": 272, "total_tokens": 277});
+        let read = read(&completed(StreamOf::Generation, &described, "QUJD", 1_700_000_000, Some(usage.clone())));
+        assert_eq!(read.name.as_deref(), Some("image_generation.completed"));
+        let data: Value = serde_json::from_str(&read.data).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"type": "image_generation.completed", "b64_json": "QUJD", "created_at": 1_700_000_000u64, "size": "1024x1024",
+                "quality": "low", "background": "auto", "output_format": "png", "usage": usage})
+        );
+        assert!(matches!(classify(&read), Streamed::Completed { .. }));
+        let edit = self::read(&completed(StreamOf::Edit, &Described::default(), "QQ", 1, None));
+        assert_eq!(edit.name.as_deref(), Some("image_edit.completed"));
+        assert!(!edit.data.contains("usage"));
+    }
+
+    #[test]
+    fn a_failure_is_an_error_event_in_openais_shape() {
+        let error = GatewayError::new(ErrorKind::UpstreamTimeout, "The upstream's stream stalled.");
+        let read = read(&failed(&error));
+        assert_eq!(read.name.as_deref(), Some("error"));
+        let data: Value = serde_json::from_str(&read.data).unwrap();
+        assert_eq!(data["type"], "error");
+        assert_eq!(data["error"]["message"], "The upstream's stream stalled.");
+        assert_eq!(data["error"]["type"], ErrorKind::UpstreamTimeout.error_type());
+        assert_eq!(classify(&read), Streamed::Failed { message: "The upstream's stream stalled.".to_owned() });
+    }
+}
