@@ -116,6 +116,12 @@ impl<B> Reply<B> {
         Reply { status, headers: vec![("content-type", "application/json".to_owned())], body: ReplyBody::Bytes(body) }
     }
 
+    /// A reply of server-sent events (`body`, whole), never cached by anything in between.
+    pub fn event_stream(status: u16, body: Vec<u8>) -> Self {
+        let headers = vec![("content-type", "text/event-stream; charset=utf-8".to_owned()), ("cache-control", "no-cache".to_owned())];
+        Reply { status, headers, body: ReplyBody::Bytes(body) }
+    }
+
     /// The reply for an error: the OpenAI envelope, with `x-should-retry` always set so the
     /// OpenAI SDKs neither guess nor multiply paid attempts, `retry-after` when known, and
     /// `WWW-Authenticate` on 401.

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::providers::openai::Usage;
-use crate::providers::Tokens;
+use crate::providers::{Image, ImageData, Tokens};
+use crate::request::{ImageRequest, Size};
 use crate::sse::{self, Event, EventReader, ReadError};
 
 /// Which operation a stream answers: its events are `image_generation.*` or `image_edit.*`.
@@ -176,6 +177,36 @@ pub fn completed(of: StreamOf, described: &Described, b64_json: &str, created_at
         usage,
     };
     sse::write(of.completed(), &serde_json::to_string(&event).expect("an event always serialises"))
+}
+
+/// A whole answer's `images` (base64) as `completed` events, one per image, made at
+/// `created_at`; the `usage` billed (from `tokens`, when the upstream said) goes with the last.
+pub fn completed_all(of: StreamOf, request: &ImageRequest, created_at: u64, images: &[Image], tokens: Option<Tokens>) -> Vec<u8> {
+    let size = request.size.map(Size::wire);
+    let described = Described {
+        size: size.as_deref(),
+        quality: request.quality.as_deref(),
+        background: request.background.as_deref(),
+        output_format: request.output_format.map(|format| format.name()),
+    };
+    let mut out = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        let ImageData::Base64(b64) = &image.data else { continue };
+        let usage = tokens.filter(|_| i + 1 == images.len()).map(usage_of);
+        out.extend(completed(of, &described, b64, created_at, usage));
+    }
+    out
+}
+
+/// `tokens` as OpenAI's image `usage`.
+fn usage_of(tokens: Tokens) -> Value {
+    let input = tokens.input_text + tokens.input_image;
+    serde_json::json!({
+        "input_tokens": input,
+        "output_tokens": tokens.output,
+        "total_tokens": input + tokens.output,
+        "input_tokens_details": {"text_tokens": tokens.input_text, "image_tokens": tokens.input_image},
+    })
 }
 
 /// An `error` event for `error`, in the shape of OpenAI's error envelope with its `type`.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use std::rc::Rc;
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::fields::{one_of, optional_int, optional_string};
+use crate::fields::{one_of, optional_int, optional_string, take, wrong_type};
 use crate::inputs::{Inputs, Operation};
 
 /// The longest prompt accepted, in characters (the largest any OpenAI image model takes).
@@ -67,6 +67,13 @@ pub struct ImageRequest {
     /// attempt; never serialised (the history keeps [`Inputs::describe`]).
     #[serde(skip)]
     pub inputs: Option<Rc<Inputs>>,
+    /// `stream: true`: the answer comes as server-sent events, OpenAI's image stream events
+    /// ([`crate::image_stream`]). Not sent upstream: the gateway writes the events.
+    #[serde(skip)]
+    pub stream: bool,
+    /// With `stream`: how many partial images (0–3) the client would take before the final one.
+    #[serde(skip)]
+    pub partial_images: Option<u8>,
 }
 
 /// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
@@ -89,6 +96,16 @@ impl ImageRequest {
 pub enum Size {
     Auto,
     Pixels { width: u32, height: u32 },
+}
+
+impl Size {
+    /// As on the wire: `auto` or `WxH`.
+    pub fn wire(self) -> String {
+        match self {
+            Size::Auto => "auto".to_owned(),
+            Size::Pixels { width, height } => format!("{width}x{height}"),
+        }
+    }
 }
 
 impl Serialize for Size {
@@ -199,14 +216,15 @@ pub fn request_for(mut fields: Map<String, Value>, operation: Operation) -> Resu
         negative_prompt: negative_prompt(&mut fields)?,
         extra: Map::new(),
         inputs: None,
+        stream: match take(&mut fields, "stream") {
+            None => false,
+            Some(Value::Bool(stream)) => stream,
+            Some(other) => return Err(wrong_type("stream", "a boolean", &other)),
+        },
+        partial_images: optional_int(&mut fields, "partial_images", 0, 3)?.map(|v| v as u8),
     };
-    if let Some(stream) = fields.remove("stream") {
-        if stream != Value::Bool(false) && !stream.is_null() {
-            return Err(GatewayError::invalid_param(
-                "stream",
-                "Streaming image generation is not supported by this gateway; omit 'stream' or set it to false.",
-            ));
-        }
+    if request.partial_images.is_some() && !request.stream {
+        return Err(GatewayError::invalid_param("partial_images", "'partial_images' is for streamed answers: set 'stream' to true, or leave it out."));
     }
     Ok(ImageRequest { extra: fields, ..request })
 }
@@ -467,7 +485,9 @@ mod tests {
             (r#"{"prompt":"p","moderation":"none"}"#, "moderation"),
             (r#"{"prompt":"p","user":7}"#, "user"),
             (r#"{"prompt":"p","model":["a"]}"#, "model"),
-            (r#"{"prompt":"p","stream":true}"#, "stream"),
+            (r#"{"prompt":"p","stream":"yes"}"#, "stream"),
+            (r#"{"prompt":"p","partial_images":2}"#, "partial_images"),
+            (r#"{"prompt":"p","stream":true,"partial_images":4}"#, "partial_images"),
             (r#"{"prompt":"p","seed":-1}"#, "seed"),
             (r#"{"prompt":"p","seed":"7"}"#, "seed"),
             (r#"{"prompt":"p","aspect_ratio":"wide"}"#, "aspect_ratio"),

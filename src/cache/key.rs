@@ -83,14 +83,15 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         negative_prompt,
         extra,
         inputs,
+        // A streamed answer is keyed apart (its stored answer is events), by its shape below;
+        // the partial images asked for do not change the final one.
+        stream,
+        partial_images: _,
     } = request;
     let fields = Fields {
         prompt,
         n: *n,
-        size: size.map(|size| match size {
-            Size::Auto => "auto".to_owned(),
-            Size::Pixels { width, height } => format!("{width}x{height}"),
-        }),
+        size: size.map(Size::wire),
         quality: quality.as_deref(),
         style: style.as_deref(),
         response_format: *response_format,
@@ -105,9 +106,10 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         extra: canonical(&Value::Object(extra.clone())),
         inputs: inputs.as_ref().map(|inputs| format!("{}:{}:{}", inputs.operation.path(), inputs.input_fidelity.as_deref().unwrap_or(""), inputs.digest())),
     };
-    let shape = match shape {
-        Shape::OpenAi => "openai",
-        Shape::OpenRouter => "openrouter",
+    let shape = match (shape, stream) {
+        (Shape::OpenAi, false) => "openai",
+        (Shape::OpenAi, true) => "openai-stream",
+        (Shape::OpenRouter, _) => "openrouter",
     };
     let keyed = Keyed { version: VERSION, tenant, targets, shape, fields };
     let bytes = serde_json::to_vec(&keyed).expect("the key's parts always serialise");

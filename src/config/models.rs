@@ -102,6 +102,10 @@ pub struct Supports {
     /// unset, its kind decides (see the Edits page).
     #[serde(default)]
     pub edits: Option<bool>,
+    /// Whether a request with `stream: true` is answered as server-sent events (its answer as
+    /// one `completed` event) or refused with a 400 naming `stream` (`false`); unset, streamed.
+    #[serde(default)]
+    pub stream: Option<bool>,
 }
 
 impl Supports {
@@ -110,6 +114,10 @@ impl Supports {
     pub fn check(&self, model_id: &str, request: &ImageRequest) -> Result<(), GatewayError> {
         if request.inputs.is_some() && self.edits == Some(false) {
             return Err(GatewayError::invalid_param("image", format!("The model '{model_id}' does not take images (its supports.edits is false)."))
+                .with_code("unsupported_parameter"));
+        }
+        if request.stream && self.stream == Some(false) {
+            return Err(GatewayError::invalid_param("stream", format!("The model '{model_id}' does not stream its answers (its supports.stream is false)."))
                 .with_code("unsupported_parameter"));
         }
         if let Some(max) = self.n_max.filter(|max| request.n > *max) {

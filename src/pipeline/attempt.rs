@@ -13,6 +13,7 @@ use crate::clock::Deadline;
 use crate::config::{ModelConfig, ProviderConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::{path_of, Reply, ReplyBody};
+use crate::image_stream::StreamOf;
 use crate::policy::{retry_after_ms, Outcome};
 use crate::pricing;
 use crate::providers::{self, errors, Generated, Planned, Progress, Target};
@@ -71,12 +72,15 @@ pub(super) struct Answering<'r> {
     pub for_cache: bool,
     pub files: Option<Filing<'r>>,
     pub whole: bool,
+    /// Answered as server-sent events (`stream: true`): the images read whole, as base64, and
+    /// written as `completed` events.
+    pub stream: Option<StreamOf>,
 }
 
 impl Answering<'_> {
     /// Whether an upstream answer may be relayed as it streams, unread.
     fn may_relay(&self) -> bool {
-        self.shape == Shape::OpenAi && !self.for_cache && self.files.is_none() && !self.whole
+        self.shape == Shape::OpenAi && !self.for_cache && self.files.is_none() && !self.whole && self.stream.is_none()
     }
 }
 

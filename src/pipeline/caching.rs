@@ -100,17 +100,19 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// A hit: the stored answer, stored at `stored_ms`, as it was (in `shape`; the shape is part
     /// of the key), at no cost.
     fn served(&self, value: Vec<u8>, stored_ms: u64, shape: Shape, cx: &mut RequestContext) -> Option<Reply<U::Body>> {
+        // A streamed answer was stored as its events (its key is apart from the JSON answer's).
+        let streamed = value.starts_with(b"event:");
         // A value that is not an answer (written by another version) is a miss.
-        if value.first() != Some(&b'{') {
+        if value.first() != Some(&b'{') && !streamed {
             return None;
         }
         let body = match shape {
-            Shape::OpenAi => value,
-            Shape::OpenRouter => answer::with_zero_cost(value),
+            Shape::OpenRouter if !streamed => answer::with_zero_cost(value),
+            _ => value,
         };
         cx.cache = Some(CacheStatus::Hit { age_secs: self.clock.now_ms().saturating_sub(stored_ms) / 1000 });
         cx.cost_usd = Some(0.0);
-        Some(Reply::json(200, body))
+        Some(if streamed { Reply::event_stream(200, body) } else { Reply::json(200, body) })
     }
 
     /// After the fallback loop: whether to store the answer for `plan`, given the length of the

@@ -17,6 +17,7 @@ use crate::clock::Deadline;
 use crate::config::{ModelConfig, ProviderConfig};
 use crate::error::{ErrorKind, GatewayError};
 use crate::http::Reply;
+use crate::image_stream;
 use crate::policy::Outcome;
 use crate::pricing;
 use crate::providers::{site, Generated, ImageData};
@@ -44,7 +45,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         deadline: Deadline,
     ) -> Attempt<U::Body> {
         let shape = answering.shape;
-        let wants = if shape == Shape::OpenRouter { Some(ResponseFormat::B64Json) } else { request.response_format };
+        // OpenRouter's answers and streamed events carry base64 only.
+        let wants = if shape == Shape::OpenRouter || answering.stream.is_some() { Some(ResponseFormat::B64Json) } else { request.response_format };
         generated.images.truncate(usize::from(request.n));
         let given_as_url: Vec<bool> = generated.images.iter().map(|image| matches!(image.data, ImageData::Url(_))).collect();
         if answering.files.is_some() && wants != Some(ResponseFormat::B64Json) {
@@ -85,9 +87,12 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let count = generated.images.len();
         let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count, generated.tokens.as_ref()));
         let cache_entry = answering.for_cache.then(|| crate::cache::entry::storable(&generated, request.n));
-        let body = answer::render(shape, now_ms / 1000, &generated.images, cost);
+        let reply = match answering.stream {
+            Some(of) => Reply::event_stream(200, image_stream::completed_all(of, request, now_ms / 1000, &generated.images, generated.tokens)),
+            None => Reply::json(200, answer::render(shape, now_ms / 1000, &generated.images, cost)),
+        };
         let short = (count < usize::from(request.n)).then_some((count, request.n));
-        Attempt { cache_entry, kept, ..Attempt::answered(200, Reply::json(200, body), cost, short) }
+        Attempt { cache_entry, kept, ..Attempt::answered(200, reply, cost, short) }
     }
 
     /// Replaces every image given as a URL with its bytes in base64, downloading them all at

@@ -45,6 +45,7 @@ use crate::cors;
 use crate::error::{ErrorKind, GatewayError};
 use crate::files::NewFile;
 use crate::http::{IncomingBody, Reply, ReplyBody, RequestHead};
+use crate::image_stream::StreamOf;
 use crate::inputs::{Inputs, Operation};
 use crate::jobs;
 use crate::jobs::Runner;
@@ -581,6 +582,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         // format (some models take no `response_format`) and delivery downloads any URLs.
         let mut request = request_for(fields, operation)?;
         request.inputs = inputs;
+        if request.stream && shape == Shape::OpenRouter {
+            return Err(GatewayError::invalid_param(
+                "stream",
+                "OpenRouter's image API answers whole; streamed answers are for /v1/images/generations and /v1/images/edits.",
+            )
+            .with_code("unsupported_parameter"));
+        }
         if self.config.log_prompts {
             cx.prompt = Some(request.prompt.clone());
         }
@@ -603,6 +611,13 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         // runner is, else the request is answered in place (RFC 7240 lets a server ignore it).
         let asynchronous =
             callback.is_some() || jobs::prefers_async(head.prefer.as_deref()) || route.is_some_and(|route| route.execution_mode == ExecutionMode::Async);
+        if asynchronous && request.stream {
+            return Err(GatewayError::invalid_param(
+                "stream",
+                "A streamed answer is the answer to this request; it cannot also be asynchronous (Prefer: respond-async, a webhook, or an asynchronous route).",
+            )
+            .with_code("unsupported_parameter"));
+        }
         if asynchronous && request.inputs.is_some() && callback.is_some() {
             // A job keeps its request as text: an edit's images are not kept for a run apart.
             return Err(
@@ -635,15 +650,20 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         if !head.in_runner {
             self.admit(&caller, most_usd, cx).await?;
         }
-        if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded && request.inputs.is_none() {
-            // Generated in its action's place, so that a client who hangs up loses nothing.
+        if caching.is_none() && !head.in_runner && self.runner.available() && cx.recorded && request.inputs.is_none() && !request.stream {
+            // Generated in its action's place, so that a client who hangs up loses nothing (a
+            // streamed answer is generated here: its client holds the stream).
             if let Some(reply) = self.run_apart(head, utf8(raw), &model.id, cx).await? {
                 return Ok(reply);
             }
         }
         let files = self.filing(head, &request_id, key, cx.recorded);
         // Where a job runs, its answer goes back whole to the request that waits for it.
-        let answering = Answering { shape, for_cache: caching.is_some(), files, whole: named || head.in_runner };
+        let stream = request.stream.then_some(match operation {
+            Operation::Generate => StreamOf::Generation,
+            Operation::Edit | Operation::Variation => StreamOf::Edit,
+        });
+        let answering = Answering { shape, for_cache: caching.is_some(), files, whole: named || head.in_runner, stream };
         let mut result = self.try_targets(&request, &policy, &model.id, answering, cx).await;
         if named {
             // A route's answer names its action (read whole above, so never a relay).

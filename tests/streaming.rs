@@ -1,0 +1,131 @@
+//! `stream: true`: the answer as OpenAI's image stream events. Every model streams its whole
+//! answer as `completed` events (retries and fallbacks happen before anything is sent), unless
+//! its `supports.stream` is false; nothing about streaming is sent upstream.
+
+mod support;
+
+use imagegate::sse::{Event, EventReader};
+use serde_json::Value;
+use support::*;
+
+fn events(served: &Served) -> Vec<Event> {
+    assert_eq!(served.header("content-type"), Some("text/event-stream; charset=utf-8"), "{}", served.everything_sent());
+    let mut reader = EventReader::new(1 << 20);
+    let events = reader.feed(&served.body).unwrap();
+    assert!(!reader.unfinished());
+    events
+}
+
+fn data(event: &Event) -> Value {
+    serde_json::from_str(&event.data).unwrap()
+}
+
+#[test]
+fn a_whole_answer_streams_as_one_completed_event_with_its_usage() {
+    let h = Harness::new();
+    let upstream = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"input_tokens":12,"output_tokens":272,"input_tokens_details":{"text_tokens":12,"image_tokens":0}}}"#;
+    let served =
+        h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"partial_images":2,"size":"1024x1024","quality":"low"}"#, vec![answer(200, upstream)]);
+    assert_eq!(served.status, 200);
+    let streamed = events(&served);
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(streamed[0].name.as_deref(), Some("image_generation.completed"));
+    let completed = data(&streamed[0]);
+    assert_eq!(completed["type"], "image_generation.completed");
+    assert_eq!(completed["b64_json"], "aW1hZ2U=");
+    assert_eq!((completed["size"].as_str(), completed["quality"].as_str(), completed["output_format"].as_str()), (Some("1024x1024"), Some("low"), Some("png")));
+    assert_eq!(completed["usage"]["output_tokens"], 272);
+    assert_eq!(completed["usage"]["total_tokens"], 284);
+    assert_eq!(served.header("x-imagegate-cost-usd"), Some("0.04"), "priced as any answer");
+    let sent: Value = serde_json::from_slice(&served.calls[0].body).unwrap();
+    assert!(sent.get("stream").is_none() && sent.get("partial_images").is_none(), "nothing of streaming goes upstream: {sent}");
+}
+
+#[test]
+fn retries_and_fallbacks_come_before_the_first_event() {
+    let h = Harness::long();
+    let served = h.generate(
+        r#"{"prompt":"p","model":"gpt-image-1","stream":true,"retry":{"count":1},"fallbacks":[{"model":"backup/m"}]}"#,
+        vec![answer(500, "{}"), answer(503, "{}"), answer(200, OK)],
+    );
+    assert_eq!(served.status, 200);
+    assert_eq!(providers_called(&served), ["mock", "mock", "backup"]);
+    assert_eq!(events(&served).len(), 1);
+    let failed =
+        h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"retry":{"count":0}}"#, vec![answer(400, r#"{"error":{"message":"bad prompt"}}"#)]);
+    assert_eq!(failed.header("content-type"), Some("application/json"), "a failure before the stream is a plain error");
+    assert_eq!(failed.status, 400);
+}
+
+#[test]
+fn every_image_is_an_event_and_the_test_pattern_streams_too() {
+    let h = Harness::new();
+    let two = r#"{"created":1,"data":[{"b64_json":"QQ=="},{"b64_json":"Qg=="}],"usage":{"input_tokens":1,"output_tokens":2}}"#;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"n":2}"#, vec![answer(200, two)]);
+    let two_events = events(&served);
+    assert_eq!(two_events.iter().map(|e| data(e)["b64_json"].as_str().unwrap().to_owned()).collect::<Vec<_>>(), ["QQ==", "Qg=="]);
+    assert!(data(&two_events[0]).get("usage").is_none() && data(&two_events[1])["usage"]["output_tokens"] == 2, "the usage once, with the last");
+    let pattern = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","stream":true,"size":"256x256"}"#, vec![]);
+    let completed = data(&events(&pattern)[0]);
+    assert!(completed["b64_json"].as_str().unwrap().starts_with("iVBORw0KGgo"), "a PNG");
+}
+
+#[test]
+fn a_url_answer_is_downloaded_into_the_event() {
+    let h = Harness::new();
+    let url_answer = r#"{"created":1,"data":[{"url":"data:image/png;base64,aW1hZ2U="}]}"#;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"response_format":"url"}"#, vec![answer(200, url_answer)]);
+    assert_eq!(data(&events(&served)[0])["b64_json"], "aW1hZ2U=");
+}
+
+#[test]
+fn where_a_stream_cannot_be_made_the_400_names_stream() {
+    let config =
+        CONFIG.replace(r#"{"id": "keyless/m", "provider": "keyless"}"#, r#"{"id": "keyless/m", "provider": "keyless", "supports": {"stream": false}}"#);
+    let h = Harness::with_config(&config);
+    let refused = h.generate(r#"{"prompt":"p","model":"keyless/m","stream":true}"#, vec![]);
+    assert_eq!((refused.status, refused.json()["error"]["param"].as_str()), (400, Some("stream")));
+    assert!(refused.calls.is_empty());
+    let skipped =
+        h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"retry":{"count":0},"fallbacks":[{"model":"keyless/m"}]}"#, vec![answer(500, "{}")]);
+    assert_eq!(skipped.calls.len(), 1, "a fallback that cannot stream is skipped without a call");
+    let openrouter = h.openrouter(r#"{"prompt":"p","model":"gpt-image-1","stream":true}"#, vec![]);
+    assert_eq!(openrouter.status, 400);
+    let not_bool = h.generate(r#"{"prompt":"p","stream":"yes"}"#, vec![]);
+    assert_eq!((not_bool.status, not_bool.json()["error"]["code"].as_str()), (400, Some("invalid_type")));
+    let partial_alone = h.generate(r#"{"prompt":"p","partial_images":1}"#, vec![]);
+    assert_eq!(partial_alone.json()["error"]["param"], "partial_images");
+}
+
+#[test]
+fn a_streamed_answer_is_cached_as_its_events_apart_from_the_json_answer() {
+    let h = Harness::new();
+    let body = r#"{"prompt":"p","model":"gpt-image-1","stream":true,"cache":{"type":"exact_match"}}"#;
+    let first = h.generate(body, vec![answer(200, OK)]);
+    let hit = h.generate(body, vec![]);
+    assert_eq!(hit.header("x-imagegate-cache"), Some("HIT"));
+    assert_eq!(events(&hit), events(&first));
+    let json = h.generate(r#"{"prompt":"p","model":"gpt-image-1","cache":{"type":"exact_match"}}"#, vec![answer(200, OK)]);
+    assert_eq!(json.header("x-imagegate-cache"), Some("MISS"), "the JSON answer is keyed apart");
+    assert_eq!(json.json()["data"][0]["b64_json"], "aW1hZ2U=");
+}
+
+#[test]
+fn the_api_pages_example_event_is_one_the_gateway_writes() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let section = page.split("## Streamed answers").nth(1).expect("the section");
+    let example = section.split("```text\n").nth(1).and_then(|rest| rest.split("\n```").next()).expect("its example");
+    let mut reader = EventReader::new(1 << 20);
+    let documented = reader.feed(format!("{example}\n\n").as_bytes()).unwrap();
+    assert_eq!(documented.len(), 1);
+    let h = Harness::new();
+    let upstream = r#"{"created":1,"data":[{"b64_json":"aW1hZ2U="}],"usage":{"input_tokens":12,"output_tokens":272,"input_tokens_details":{"text_tokens":12,"image_tokens":0}}}"#;
+    let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"size":"1024x1024","quality":"low"}"#, vec![answer(200, upstream)]);
+    let written = &events(&served)[0];
+    assert_eq!(documented[0].name, written.name);
+    let (documented, written) = (data(&documented[0]), data(written));
+    let keys = |value: &Value| value.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&documented), keys(&written));
+    assert_eq!(keys(&documented["usage"]), keys(&written["usage"]));
+    assert_eq!(documented["usage"], written["usage"], "the page's usage is this answer's");
+}
