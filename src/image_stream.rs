@@ -27,6 +27,14 @@ impl StreamOf {
             StreamOf::Edit => "image_edit.completed",
         }
     }
+
+    /// The name of its partial image event.
+    pub fn partial_image(self) -> &'static str {
+        match self {
+            StreamOf::Generation => "image_generation.partial_image",
+            StreamOf::Edit => "image_edit.partial_image",
+        }
+    }
 }
 
 /// What an upstream's event is to the gateway.
@@ -150,38 +158,58 @@ pub struct Described<'a> {
     pub output_format: Option<&'a str>,
 }
 
+/// What an image event holds beside its kind.
+#[derive(Serialize)]
+struct ImageEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    b64_json: &'a str,
+    created_at: u64,
+    size: &'a str,
+    quality: &'a str,
+    background: &'a str,
+    output_format: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial_image_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
+}
+
+impl<'a> ImageEvent<'a> {
+    fn new(kind: &'a str, described: &Described<'a>, b64_json: &'a str, created_at: u64) -> Self {
+        ImageEvent {
+            kind,
+            b64_json,
+            created_at,
+            size: described.size.unwrap_or("auto"),
+            quality: described.quality.unwrap_or("auto"),
+            background: described.background.unwrap_or("auto"),
+            output_format: described.output_format.unwrap_or("png"),
+            partial_image_index: None,
+            usage: None,
+        }
+    }
+
+    fn written(&self) -> Vec<u8> {
+        sse::write(self.kind, &serde_json::to_string(self).expect("an event always serialises"))
+    }
+}
+
 /// A `completed` event for a whole image (`b64_json`), made at `created_at` (Unix seconds), with
 /// the `usage` billed when it is known.
 pub fn completed(of: StreamOf, described: &Described, b64_json: &str, created_at: u64, usage: Option<Value>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Completed<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        b64_json: &'a str,
-        created_at: u64,
-        size: &'a str,
-        quality: &'a str,
-        background: &'a str,
-        output_format: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        usage: Option<Value>,
-    }
-    let event = Completed {
-        kind: of.completed(),
-        b64_json,
-        created_at,
-        size: described.size.unwrap_or("auto"),
-        quality: described.quality.unwrap_or("auto"),
-        background: described.background.unwrap_or("auto"),
-        output_format: described.output_format.unwrap_or("png"),
-        usage,
-    };
-    sse::write(of.completed(), &serde_json::to_string(&event).expect("an event always serialises"))
+    ImageEvent { usage, ..ImageEvent::new(of.completed(), described, b64_json, created_at) }.written()
 }
 
-/// A whole answer's `images` (base64) as `completed` events, one per image, made at
-/// `created_at`; the `usage` billed (from `tokens`, when the upstream said) goes with the last.
-pub fn completed_all(of: StreamOf, request: &ImageRequest, created_at: u64, images: &[Image], tokens: Option<Tokens>) -> Vec<u8> {
+/// A `partial_image` event: the `index`-th rough image (`b64_json`) before the final one.
+pub fn partial_image(of: StreamOf, described: &Described, b64_json: &str, index: usize, created_at: u64) -> Vec<u8> {
+    ImageEvent { partial_image_index: Some(index), ..ImageEvent::new(of.partial_image(), described, b64_json, created_at) }.written()
+}
+
+/// A whole answer as events made at `created_at`: its `partials` (base64) as `partial_image`
+/// events, then its `images` as `completed` events, one per image; the `usage` billed (from
+/// `tokens`, when the upstream said) goes with the last.
+pub fn events_of(of: StreamOf, request: &ImageRequest, created_at: u64, partials: &[Image], images: &[Image], tokens: Option<Tokens>) -> Vec<u8> {
     let size = request.size.map(Size::wire);
     let described = Described {
         size: size.as_deref(),
@@ -190,6 +218,11 @@ pub fn completed_all(of: StreamOf, request: &ImageRequest, created_at: u64, imag
         output_format: request.output_format.map(|format| format.name()),
     };
     let mut out = Vec::new();
+    for (index, partial) in partials.iter().enumerate() {
+        if let ImageData::Base64(b64) = &partial.data {
+            out.extend(partial_image(of, &described, b64, index, created_at));
+        }
+    }
     for (i, image) in images.iter().enumerate() {
         let ImageData::Base64(b64) = &image.data else { continue };
         let usage = tokens.filter(|_| i + 1 == images.len()).map(usage_of);

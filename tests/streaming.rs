@@ -71,6 +71,25 @@ fn every_image_is_an_event_and_the_test_pattern_streams_too() {
 }
 
 #[test]
+fn the_test_pattern_sends_its_partial_images_of_lower_detail_first() {
+    let h = Harness::new();
+    let body = r#"{"prompt":"p","model":"imagegate/test-pattern","stream":true,"partial_images":3,"size":"256x256"}"#;
+    let streamed = events(&h.generate(body, vec![]));
+    let kinds: Vec<_> = streamed.iter().map(|e| e.name.clone().unwrap()).collect();
+    assert_eq!(kinds, ["image_generation.partial_image", "image_generation.partial_image", "image_generation.partial_image", "image_generation.completed"]);
+    let images: Vec<String> = streamed.iter().map(|e| data(e)["b64_json"].as_str().unwrap().to_owned()).collect();
+    for (i, event) in streamed[..3].iter().enumerate() {
+        assert_eq!(data(event)["partial_image_index"], i);
+    }
+    let distinct: std::collections::BTreeSet<_> = images.iter().collect();
+    assert_eq!(distinct.len(), 4, "each partial image is coarser than the next, and all differ from the final one");
+    let plain = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","size":"256x256"}"#, vec![]);
+    assert_eq!(plain.json()["data"][0]["b64_json"], images[3], "the final image is the one a JSON answer has");
+    let over = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","stream":true,"partial_images":3,"size":"2048x2048"}"#, vec![]);
+    assert_eq!((over.status, over.json()["error"]["param"].as_str()), (400, Some("size")), "partial images count against the pixel budget");
+}
+
+#[test]
 fn a_url_answer_is_downloaded_into_the_event() {
     let h = Harness::new();
     let url_answer = r#"{"created":1,"data":[{"url":"data:image/png;base64,aW1hZ2U="}]}"#;

@@ -88,7 +88,10 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let cost = generated.cost_usd.or_else(|| pricing::cost(model, request, count, generated.tokens.as_ref()));
         let cache_entry = answering.for_cache.then(|| crate::cache::entry::storable(&generated, request.n));
         let reply = match answering.stream {
-            Some(of) => Reply::event_stream(200, image_stream::completed_all(of, request, now_ms / 1000, &generated.images, generated.tokens)),
+            Some(of) => {
+                let events = image_stream::events_of(of, request, now_ms / 1000, &generated.partials, &generated.images, generated.tokens);
+                Reply::event_stream(200, events)
+            }
             None => Reply::json(200, answer::render(shape, now_ms / 1000, &generated.images, cost)),
         };
         let short = (count < usize::from(request.n)).then_some((count, request.n));

@@ -306,7 +306,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
                 _ => None,
             });
             match sample {
-                Some(url) => Ok(Progress::Done(Generated { images: vec![image_at(url)], cost_usd: None, tokens: None })),
+                Some(url) => Ok(Progress::Done(Generated { images: vec![image_at(url)], ..Generated::default() })),
                 None => Err(errors::no_images(provider_id)),
             }
         }

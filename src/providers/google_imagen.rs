@@ -167,7 +167,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
         })
         .collect();
     match (images.is_empty(), filtered) {
-        (false, _) => Ok(Progress::Done(Generated { images, cost_usd: None, tokens: None })),
+        (false, _) => Ok(Progress::Done(Generated { images, ..Generated::default() })),
         (true, Some(reason)) => Err(errors::refused(id, &reason, target.key)),
         (true, None) => Err(errors::no_images(id)),
     }

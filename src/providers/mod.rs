@@ -250,6 +250,10 @@ pub struct Generated {
     /// The tokens the provider reported billing (gpt-image's `usage`), priced by the model's
     /// token lines.
     pub tokens: Option<Tokens>,
+    /// Rough images of lower detail, in order, made before the final ones for a streamed answer
+    /// that asked for `partial_images` (the test pattern's; a provider's own partial images
+    /// are relayed, not kept).
+    pub partials: Vec<Image>,
 }
 
 /// The tokens an answer billed, as the upstream reported them (gpt-image's `usage`).

@@ -217,7 +217,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
         return Err(errors::no_images(id));
     }
     let tokens = answer.usage.as_ref().and_then(Usage::tokens);
-    Ok(Progress::Done(Generated { images, cost_usd: None, tokens }))
+    Ok(Progress::Done(Generated { images, tokens, ..Generated::default() }))
 }
 
 #[derive(Deserialize)]

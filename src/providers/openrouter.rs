@@ -218,7 +218,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
         });
     }
     let cost_usd = answer.usage.and_then(|u| u.cost).filter(|c| c.is_finite() && *c >= 0.0);
-    Ok(Progress::Done(Generated { images, cost_usd, tokens: None }))
+    Ok(Progress::Done(Generated { images, cost_usd, ..Generated::default() }))
 }
 
 #[derive(Deserialize)]

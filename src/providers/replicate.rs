@@ -249,7 +249,7 @@ pub fn read_answer(target: &Target, body: &[u8]) -> Result<Progress, AnswerError
             if images.is_empty() {
                 return Err(errors::no_images(id));
             }
-            Ok(Progress::Done(Generated { images, cost_usd: None, tokens: None }))
+            Ok(Progress::Done(Generated { images, ..Generated::default() }))
         }
         Some("failed") => {
             let why = prediction.error.as_ref().map(text_of).filter(|w| !w.trim().is_empty());

@@ -234,7 +234,7 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
             media_type: Some(format!("image/{subtype}")),
             revised_prompt: None,
         };
-        return Ok(Progress::Done(Generated { images: vec![image], cost_usd: None, tokens: None }));
+        return Ok(Progress::Done(Generated { images: vec![image], ..Generated::default() }));
     }
     let answer: Answer = wire::parse(target, body, "a Stability image answer")?;
     if answer.finish_reason.as_deref() == Some("CONTENT_FILTERED") {
@@ -243,11 +243,7 @@ pub fn read_answer(target: &Target, content_type: Option<&str>, body: &[u8]) -> 
     match answer.image.filter(|image| !image.is_empty()) {
         Some(b64) => {
             let media_type = Some(format!("image/{}", sniff(&b64)));
-            Ok(Progress::Done(Generated {
-                images: vec![Image { data: ImageData::Base64(b64), media_type, revised_prompt: None }],
-                cost_usd: None,
-                tokens: None,
-            }))
+            Ok(Progress::Done(Generated { images: vec![Image { data: ImageData::Base64(b64), media_type, revised_prompt: None }], ..Generated::default() }))
         }
         None => Err(errors::no_images(id)),
     }

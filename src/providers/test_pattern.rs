@@ -87,27 +87,30 @@ pub fn generate(request: &ImageRequest) -> Result<Generated, GatewayError> {
         Some(inputs) => format!("{}\n{}", request.prompt, inputs.digest()),
         None => request.prompt.clone(),
     };
-    let pixels = u64::from(request.n) * u64::from(width) * u64::from(height);
+    // A streamed answer's partial images: the first image's, of lower detail, before it.
+    let partials = if request.stream { request.partial_images.unwrap_or(0) } else { 0 };
+    let pixels = (u64::from(request.n) + u64::from(partials)) * u64::from(width) * u64::from(height);
     if pixels > MAX_PIXELS {
         return Err(GatewayError::invalid_param(
             "size",
             format!(
-                "imagegate/test-pattern renders at most {MAX_PIXELS} pixels per request (n × width × height); {} × {width}x{height} is {pixels}.",
-                request.n
+                "imagegate/test-pattern renders at most {MAX_PIXELS} pixels per request ((n + partial_images) × width × height); {} × {width}x{height} is {pixels}.",
+                request.n + partials
             ),
         ));
     }
     if matches!(request.output_format, Some(OutputFormat::Jpeg | OutputFormat::Webp)) {
         return Err(GatewayError::invalid_param("output_format", "imagegate/test-pattern renders PNG only; omit 'output_format' or set it to 'png'."));
     }
-    let images = (0..request.n)
-        .map(|index| Image {
-            data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(render(&seed, index, width, height))),
-            media_type: Some("image/png".to_owned()),
-            revised_prompt: None,
-        })
-        .collect();
-    Ok(Generated { images, cost_usd: None, tokens: None })
+    let png = |png: Vec<u8>| Image {
+        data: ImageData::Base64(base64::engine::general_purpose::STANDARD.encode(png)),
+        media_type: Some("image/png".to_owned()),
+        revised_prompt: None,
+    };
+    let images = (0..request.n).map(|index| png(render(&seed, index, width, height, 0))).collect();
+    // Coarsest first: each partial image has half the bars and checks of the next.
+    let partials = (0..partials).map(|i| png(render(&seed, 0, width, height, u32::from(partials - i)))).collect();
+    Ok(Generated { images, partials, ..Generated::default() })
 }
 
 fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {
@@ -127,15 +130,17 @@ fn dimensions(size: Option<Size>) -> Result<(u32, u32), GatewayError> {
     }
 }
 
-/// One PNG: the top three quarters are `BARS` vertical bars, the rest a checkerboard.
-fn render(prompt: &str, index: u8, width: u32, height: u32) -> Vec<u8> {
+/// One PNG: the top three quarters are `BARS` vertical bars, the rest a checkerboard; each step
+/// of `coarser` halves the bars and the checks (a partial image's lower detail).
+fn render(prompt: &str, index: u8, width: u32, height: u32, coarser: u32) -> Vec<u8> {
+    let (bars, checks) = ((BARS >> coarser).max(1), (CHECKS >> coarser).max(2));
     let seed: [u8; 32] = Sha256::new().chain_update(prompt.as_bytes()).chain_update([index]).finalize().into();
     // 16 colours: the digest's bytes read as RGB triples, brightened so the picture is never black.
     let palette: Vec<[u8; 3]> = (0..16).map(|i| [0, 1, 2].map(|c| 64 | seed[(i * 3 + c) % 32])).collect();
-    let bar_row = pixel_row(width, |x| (x * BARS / width) as u8);
-    let check_rows = [0u32, 1].map(|phase| pixel_row(width, |x| if (x * CHECKS / width + phase) % 2 == 0 { 8 + seed[0] % 4 } else { 12 + seed[1] % 4 }));
+    let bar_row = pixel_row(width, |x| (x * bars / width) as u8);
+    let check_rows = [0u32, 1].map(|phase| pixel_row(width, |x| if (x * checks / width + phase) % 2 == 0 { 8 + seed[0] % 4 } else { 12 + seed[1] % 4 }));
     let bars_end = height * 3 / 4;
-    let check_height = (height / CHECKS).max(1);
+    let check_height = (height / checks).max(1);
     let rows = (0..height).map(|y| {
         if y == 0 {
             Row::Pixels(&bar_row)

@@ -5,12 +5,18 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import OpenAI from 'openai';
 
 import { USAGE, startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
 
 const GATEWAY_KEY = 'sk-imagegate-e2e-stream';
+/** The OpenAI Python client's interpreter (scripts/setup.sh installs it in .venv). */
+const PYTHON = path.join(import.meta.dirname, '../../.venv/bin/python');
+const run = promisify(execFile);
 let mock;
 let gateway;
 
@@ -52,11 +58,11 @@ async function streamed(params) {
   return events;
 }
 
-test('the test pattern streams its image as a completed event the client iterates', async () => {
+test('the test pattern streams a partial image then its image, events the client iterates', async () => {
   const events = await streamed({ model: 'imagegate/test-pattern', size: '256x256', partial_images: 1 });
-  assert.equal(events.length, 1);
-  const [completed] = events;
-  assert.equal(completed.type, 'image_generation.completed');
+  assert.deepEqual(events.map((e) => [e.type, e.partial_image_index]), [['image_generation.partial_image', 0], ['image_generation.completed', undefined]]);
+  const [partial, completed] = events;
+  assert.notEqual(partial.b64_json, completed.b64_json, 'the partial image is of lower detail');
   assert.equal(completed.size, '256x256');
   const png = Buffer.from(completed.b64_json, 'base64');
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
@@ -73,6 +79,21 @@ test("an upstream's whole answer streams with its usage, and nothing of streamin
   assert.equal(calls.length, before + 1);
   assert.equal(calls.at(-1).body.stream, undefined);
   assert.equal(calls.at(-1).body.partial_images, undefined);
+});
+
+test('the OpenAI Python client iterates the same stream', async () => {
+  const script = [
+    'import json, os, openai',
+    'client = openai.OpenAI(api_key=os.environ["KEY"], base_url=os.environ["BASE"], max_retries=0)',
+    'stream = client.images.generate(model="imagegate/test-pattern", prompt="from python", size="256x256", stream=True, partial_images=2)',
+    'print(json.dumps([{"type": e.type, "size": e.size, "png": e.b64_json[:8]} for e in stream]))',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-c', script], { env: { ...process.env, KEY: GATEWAY_KEY, BASE: `${gateway.baseURL}/v1` } });
+  assert.deepEqual(JSON.parse(stdout), [
+    { type: 'image_generation.partial_image', size: '256x256', png: 'iVBORw0K' },
+    { type: 'image_generation.partial_image', size: '256x256', png: 'iVBORw0K' },
+    { type: 'image_generation.completed', size: '256x256', png: 'iVBORw0K' },
+  ]);
 });
 
 test('retries and fallbacks happen before the stream begins', async () => {
