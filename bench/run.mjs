@@ -48,12 +48,15 @@ const SCENARIOS = [
   // action once the job is handed to its Durable Object, which then runs it in the same process
   // (its CPU counted against the 202s); the other targets relay the small answer.
   { name: 'small answer, asynchronous 202 (imagegate), concurrency 1', answer: 'async', connections: 1 },
+  // The plain deployment asked with `stream: true`: the answer read whole and written as its
+  // `completed` event (text/event-stream); the other targets relay the small answer.
+  { name: 'small answer, streamed as events (imagegate), concurrency 1', answer: 'streamed', connections: 1 },
 ];
 const coldArg = process.argv.indexOf('--cold');
 const COLD_SAMPLES = coldArg > 0 ? Number(process.argv[coldArg + 1]) : QUICK ? 0 : 7;
 
 /** What the targets other than imagegate relay for a scenario's answer. */
-const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' };
+const RELAYED = { cached: 'small', recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small', streamed: 'small' };
 
 function fmt(value, digits = 2) {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';

@@ -207,8 +207,9 @@ pub fn partial_image(of: StreamOf, described: &Described, b64_json: &str, index:
 }
 
 /// A whole answer as events made at `created_at`: its `partials` (base64) as `partial_image`
-/// events, then its `images` as `completed` events, one per image; the `usage` billed (from
-/// `tokens`, when the upstream said) goes with the last.
+/// events, then its `images` as `completed` events, one per image. Each carries a `usage` (the
+/// clients' types require one): the last the tokens billed (`tokens`, zero when the upstream
+/// said none), the others zero.
 pub fn events_of(of: StreamOf, request: &ImageRequest, created_at: u64, partials: &[Image], images: &[Image], tokens: Option<Tokens>) -> Vec<u8> {
     let size = request.size.map(Size::wire);
     let described = Described {
@@ -225,8 +226,8 @@ pub fn events_of(of: StreamOf, request: &ImageRequest, created_at: u64, partials
     }
     for (i, image) in images.iter().enumerate() {
         let ImageData::Base64(b64) = &image.data else { continue };
-        let usage = tokens.filter(|_| i + 1 == images.len()).map(usage_of);
-        out.extend(completed(of, &described, b64, created_at, usage));
+        let usage = usage_of(tokens.filter(|_| i + 1 == images.len()).unwrap_or_default());
+        out.extend(completed(of, &described, b64, created_at, Some(usage)));
     }
     out
 }

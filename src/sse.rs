@@ -43,20 +43,22 @@ pub struct EventReader {
     data: String,
     /// Whether a `data:` field was seen for the event being read (its data may be empty).
     has_data: bool,
+    /// No line has ended yet: the first may start with a byte order mark, which is skipped.
+    first_line: bool,
     max_event_bytes: usize,
 }
 
 impl EventReader {
     /// A reader that refuses any event (or line) of more than `max_event_bytes`.
     pub fn new(max_event_bytes: usize) -> Self {
-        EventReader { line: Vec::new(), after_cr: false, name: None, data: String::new(), has_data: false, max_event_bytes }
+        EventReader { line: Vec::new(), after_cr: false, name: None, data: String::new(), has_data: false, first_line: true, max_event_bytes }
     }
 
     /// Reads `chunk`, returning the events it completed, in order.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, ReadError> {
         let mut events = Vec::new();
         let mut rest = chunk;
-        if self.after_cr {
+        if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
             if let Some(b'\n') = rest.first() {
                 rest = &rest[1..];
@@ -98,11 +100,15 @@ impl EventReader {
     /// Interprets one line; a blank line ends the event being read.
     fn end_line(&mut self, line: &[u8]) -> Result<Option<Event>, ReadError> {
         if line.is_empty() {
+            self.first_line = false;
             let (name, data, has_data) = (self.name.take(), std::mem::take(&mut self.data), std::mem::take(&mut self.has_data));
             // An event without data is not dispatched; its name is forgotten.
             return Ok(has_data.then(|| Event { name, data: data.strip_suffix('\n').map(str::to_owned).unwrap_or(data) }));
         }
-        let line = std::str::from_utf8(line).map_err(|_| ReadError::NotUtf8)?;
+        let mut line = std::str::from_utf8(line).map_err(|_| ReadError::NotUtf8)?;
+        if std::mem::take(&mut self.first_line) {
+            line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        }
         if line.starts_with(':') {
             return Ok(None); // a comment (a keep-alive)
         }
@@ -170,6 +176,14 @@ mod tests {
         assert_eq!(read_all(&[b"event: e\r\ndata: x\r\n\r\n"]), expected);
         assert_eq!(read_all(&[b"event: e\rdata: x\r\r"]), expected);
         assert_eq!(read_all(&[b"event: e\r", b"\ndata: x\r", b"\n\r", b"\n"]), expected);
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing_and_a_leading_bom_is_skipped() {
+        assert_eq!(read_all(&[b"data: a\r", b"", b"\ndata: b\n\n"]), vec![event(None, "a\nb")]);
+        let bom = "\u{feff}event: e\ndata: x\n\n".as_bytes();
+        assert_eq!(read_all(&[&bom[..2], &bom[2..]]), vec![event(Some("e"), "x")]);
+        assert_eq!(read_all(&["data: x\n\n\u{feff}data: y\n\n".as_bytes()]), vec![event(None, "x")], "only the stream's first bytes may be a BOM");
     }
 
     #[test]

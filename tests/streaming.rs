@@ -64,7 +64,13 @@ fn every_image_is_an_event_and_the_test_pattern_streams_too() {
     let served = h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true,"n":2}"#, vec![answer(200, two)]);
     let two_events = events(&served);
     assert_eq!(two_events.iter().map(|e| data(e)["b64_json"].as_str().unwrap().to_owned()).collect::<Vec<_>>(), ["QQ==", "Qg=="]);
-    assert!(data(&two_events[0]).get("usage").is_none() && data(&two_events[1])["usage"]["output_tokens"] == 2, "the usage once, with the last");
+    assert_eq!(
+        (data(&two_events[0])["usage"]["total_tokens"].as_u64(), data(&two_events[1])["usage"]["output_tokens"].as_u64()),
+        (Some(0), Some(2)),
+        "the usage once, with the last"
+    );
+    let unknown = h.generate(r#"{"prompt":"p","model":"gpt-image-1","stream":true}"#, vec![answer(200, r#"{"created":1,"data":[{"b64_json":"QQ=="}]}"#)]);
+    assert_eq!(data(&events(&unknown)[0])["usage"]["total_tokens"], 0, "a usage even when the upstream told none");
     let pattern = h.generate(r#"{"prompt":"p","model":"imagegate/test-pattern","stream":true,"size":"256x256"}"#, vec![]);
     let completed = data(&events(&pattern)[0]);
     assert!(completed["b64_json"].as_str().unwrap().starts_with("iVBORw0KGgo"), "a PNG");
@@ -124,6 +130,8 @@ fn a_streamed_answer_is_cached_as_its_events_apart_from_the_json_answer() {
     let hit = h.generate(body, vec![]);
     assert_eq!(hit.header("x-imagegate-cache"), Some("HIT"));
     assert_eq!(events(&hit), events(&first));
+    let with_partials = h.generate(&body.replace(r#""stream":true"#, r#""stream":true,"partial_images":1"#), vec![answer(200, OK)]);
+    assert_eq!(with_partials.header("x-imagegate-cache"), Some("MISS"), "the partial images asked for are part of the key");
     let json = h.generate(r#"{"prompt":"p","model":"gpt-image-1","cache":{"type":"exact_match"}}"#, vec![answer(200, OK)]);
     assert_eq!(json.header("x-imagegate-cache"), Some("MISS"), "the JSON answer is keyed apart");
     assert_eq!(json.json()["data"][0]["b64_json"], "aW1hZ2U=");

@@ -1,7 +1,7 @@
 // Starting, measuring and stopping the benchmark's server processes. Every process runs in its own
 // process group and is killed when the benchmark ends, however it ends.
 import { spawn } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,31 +55,40 @@ export async function start({ name, logDir, command, args, probe, env = {}, cpu 
 
 /**
  * A cold start: spawns a fresh `command` (a new process, so a new isolate) and measures the
- * milliseconds until `url` first answers `init` with a 2xx, polling every millisecond; the
- * process is killed before this resolves.
+ * milliseconds until `url` first answers `init` with a 2xx, polling every millisecond, for at
+ * most 60 s; the process is killed before this settles (and by `stopAll` if the benchmark is
+ * stopped meanwhile).
  */
 export async function timeToFirstAnswer({ name, logDir, command, args, url, init }) {
   const out = openSync(path.join(logDir, `${name}.log`), 'w');
   const [program, programArgs] = pinned(CPU.server, command, args);
   const started = performance.now();
   const child = spawn(program, programArgs, { detached: true, stdio: ['ignore', out, out] });
+  children.push(child);
+  const exited = new Promise((resolve) => { child.once('exit', resolve); child.once('error', resolve); });
+  let gone = false;
+  exited.then(() => { gone = true; });
   try {
-    while (performance.now() - started < 60_000) {
-      if (child.exitCode !== null) throw new Error(`${name} exited early; see its log in ${logDir}`);
+    for (;;) {
+      const left = 60_000 - (performance.now() - started);
+      if (left <= 0) throw new Error(`${name} did not answer within 60 s`);
+      if (gone) throw new Error(`${name} exited early; see its log in ${logDir}`);
+      let answer;
       try {
-        const answer = await fetch(url, init);
+        answer = await fetch(url, { ...init, signal: AbortSignal.timeout(Math.ceil(left)) });
         await answer.arrayBuffer();
-        if (answer.ok) return performance.now() - started;
-        throw new Error(`${name} answered ${answer.status}`);
-      } catch (error) {
-        if (error.message?.includes('answered')) throw error;
-        await new Promise((r) => setTimeout(r, 1));
+      } catch {
+        await new Promise((r) => setTimeout(r, 1)); // not listening yet
+        continue;
       }
+      if (!answer.ok) throw new Error(`${name} answered ${answer.status}`);
+      return performance.now() - started;
     }
-    throw new Error(`${name} did not answer within 60 s`);
   } finally {
     try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
-    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
+    await exited;
+    children.splice(children.indexOf(child), 1);
+    closeSync(out);
   }
 }
 

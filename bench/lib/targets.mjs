@@ -228,9 +228,12 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
       name, runDir, configFor, headers: headers('small'), body: requestBody('bench/small'), url: (p) => `http://127.0.0.1:${p}/v1/images/generations`,
     }, samples),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
-    body: (answer) => (answer === 'cached'
-      ? { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } }
-      : requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' }[answer] ?? answer}`)),
+    // `streamed`: the small answer asked with `stream: true`, answered as its events.
+    body: (answer) => {
+      if (answer === 'cached') return { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } };
+      if (answer === 'streamed') return { ...requestBody('bench/small'), stream: true };
+      return requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' }[answer] ?? answer}`);
+    },
   };
 }
 

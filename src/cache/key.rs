@@ -83,10 +83,10 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         negative_prompt,
         extra,
         inputs,
-        // A streamed answer is keyed apart (its stored answer is events), by its shape below;
-        // the partial images asked for do not change the final one.
+        // A streamed answer is keyed apart (its stored answer is events, partial images
+        // included), by its shape below.
         stream,
-        partial_images: _,
+        partial_images,
     } = request;
     let fields = Fields {
         prompt,
@@ -108,7 +108,7 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
     };
     let shape = match (shape, stream) {
         (Shape::OpenAi, false) => "openai",
-        (Shape::OpenAi, true) => "openai-stream",
+        (Shape::OpenAi, true) => ["openai-stream", "openai-stream-1", "openai-stream-2", "openai-stream-3"][usize::from(partial_images.unwrap_or(0).min(3))],
         (Shape::OpenRouter, _) => "openrouter",
     };
     let keyed = Keyed { version: VERSION, tenant, targets, shape, fields };

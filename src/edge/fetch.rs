@@ -5,10 +5,9 @@
 //! properties (`cf`, `websocket`) the gateway never uses, on every request.
 //!
 //! The call itself (`fetch`, its timer and a small answer's body) is made by `plumbing.js` as
-//! one promise. Only a call made where a job runs carries an `AbortSignal` (in workerd a signal
-//! on `fetch` costs about 100 µs of CPU per request, measured with `node bench/run.mjs
-//! --quick`): a Durable Object outlives the request that started it, so its calls must be
-//! aborted. A request's call whose deadline passes before the answer's head is instead ended by
+//! one promise. Only a call made by a Durable Object carries an `AbortSignal` (in workerd a
+//! signal on `fetch` costs about 100 µs of CPU per request, measured with `node bench/run.mjs
+//! --quick`): an object outlives the request that started it, so its calls must be aborted. A request's call whose deadline passes before the answer's head is instead ended by
 //! the runtime, which cancels a request's outstanding subrequests once its response is
 //! complete; after the head, the gateway cancels the answer's stream itself.
 
@@ -70,10 +69,16 @@ impl Drop for AbortOnDrop {
 /// whole pipeline is compiled once into the wasm, not once per upstream type.)
 pub struct WorkerUpstream<'j> {
     pub journal: Option<&'j dyn Journal>,
+    /// Whether each call carries an `AbortSignal`, aborted when its time is up or when it is
+    /// given up: where the calls are made by a Durable Object, which outlives any request.
+    pub aborts: bool,
 }
 
-/// The upstream of a request served in place.
-pub const PLAIN: WorkerUpstream<'static> = WorkerUpstream { journal: None };
+/// The upstream of a request served in place: its outstanding calls end with its response.
+pub const PLAIN: WorkerUpstream<'static> = WorkerUpstream { journal: None, aborts: false };
+
+/// The upstream of calls a Durable Object makes outside a job's run (webhooks).
+pub const IN_OBJECT: WorkerUpstream<'static> = WorkerUpstream { journal: None, aborts: true };
 
 fn failure(error: JsValue) -> TransportError {
     if plumbing::timed_out(&error) {
@@ -98,16 +103,15 @@ impl Upstream for WorkerUpstream<'_> {
         let headers = request.headers.iter().map(|(name, value)| (name.as_ref(), value.expose()));
         let header_lines = plumbing::header_lines(headers).map_err(|name| TransportError::NotSent(format!("the header '{name}' is not valid")))?;
         let body = (request.method == Method::Post).then(|| Uint8Array::from(&request.body[..]));
-        // Where a job runs: aborted when its time is up, or when the call is given up (a
+        // In a Durable Object: aborted when its time is up, or when the call is given up (a
         // cancelled run drops it), so that the upstream connection closes at once. Once the
         // head has come, the body cancels its own stream when it is dropped unread.
-        let mut stop = AbortOnDrop(self.journal.map(|_| AbortController::new()).transpose().map_err(failure)?);
+        let mut stop = AbortOnDrop(self.aborts.then(AbortController::new).transpose().map_err(failure)?);
         let signal = stop.0.as_ref().map(AbortController::signal);
         // Never followed: the core follows an image download's redirects itself, checking each
         // hop, and no other request follows one.
-        let called = JsFuture::from(plumbing::call(&request.url, request.method.as_str(), &header_lines, body, signal, limit_ms, WHOLE_ANSWER_BYTES))
-            .await
-            .map_err(failure)?;
+        let call = plumbing::call(&request.url, request.method.as_str(), &header_lines, body, signal, limit_ms, WHOLE_ANSWER_BYTES).map_err(failure)?;
+        let called = JsFuture::from(call).await.map_err(failure)?;
         stop.0.take();
         let called: Called = called.unchecked_into();
         let mut head = called.head();

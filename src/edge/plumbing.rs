@@ -14,12 +14,22 @@ extern "C" {
     fn head(request: &Request) -> String;
 
     /// An upstream call and, for a small answer, its body, within one timer; see `plumbing.js`.
-    #[wasm_bindgen(js_name = call)]
-    fn call_js(url: &str, method: &str, header_lines: &str, body: Option<Uint8Array>, signal: Option<AbortSignal>, limit_ms: f64, whole_bytes: f64) -> Promise;
+    /// A throw (a header the runtime refuses) comes back as the error, never through wasm.
+    #[wasm_bindgen(catch, js_name = call)]
+    fn call_js(
+        url: &str,
+        method: &str,
+        header_lines: &str,
+        body: Option<Uint8Array>,
+        signal: Option<AbortSignal>,
+        limit_ms: f64,
+        whole_bytes: f64,
+    ) -> Result<Promise, JsValue>;
 
     /// The response of `status` with the headers of `header_lines` and `body` (a buffer, a
-    /// stream or null), made in one call.
-    pub fn respond(status: u16, header_lines: &str, body: &JsValue) -> Response;
+    /// stream or null), made in one call; a throw comes back as the error.
+    #[wasm_bindgen(catch)]
+    pub fn respond(status: u16, header_lines: &str, body: &JsValue) -> Result<Response, JsValue>;
 
     /// What [`call`]'s promise resolves to.
     pub type Called;
@@ -33,12 +43,13 @@ extern "C" {
 }
 
 /// `headers` as the `name\0value` lines [`call`] and [`respond`] take; an error when a name or
-/// value holds a line break or a NUL (which no header may hold): the error names it.
+/// value holds a line break, a carriage return or a NUL (which no header may hold): the error
+/// names it.
 pub fn header_lines<'h, V: AsRef<str> + 'h>(headers: impl IntoIterator<Item = (&'h str, V)>) -> Result<String, String> {
     let mut lines = String::new();
     for (name, value) in headers {
         let value = value.as_ref();
-        if name.contains(['\n', '\0']) || value.contains(['\n', '\0']) {
+        if name.contains(['\n', '\r', '\0']) || value.contains(['\n', '\r', '\0']) {
             return Err(name.to_owned());
         }
         if !lines.is_empty() {
@@ -115,7 +126,15 @@ impl Called {
 /// Calls `url` within `limit_ms`, reading the body of an answer of at most `whole_bytes` too;
 /// `header_lines` holds `name\0value` lines. Rejects with a value [`timed_out`] recognises when the
 /// time is up.
-pub fn call(url: &str, method: &str, header_lines: &str, body: Option<Uint8Array>, signal: Option<AbortSignal>, limit_ms: u64, whole_bytes: u64) -> Promise {
+pub fn call(
+    url: &str,
+    method: &str,
+    header_lines: &str,
+    body: Option<Uint8Array>,
+    signal: Option<AbortSignal>,
+    limit_ms: u64,
+    whole_bytes: u64,
+) -> Result<Promise, JsValue> {
     call_js(url, method, header_lines, body, signal, limit_ms as f64, whole_bytes as f64)
 }
 

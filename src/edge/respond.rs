@@ -29,14 +29,11 @@ pub fn into_response(
         ReplyBody::Bytes(bytes) if keep_body => {
             let buffer = Uint8Array::from(&bytes[..]);
             drop(bytes);
-            return Ok((respond(&buffer), Some(buffer)));
+            return Ok((respond(&buffer)?, Some(buffer)));
         }
-        // SAFETY: the view is read (copied by the `Response` constructor) before wasm runs
-        // again, so no allocation can move or free the bytes under it.
-        ReplyBody::Bytes(bytes) => {
-            let view = unsafe { Uint8Array::view(&bytes) };
-            respond(&view)
-        }
+        // Copied out of wasm memory: the runtime keeps a body's buffer as it is given (no copy of
+        // its own), and sends it after these bytes are freed.
+        ReplyBody::Bytes(bytes) => respond(&Uint8Array::from(&bytes[..])),
         ReplyBody::Relay(body) => match body.into_delivery() {
             Delivery::Buffer(buffer) => respond(&buffer),
             Delivery::Stream(stream) => respond(&stream),
@@ -47,5 +44,5 @@ pub fn into_response(
             Delivery::Empty => respond(&JsValue::NULL),
         },
     };
-    Ok((response, None))
+    Ok((response?, None))
 }

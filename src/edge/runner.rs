@@ -265,7 +265,7 @@ impl DurableObject for ActionRun {
                     // Told after the answer to the cancel, as any ending is.
                     let request = jobs::callback_request(callback, &ended, runtime::WorkerClock.now_ms() / 1000);
                     self.state.wait_until(async move {
-                        if let Err(why) = jobs::deliver(&super::fetch::PLAIN, &runtime::WorkerClock, request).await {
+                        if let Err(why) = jobs::deliver(&super::fetch::IN_OBJECT, &runtime::WorkerClock, request).await {
                             console_warn!("{{\"warning\":\"the callback of a cancelled action failed\",\"error\":{why:?}}}");
                         }
                     });
@@ -307,7 +307,7 @@ impl DurableObject for ActionRun {
             return Response::ok("invalid configuration");
         };
         let journal = StorageJournal(self.state.storage());
-        let upstream = super::fetch::WorkerUpstream { journal: Some(&journal) };
+        let upstream = super::fetch::WorkerUpstream { journal: Some(&journal), aborts: true };
         let secrets = runtime::EnvSecrets(&self.env);
         let (cache, history, files) = (cache::EdgeCache::new(&self.env), history::D1History::new(&self.env), files::R2Files::new(&self.env));
         let coalescer = coalescer::EdgeCoalescer::new(&self.env);
@@ -354,7 +354,7 @@ impl DurableObject for ActionRun {
         if let Some(callback) = &job.callback {
             let told = gateway.with_urls(&job.head, ended.clone());
             let request = jobs::callback_request(callback, &told, clock.now_ms() / 1000);
-            match jobs::deliver(&super::fetch::PLAIN, &clock, request).await {
+            match jobs::deliver(&super::fetch::IN_OBJECT, &clock, request).await {
                 Ok(status) => console_log!("{{\"callback\":{{\"action\":\"{}\",\"status\":{status}}}}}", ended.id),
                 Err(why) => console_warn!("{{\"warning\":\"the callback of the action {} failed\",\"error\":{why:?}}}", ended.id),
             }
