@@ -7,9 +7,10 @@
 //! The call itself (`fetch`, its timer and a small answer's body) is made by `plumbing.js` as
 //! one promise. Only a call made by a Durable Object carries an `AbortSignal` (in workerd a
 //! signal on `fetch` costs about 100 µs of CPU per request, measured with `node bench/run.mjs
-//! --quick`): an object outlives the request that started it, so its calls must be aborted. A request's call whose deadline passes before the answer's head is instead ended by
-//! the runtime, which cancels a request's outstanding subrequests once its response is
-//! complete; after the head, the gateway cancels the answer's stream itself.
+//! --quick`): an object outlives the request that started it, so its calls must be aborted. A
+//! request's call whose deadline passes before the answer's head is instead ended by the
+//! runtime, which cancels a request's outstanding subrequests once its response is complete;
+//! after the head, the gateway cancels the answer's stream itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -115,13 +116,21 @@ impl Upstream for WorkerUpstream<'_> {
         stop.0.take();
         let called: Called = called.unchecked_into();
         let mut head = called.head();
-        let source = Source::of(&called, head.length);
+        // A small answer comes whole with the call, as its one chunk.
+        let whole = called.whole();
+        let source = match &whole {
+            Some(whole) => Source::Whole { length: u64::from(whole.length()) },
+            None => match called.response().body() {
+                Some(stream) => Source::Stream { stream, length: head.length, reader: None },
+                None => Source::Empty,
+            },
+        };
         head.length = match &source {
             Source::Stream { length, .. } => *length,
-            Source::Whole { length, .. } => Some(*length),
+            Source::Whole { length } => Some(*length),
             Source::Empty => Some(0),
         };
-        let inspected = Inspected { chunks: called.whole().into_iter().collect(), ..Inspected::default() };
+        let inspected = Inspected { chunks: whole.into_iter().collect(), ..Inspected::default() };
         Ok(head.with_body(WorkerBody { source, inspected, deadline_ms, delivered: false }))
     }
 }
@@ -147,7 +156,6 @@ pub struct WorkerBody {
 enum Source {
     /// Small, of known length: read whole by the call (its one chunk).
     Whole {
-        response: Response,
         length: u64,
     },
     /// Streamed; `length` is the exact length when the upstream declared one for an unencoded body.
@@ -185,19 +193,6 @@ impl Inspected {
     }
 }
 
-impl Source {
-    /// The source of `called`'s answer of `length` (declared for an unencoded body): whole
-    /// when [`plumbing::call`] read it.
-    fn of(called: &Called, length: Option<u64>) -> Self {
-        let response = called.response();
-        match (called.whole(), response.body()) {
-            (Some(whole), _) => Source::Whole { response, length: u64::from(whole.length()) },
-            (None, Some(stream)) => Source::Stream { stream, length, reader: None },
-            (None, None) => Source::Empty,
-        }
-    }
-}
-
 /// How the edge sends a relayed body on.
 pub enum Delivery {
     Buffer(Uint8Array),
@@ -217,10 +212,7 @@ impl WorkerBody {
         let source = std::mem::replace(&mut self.source, Source::Empty);
         let chunks = std::mem::take(&mut self.inspected.chunks);
         match source {
-            Source::Whole { response, .. } => match chunks.into_iter().next() {
-                Some(whole) => Delivery::Buffer(whole),
-                None => response.body().map_or(Delivery::Empty, Delivery::Stream),
-            },
+            Source::Whole { .. } => chunks.into_iter().next().map_or(Delivery::Empty, Delivery::Buffer),
             Source::Stream { stream, reader: None, .. } => Delivery::Stream(stream),
             Source::Stream { stream, length, reader: Some(reader) } => {
                 reader.release_lock();

@@ -3,7 +3,7 @@
 // a small answer, its whole body) made as one promise. JS moves the bytes; wasm decides.
 // Bound in `plumbing.rs`.
 
-/** The request headers the core reads, in the order `plumbing.rs` names them. */
+/** The request headers the core reads, in the order `runtime.rs` takes them apart (`head`). */
 const HEAD_NAMES = [
   'content-type', 'authorization', 'origin', 'access-control-request-headers', 'x-imagegate-config',
   'x-imagegate-cache', 'cache-control', 'if-none-match', 'prefer', 'ouro-action-id', 'ouro-webhook-url',

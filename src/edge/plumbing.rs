@@ -10,7 +10,7 @@ use crate::upstream::UpstreamReply;
 
 #[wasm_bindgen(module = "/src/edge/plumbing.js")]
 extern "C" {
-    /// The request's method, URL and the headers of [`HEAD_NAMES`], one per line.
+    /// The request's method, URL and the headers of `HEAD_NAMES`, one per line.
     fn head(request: &Request) -> String;
 
     /// An upstream call and, for a small answer, its body, within one timer; see `plumbing.js`.
@@ -39,7 +39,6 @@ extern "C" {
     fn meta(this: &Called) -> String;
     #[wasm_bindgen(method, getter)]
     pub fn whole(this: &Called) -> Option<Uint8Array>;
-
 }
 
 /// `headers` as the `name\0value` lines [`call`] and [`respond`] take; an error when a name or
@@ -62,30 +61,12 @@ pub fn header_lines<'h, V: AsRef<str> + 'h>(headers: impl IntoIterator<Item = (&
     Ok(lines)
 }
 
-/// The request headers [`head`] reads, in its order (as `HEAD_NAMES` in `plumbing.js`).
-pub const HEAD_NAMES: [&str; 14] = [
-    "content-type",
-    "authorization",
-    "origin",
-    "access-control-request-headers",
-    "x-imagegate-config",
-    "x-imagegate-cache",
-    "cache-control",
-    "if-none-match",
-    "prefer",
-    "ouro-action-id",
-    "ouro-webhook-url",
-    "ouro-webhook-token",
-    "ouro-route-id",
-    "content-length",
-];
-
-/// The incoming request's method, URL and the headers of [`HEAD_NAMES`] (`None` where absent),
-/// read in one call.
+/// The incoming request's method, URL and the headers `HEAD_NAMES` in `plumbing.js` lists, in
+/// its order (`None` where absent), read in one call.
 pub struct IncomingHead {
     pub method: String,
     pub url: String,
-    pub headers: [Option<String>; HEAD_NAMES.len()],
+    pub headers: [Option<String>; 14],
 }
 
 impl IncomingHead {
@@ -96,12 +77,6 @@ impl IncomingHead {
         let url = lines.next().unwrap_or_default().to_owned();
         let headers = std::array::from_fn(|_| present(lines.next()));
         IncomingHead { method, url, headers }
-    }
-
-    /// The header called `name` (one of [`HEAD_NAMES`]).
-    pub fn take(&mut self, name: &str) -> Option<String> {
-        let at = HEAD_NAMES.iter().position(|known| *known == name).expect("a header the head reads");
-        self.headers[at].take()
     }
 }
 

@@ -63,30 +63,32 @@ pub fn request_id() -> String {
 /// The parts of the incoming request the core reads (in one call to the runtime), and its
 /// body's declared length.
 pub fn head(req: &Request) -> (RequestHead, Option<usize>) {
-    let mut incoming = IncomingHead::of(req);
-    let url = std::mem::take(&mut incoming.url);
+    let IncomingHead { method, url, headers } = IncomingHead::of(req);
+    // In the order of `HEAD_NAMES` in `plumbing.js`.
+    let [content_type, authorization, origin, access_control_request_headers, imagegate_config, imagegate_cache, cache_control, if_none_match, prefer, ouro_action_id, ouro_webhook_url, ouro_webhook_token, ouro_route_id, content_length] =
+        headers;
     let head = RequestHead {
-        method: std::mem::take(&mut incoming.method),
+        method,
         path: path_of(&url).to_owned(),
         query: query_of(&url).map(str::to_owned),
         base: base_of(&url).map(str::to_owned),
-        content_type: incoming.take("content-type"),
-        authorization: incoming.take("authorization"),
-        origin: incoming.take("origin"),
-        access_control_request_headers: incoming.take("access-control-request-headers"),
-        imagegate_config: incoming.take("x-imagegate-config"),
-        imagegate_cache: incoming.take("x-imagegate-cache"),
-        cache_control: incoming.take("cache-control"),
-        if_none_match: incoming.take("if-none-match"),
-        prefer: incoming.take("prefer"),
-        ouro_action_id: incoming.take("ouro-action-id"),
-        ouro_webhook_url: incoming.take("ouro-webhook-url"),
-        ouro_webhook_token: incoming.take("ouro-webhook-token"),
-        ouro_route_id: incoming.take("ouro-route-id"),
+        content_type,
+        authorization,
+        origin,
+        access_control_request_headers,
+        imagegate_config,
+        imagegate_cache,
+        cache_control,
+        if_none_match,
+        prefer,
+        ouro_action_id,
+        ouro_webhook_url,
+        ouro_webhook_token,
+        ouro_route_id,
         in_runner: false,
         caller_label: None,
     };
-    (head, incoming.take("content-length").and_then(|len| len.parse().ok()))
+    (head, content_length.and_then(|len| len.parse().ok()))
 }
 
 /// Secrets from the environment (`.dev.vars` locally, `wrangler secret put` in production).
