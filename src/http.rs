@@ -6,6 +6,7 @@ use std::future::Future;
 
 use crate::answer::Shape;
 use crate::error::{ErrorKind, GatewayError};
+use crate::event_relay::EventRelay;
 
 /// What the core needs from an incoming request's head (kept with a [`Job`](crate::jobs::Job)
 /// when the request runs apart from its client).
@@ -101,6 +102,10 @@ pub enum ReplyBody<B> {
     /// The upstream answer, from its first byte, including what the core read to check it: the
     /// body keeps what it handed out and the edge delivers all of it without parsing.
     Relay(B),
+    /// A provider's image stream, its first events read: the edge relays it event by event
+    /// ([`EventRelay::pump`]) and then finishes the request
+    /// ([`Gateway::finish_stream`](crate::pipeline::Gateway::finish_stream)).
+    Events(Box<EventRelay<B>>),
 }
 
 /// The reply the edge turns into its runtime's response.

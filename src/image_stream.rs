@@ -70,10 +70,10 @@ pub fn classify(event: &Event) -> Streamed {
     Streamed::Other
 }
 
-/// An upstream's stream watched as it is relayed: each chunk goes on to the client as it came
-/// and is read here only to know what has happened. Holds one event's bytes at a time (partial
-/// images pass through and are never kept) and the final image only with `keep_final` (for the
-/// history or the cache).
+/// An upstream's stream watched as it is relayed: read into whole events, each passed on as it
+/// completes, and read here to know what has happened. Holds one event's bytes at a time
+/// (partial images pass through and are never kept) and the final images only with
+/// `keep_final` (for the history).
 #[derive(Debug)]
 pub struct Watch {
     reader: EventReader,
@@ -82,10 +82,11 @@ pub struct Watch {
     /// (no retry, no fallback).
     pub events: u32,
     pub partials: u32,
-    /// The final image's base64, with `keep_final`.
-    pub final_image: Option<String>,
+    /// The final images' base64, in order, with `keep_final`.
+    pub final_images: Vec<String>,
     pub tokens: Option<Tokens>,
-    pub completed: bool,
+    /// How many `completed` events came (one per image).
+    pub completed: u32,
     /// The upstream's own failure event, if it sent one.
     pub failure: Option<String>,
 }
@@ -109,41 +110,44 @@ impl Watch {
             keep_final,
             events: 0,
             partials: 0,
-            final_image: None,
+            final_images: Vec::new(),
             tokens: None,
-            completed: false,
+            completed: 0,
             failure: None,
         }
     }
 
-    /// Reads the next chunk of the stream.
-    pub fn see(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+    /// Reads the next chunk of the stream; gives the events it completed, framed for the client
+    /// (empty while an event is still arriving).
+    pub fn see(&mut self, chunk: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
         for event in self.reader.feed(chunk)? {
             self.events += 1;
+            out.extend(sse::write_again(&event));
             match classify(&event) {
                 Streamed::Partial { .. } => self.partials += 1,
                 Streamed::Completed { b64_json, tokens } => {
-                    self.completed = true;
+                    self.completed += 1;
                     if let Some(more) = tokens {
                         self.tokens = Some(self.tokens.map_or(more, |seen| seen.plus(more)));
                     }
-                    if self.keep_final {
-                        self.final_image = b64_json;
+                    if let (true, Some(b64)) = (self.keep_final, b64_json) {
+                        self.final_images.push(b64);
                     }
                 }
                 Streamed::Failed { message } => self.failure = Some(message),
                 Streamed::Other => {}
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// How the stream ended, once it has.
     pub fn ended(&self) -> Ended {
         match (&self.failure, self.completed) {
             (Some(message), _) => Ended::Failed(message.clone()),
-            (None, true) => Ended::Completed,
-            (None, false) => Ended::Cut,
+            (None, 0) => Ended::Cut,
+            (None, _) => Ended::Completed,
         }
     }
 }
@@ -296,18 +300,24 @@ mod tests {
         );
         let stream = [partial(0), partial(1), done].concat();
         let mut kept = Watch::new(4096, true);
+        let mut passed_on = Vec::new();
         for chunk in stream.chunks(700) {
-            kept.see(chunk).unwrap();
+            let events = kept.see(chunk).unwrap();
+            // Whole events only, each as soon as its last byte came.
+            assert!(events.is_empty() || events.ends_with(b"\n\n"));
+            passed_on.extend(events);
         }
-        assert_eq!((kept.events, kept.partials, kept.ended()), (3, 2, Ended::Completed));
-        assert_eq!(kept.final_image.as_deref(), Some("RklOQUw="));
+        assert_eq!(passed_on, stream, "the events go on as they came");
+        assert_eq!((kept.events, kept.partials, kept.completed, kept.ended()), (3, 2, 1, Ended::Completed));
+        assert_eq!(kept.final_images, ["RklOQUw="]);
         assert_eq!(kept.tokens, Some(Tokens { input_text: 5, input_image: 0, output: 272 }));
         let mut passed = Watch::new(4096, false);
         passed.see(&stream).unwrap();
-        assert_eq!((passed.final_image.as_deref(), passed.ended()), (None, Ended::Completed));
+        assert_eq!((passed.final_images.len(), passed.ended()), (0, Ended::Completed));
 
         let mut cut = Watch::new(4096, false);
-        cut.see(&[partial(0), b"event: image_generation.completed\ndata: {\"ty".to_vec()].concat()).unwrap();
+        let half = cut.see(&[partial(0), b"event: image_generation.completed\ndata: {\"ty".to_vec()].concat()).unwrap();
+        assert_eq!(half, partial(0), "half an event is held back");
         assert_eq!((cut.events, cut.ended()), (1, Ended::Cut));
         let mut failed = Watch::new(4096, false);
         failed.see(&sse::write("error", r#"{"type":"error","error":{"message":"blocked"}}"#)).unwrap();

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod event_relay;
 pub mod fields;
 pub mod files;
 pub mod http;

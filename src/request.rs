@@ -74,6 +74,25 @@ pub struct ImageRequest {
     /// With `stream`: how many partial images (0–3) the client would take before the final one.
     #[serde(skip)]
     pub partial_images: Option<u8>,
+    /// Set on the copy of a streamed request sent to an upstream that streams itself: its wire
+    /// body then asks for the stream (`stream`, `partial_images`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub upstream_stream: Option<UpstreamStream>,
+}
+
+/// What a wire body asks of an upstream that streams its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UpstreamStream {
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_images: Option<u8>,
+}
+
+impl ImageRequest {
+    /// This streamed request as sent to an upstream that streams its answer itself.
+    pub fn streamed_upstream(&self) -> ImageRequest {
+        ImageRequest { upstream_stream: Some(UpstreamStream { stream: true, partial_images: self.partial_images }), ..self.clone() }
+    }
 }
 
 /// The OpenAI wire body of a request, addressed to an upstream model: borrows, never copies.
@@ -222,6 +241,7 @@ pub fn request_for(mut fields: Map<String, Value>, operation: Operation) -> Resu
             Some(other) => return Err(wrong_type("stream", "a boolean", &other)),
         },
         partial_images: optional_int(&mut fields, "partial_images", 0, 3)?.map(|v| v as u8),
+        upstream_stream: None,
     };
     if request.partial_images.is_some() && !request.stream {
         return Err(GatewayError::invalid_param("partial_images", "'partial_images' is for streamed answers: set 'stream' to true, or leave it out."));

@@ -132,10 +132,22 @@ impl EventReader {
 
 /// The bytes of an event called `name` with `data` (each of its lines a `data:` line).
 pub fn write(name: &str, data: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + data.len() + 16);
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
+    write_event(Some(name), data)
+}
+
+/// The bytes of `event` as read, framed again (a stream's events go on whole, each as one
+/// write: however the upstream's bytes were cut, the client never sees half an event).
+pub fn write_again(event: &Event) -> Vec<u8> {
+    write_event(event.name.as_deref(), &event.data)
+}
+
+fn write_event(name: Option<&str>, data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.map_or(0, str::len) + data.len() + 16);
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
     for line in data.split('\n') {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(line.as_bytes());

@@ -54,7 +54,7 @@ fn a_broken_deployment_tells_its_problem_only_to_a_caller_with_a_valid_key() {
     let keys = KeySet::parse(&key_digest_hex(GATEWAY_KEY)).unwrap();
     let problem = "IMAGEGATE_CONFIG is not valid: providers[0].headers.X-Team contains a control character";
     let body = |handled: imagegate::pipeline::Handled<()>| match handled.reply.body {
-        ReplyBody::Bytes(bytes) => (handled.reply.status, serde_json::from_slice::<Value>(&bytes).unwrap(), handled.log),
+        ReplyBody::Bytes(bytes) => (handled.reply.status, serde_json::from_slice::<Value>(&bytes).unwrap(), handled.log.expect("a line")),
         _ => panic!("an error body"),
     };
     for authorization in [None, Some("Bearer sk-wrong".to_owned())] {

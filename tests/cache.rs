@@ -112,7 +112,7 @@ fn without_a_store_every_cache_enabled_answer_is_bypass_and_requests_without_cac
         ..Default::default()
     };
     let handled = futures_executor::block_on(gateway.handle("r".into(), &head, Body(CACHED.as_bytes().to_vec())));
-    assert_eq!((handled.reply.header("x-imagegate-cache"), handled.log.cache_bypass), (Some("BYPASS"), Some("store unavailable")));
+    assert_eq!((handled.reply.header("x-imagegate-cache"), handled.log.unwrap().cache_bypass), (Some("BYPASS"), Some("store unavailable")));
     assert!(handled.store.is_none());
     let plain = h.generate(r#"{"prompt":"p","model":"gpt-image-1"}"#, vec![answer(200, OK)]);
     assert_eq!(plain.header("x-imagegate-cache"), None);

@@ -1,6 +1,7 @@
-//! `stream: true`: the answer as OpenAI's image stream events. Every model streams its whole
-//! answer as `completed` events (retries and fallbacks happen before anything is sent), unless
-//! its `supports.stream` is false; nothing about streaming is sent upstream.
+//! `stream: true`: the answer as OpenAI's image stream events. A model whose upstream answers
+//! whole streams its whole answer as `completed` events (retries and fallbacks happen before
+//! anything is sent), unless its `supports.stream` is false. (A provider's own stream, relayed:
+//! `stream_relay.rs`.)
 
 mod support;
 
@@ -38,7 +39,7 @@ fn a_whole_answer_streams_as_one_completed_event_with_its_usage() {
     assert_eq!(completed["usage"]["total_tokens"], 284);
     assert_eq!(served.header("x-imagegate-cost-usd"), Some("0.04"), "priced as any answer");
     let sent: Value = serde_json::from_slice(&served.calls[0].body).unwrap();
-    assert!(sent.get("stream").is_none() && sent.get("partial_images").is_none(), "nothing of streaming goes upstream: {sent}");
+    assert_eq!((sent["stream"].as_bool(), sent["partial_images"].as_u64()), (Some(true), Some(2)), "an OpenAI upstream is asked to stream: {sent}");
 }
 
 #[test]

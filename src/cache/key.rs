@@ -87,6 +87,8 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         // included), by its shape below.
         stream,
         partial_images,
+        // Set only on the copy an attempt sends upstream.
+        upstream_stream: _,
     } = request;
     let fields = Fields {
         prompt,

@@ -49,9 +49,13 @@ extern "C" {
     #[wasm_bindgen(method, getter)]
     fn writable(this: &FixedLengthStream) -> WritableStream;
     /// workerd's native byte pipe, for answers of unknown length (same shape as the above).
-    type IdentityTransformStream;
+    pub(super) type IdentityTransformStream;
     #[wasm_bindgen(constructor)]
-    fn new() -> IdentityTransformStream;
+    pub(super) fn new() -> IdentityTransformStream;
+    #[wasm_bindgen(method, getter)]
+    pub(super) fn readable(this: &IdentityTransformStream) -> ReadableStream;
+    #[wasm_bindgen(method, getter)]
+    pub(super) fn writable(this: &IdentityTransformStream) -> WritableStream;
 }
 
 /// Aborts a call when dropped, unless disarmed (its `Option` taken).

@@ -3,6 +3,7 @@
 
 mod cache;
 mod coalescer;
+mod events;
 mod fetch;
 mod files;
 mod history;
@@ -19,7 +20,7 @@ use worker::{console_log, console_warn, event, Context, Env, ScheduleContext, Sc
 
 use crate::clock::Clock;
 use crate::http::{Reply, ReplyBody};
-use crate::pipeline::{broken_deployment, Gateway};
+use crate::pipeline::{broken_deployment, Gateway, Handled};
 use crate::retention;
 use crate::state::History;
 
@@ -33,7 +34,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let clock = runtime::WorkerClock;
     let request_id = runtime::request_id();
     let (head, declared_length) = runtime::head(&req);
-    let handled = match &*settings::load(&env) {
+    let loaded = settings::load(&env);
+    let handled = match &*loaded {
         Ok(settings) => {
             let secrets = runtime::EnvSecrets(&env);
             let cache = cache::EdgeCache::new(&env);
@@ -53,7 +55,12 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         }
         Err(broken) => broken_deployment(request_id, &head, &broken.problem, broken.keys.as_ref()),
     };
-    web_sys::console::log_1(&JsValue::from_str(&handled.log.to_line()));
+    if let ReplyBody::Events(_) = &handled.reply.body {
+        return respond_streamed(handled, env, loaded, &ctx);
+    }
+    if let Some(log) = &handled.log {
+        web_sys::console::log_1(&JsValue::from_str(&log.to_line()));
+    }
     if let Some(action) = handled.action {
         // After the answer: the images first, so that an action never names a file not yet
         // there; `action` is only made where a history keeps it.
@@ -89,6 +96,28 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             }
         });
     }
+    Ok(response)
+}
+
+/// The response for a relayed stream: its events are written after it is returned, and the
+/// request finished once the stream has ended (`waitUntil`).
+fn respond_streamed(
+    handled: Handled<fetch::WorkerBody>,
+    env: Env,
+    loaded: std::rc::Rc<Result<settings::Settings, settings::Broken>>,
+    ctx: &Context,
+) -> worker::Result<web_sys::Response> {
+    let Handled { mut reply, unfinished, .. } = handled;
+    let (ReplyBody::Events(relay), Some(unfinished)) = (std::mem::replace(&mut reply.body, ReplyBody::Empty), unfinished) else {
+        unreachable!("a relayed stream comes with its unfinished request");
+    };
+    let (readable, client) = events::pipe()?;
+    let response = respond::streamed(reply, &readable)?;
+    ctx.wait_until(async move {
+        if let Ok(settings) = &*loaded {
+            events::relay_and_finish(env, settings, *relay, client, unfinished).await;
+        }
+    });
     Ok(response)
 }
 

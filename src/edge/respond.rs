@@ -20,8 +20,7 @@ pub fn into_response(
     keep_body: bool,
     stored: Option<ReadableStream>,
 ) -> Result<(Response, Option<Uint8Array>), JsValue> {
-    let lines = plumbing::header_lines(reply.headers.iter().map(|(name, value)| (*name, value)))
-        .map_err(|name| JsValue::from_str(&format!("the header '{name}' is not valid")))?;
+    let lines = lines_of(&reply)?;
     let respond = |body: &JsValue| plumbing::respond(reply.status, &lines, body);
     let response = match reply.body {
         ReplyBody::Empty => respond(&JsValue::NULL),
@@ -34,6 +33,7 @@ pub fn into_response(
         // Copied out of wasm memory: the runtime keeps a body's buffer as it is given (no copy of
         // its own), and sends it after these bytes are freed.
         ReplyBody::Bytes(bytes) => respond(&Uint8Array::from(&bytes[..])),
+        ReplyBody::Events(_) => return Err(JsValue::from_str("a relayed stream is answered by `streamed`")),
         ReplyBody::Relay(body) => match body.into_delivery() {
             Delivery::Buffer(buffer) => respond(&buffer),
             Delivery::Stream(stream) => respond(&stream),
@@ -45,4 +45,16 @@ pub fn into_response(
         },
     };
     Ok((response?, None))
+}
+
+/// The response for a relayed stream: `reply`'s status and headers, with `events` (the pipe the
+/// stream's events are written to) as its body.
+pub fn streamed(reply: Reply<WorkerBody>, events: &ReadableStream) -> Result<Response, JsValue> {
+    plumbing::respond(reply.status, &lines_of(&reply)?, events)
+}
+
+/// `reply`'s headers as `plumbing::respond` takes them.
+fn lines_of(reply: &Reply<WorkerBody>) -> Result<String, JsValue> {
+    plumbing::header_lines(reply.headers.iter().map(|(name, value)| (*name, value)))
+        .map_err(|name| JsValue::from_str(&format!("the header '{name}' is not valid")))
 }

@@ -341,7 +341,9 @@ impl DurableObject for ActionRun {
                     return Response::ok("cancelled");
                 };
                 self.finishing.set(true);
-                console_log!("{}", handled.log.to_line());
+                if let Some(log) = &handled.log {
+                    console_log!("{}", log.to_line());
+                }
                 let ended = handled.action.take().expect("a run always ends an action");
                 // Kept first: from here a rerun only writes and tells, never runs again.
                 storage.put(ENDED, serde_json::to_string(&ended).expect("an action serialises")).await?;

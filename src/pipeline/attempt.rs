@@ -46,16 +46,18 @@ pub(super) struct Attempt<B> {
     pub cache_entry: Option<Result<(), &'static str>>,
     /// A success's images, where they are kept.
     pub kept: Option<Kept>,
+    /// For a provider's stream being relayed, what its end is priced and kept with.
+    pub streamed: Option<Box<super::context::StreamTerms>>,
 }
 
 impl<B> Attempt<B> {
     pub(super) fn failed(outcome: Outcome, status: u16, error: GatewayError) -> Self {
-        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None, cache_entry: None, kept: None }
+        Attempt { outcome, status, result: Err(error), cost_usd: None, short_of_images: None, cache_entry: None, kept: None, streamed: None }
     }
 
     /// A successful attempt: `reply`, what it cost, and how many images it has of those asked.
     pub(super) fn answered(status: u16, reply: Reply<B>, cost_usd: Option<f64>, short_of_images: Option<(usize, u8)>) -> Self {
-        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images, cache_entry: None, kept: None }
+        Attempt { outcome: Outcome::Success, status, result: Ok(reply), cost_usd, short_of_images, cache_entry: None, kept: None, streamed: None }
     }
 
     fn unusable(error: GatewayError) -> Self {
@@ -72,8 +74,8 @@ pub(super) struct Answering<'r> {
     pub for_cache: bool,
     pub files: Option<Filing<'r>>,
     pub whole: bool,
-    /// Answered as server-sent events (`stream: true`): the images read whole, as base64, and
-    /// written as `completed` events.
+    /// Answered as server-sent events (`stream: true`): relayed from a provider that streams,
+    /// else the images read whole, as base64, and written as events.
     pub stream: Option<StreamOf>,
 }
 
@@ -81,6 +83,12 @@ impl Answering<'_> {
     /// Whether an upstream answer may be relayed as it streams, unread.
     fn may_relay(&self) -> bool {
         self.shape == Shape::OpenAi && !self.for_cache && self.files.is_none() && !self.whole && self.stream.is_none()
+    }
+
+    /// Whether a provider's own stream may be relayed: not for an answer the cache stores or
+    /// a route names, which is read whole (and answered as `completed` events).
+    fn may_relay_stream(&self) -> bool {
+        self.stream.is_some() && !self.for_cache && !self.whole
     }
 }
 
@@ -135,13 +143,24 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if let Err(error) = providers::check_params(&target, request) {
             return Attempt::unusable(error);
         }
+        let window = Window { deadline, limit_ms, request_deadline };
+        if answering.may_relay_stream() && adapter.streams(model.supports.stream) {
+            let streamed = request.streamed_upstream();
+            return match adapter.plan(&target, &streamed) {
+                Ok(Planned::Calls(plan)) if plan.calls.len() == 1 => {
+                    let call = plan.calls.into_iter().next().expect("one call");
+                    self.stream_relay(&target, provider, model, call, request, answering, window).await
+                }
+                Ok(_) => Attempt::unusable(GatewayError::new(ErrorKind::Internal, format!("The provider '{}' cannot stream this request.", provider.id))),
+                Err(error) => Attempt::unusable(error),
+            };
+        }
         let plan = match adapter.plan(&target, request) {
             Ok(Planned::Calls(plan)) => plan,
             Ok(Planned::Made(generated)) => return self.deliver(provider, model, request, answering, generated, request_deadline).await,
             // It cannot map this request (a size, a format): another target may.
             Err(error) => return Attempt::unusable(error),
         };
-        let window = Window { deadline, limit_ms, request_deadline };
         // A token-priced answer is read whole: its `usage` is what it costs.
         if plan.relay && answering.may_relay() && plan.calls.len() == 1 && !pricing::by_tokens(model) {
             let call = plan.calls.into_iter().next().expect("one call");
@@ -156,16 +175,12 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     /// An OpenAI-shaped answer relayed to an OpenAI client: checked (whole when small, from its
     /// first bytes when large), then streamed on unread until the request's deadline.
     async fn relay(&self, target: &Target<'_>, model: &ModelConfig, call: UpstreamRequest, request: &ImageRequest, window: Window) -> Attempt<U::Body> {
-        let Window { deadline, limit_ms, request_deadline } = window;
+        let Window { deadline, request_deadline, .. } = window;
         let provider_id = &target.provider.id;
-        let path = path_of(&call.url).to_owned();
-        let mut reply = match self.send(call, limit_ms, 0).await {
+        let mut reply = match self.answered(target, call, window).await {
             Ok(reply) => reply,
-            Err(spent) => return spent.failure(provider_id, limit_ms, self.config.max_subrequests).into(),
+            Err(failure) => return failure.into(),
         };
-        if !(200..300).contains(&reply.status) {
-            return self.error_answer(target, &path, &mut reply, deadline).await.into();
-        }
         if let Err(failure) = self.check_answer(&mut reply.body, reply.length, deadline, provider_id).await {
             return failure.into();
         }
@@ -173,6 +188,18 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let headers = vec![("content-type", "application/json".to_owned())];
         let cost = pricing::cost(model, request, request.n as usize, None);
         Attempt::answered(reply.status, Reply { status: 200, headers, body: ReplyBody::Relay(reply.body) }, cost, None)
+    }
+
+    /// Sends the one call of an attempt whose 2xx answer is read on by the caller; a failure
+    /// for no answer, or for an error answer (read by the provider's adapter).
+    pub(super) async fn answered(&self, target: &Target<'_>, call: UpstreamRequest, window: Window) -> Result<UpstreamReply<U::Body>, Failure> {
+        let Window { deadline, limit_ms, .. } = window;
+        let path = path_of(&call.url).to_owned();
+        let mut reply = self.send(call, limit_ms, 0).await.map_err(|spent| spent.failure(target.provider.id, limit_ms, self.config.max_subrequests))?;
+        if !(200..300).contains(&reply.status) {
+            return Err(self.error_answer(target, &path, &mut reply, deadline).await);
+        }
+        Ok(reply)
     }
 
     /// Runs `calls` concurrently and gathers their images. Images already generated are kept

@@ -97,6 +97,20 @@ pub struct RequestContext {
     pub unpriced: Option<String>,
     /// What went amiss with the key's counters (a settlement above its hold, or none), for the log.
     pub budget_note: Option<String>,
+    /// For a provider's stream being relayed: what pricing and keeping its images need once it
+    /// has ended.
+    pub streamed: Option<Box<StreamTerms>>,
+}
+
+/// What a relayed stream's end is priced and kept with.
+#[derive(Debug)]
+pub struct StreamTerms {
+    /// The model that answered.
+    pub model_id: String,
+    /// The request as it went to that model (without its input images).
+    pub request: crate::request::ImageRequest,
+    /// Where its final images are kept: request id, owner, base URL.
+    pub filing: Option<(String, String, String)>,
 }
 
 /// An admitted generation of a managed key: settled, when it ends, with what it cost.
@@ -154,6 +168,7 @@ impl RequestContext {
             ticket: None,
             unpriced: None,
             budget_note: None,
+            streamed: None,
         }
     }
 
@@ -165,21 +180,25 @@ impl RequestContext {
     /// Renders what was learnt into `reply`'s headers, and returns the log line's record for a
     /// reply that failed with `error` (if it did), at `now_ms`, and for a generation its action.
     pub fn finish<B>(self, reply: &mut Reply<B>, error: Option<&GatewayError>, now_ms: u64) -> (RequestLog, Option<Action>) {
-        let trail = self.trail();
-        let last = self.attempts.last();
-        let cost = self.cost_usd.map(pricing::header_value);
-        let images = self.short_of_images.map(|(got, asked)| format!("{got}/{asked}"));
-        if !trail.is_empty() {
-            reply.headers.push(("x-imagegate-attempts", trail.join(", ")));
+        self.write_headers(reply, now_ms);
+        let relayed = matches!(reply.body, ReplyBody::Relay(_));
+        self.record(reply.status, error, relayed, now_ms)
+    }
+
+    /// Renders what is known by `now_ms` into `reply`'s headers (for a relayed stream, when its
+    /// first events are ready: its cost is known only at its end, in the log and the action).
+    pub fn write_headers<B>(&self, reply: &mut Reply<B>, now_ms: u64) {
+        if !self.attempts.is_empty() {
+            reply.headers.push(("x-imagegate-attempts", self.trail().join(", ")));
         }
-        if let Some(last) = last {
+        if let Some(last) = self.attempts.last() {
             reply.headers.push(("x-imagegate-model", last.model.clone()));
         }
-        if let Some(cost) = &cost {
-            reply.headers.push(("x-imagegate-cost-usd", cost.clone()));
+        if let Some(cost) = self.cost_usd.map(pricing::header_value) {
+            reply.headers.push(("x-imagegate-cost-usd", cost));
         }
-        if let Some(images) = &images {
-            reply.headers.push(("x-imagegate-images", images.clone()));
+        if let Some((got, asked)) = self.short_of_images {
+            reply.headers.push(("x-imagegate-images", format!("{got}/{asked}")));
         }
         if let Some(cache) = self.cache {
             reply.headers.push(("x-imagegate-cache", cache.name().to_owned()));
@@ -190,12 +209,22 @@ impl RequestContext {
         if self.coalesced {
             reply.headers.push(("x-imagegate-coalesced", "true".to_owned()));
         }
-        let latency_ms = now_ms.saturating_sub(self.started_ms);
         if self.generation && self.recorded {
             reply.headers.push(("x-imagegate-action-id", action_id(&self.request_id)));
         }
         reply.headers.push(("x-request-id", self.request_id.clone()));
-        reply.headers.push(("openai-processing-ms", latency_ms.to_string()));
+        reply.headers.push(("openai-processing-ms", now_ms.saturating_sub(self.started_ms).to_string()));
+    }
+
+    /// The log line's record and, for a generation, its action: answered with `status`, failed
+    /// with `error` (a stream may fail after its 200), at `now_ms`. With `relayed`, how many
+    /// images a success has is not known (they went on unread).
+    pub fn record(self, status: u16, error: Option<&GatewayError>, relayed: bool, now_ms: u64) -> (RequestLog, Option<Action>) {
+        let trail = self.trail();
+        let last = self.attempts.last();
+        let cost = self.cost_usd.map(pricing::header_value);
+        let images = self.short_of_images.map(|(got, asked)| format!("{got}/{asked}"));
+        let latency_ms = now_ms.saturating_sub(self.started_ms);
         let action = (self.generation && self.recorded && !self.handed_off).then(|| Action {
             id: action_id(&self.request_id),
             object: "action".to_owned(),
@@ -203,13 +232,13 @@ impl RequestContext {
             key: self.key.clone(),
             route_id: self.route_id.clone(),
             model: last.map(|a| a.model.clone()),
-            status: match (reply.status, error) {
-                (200..=299, _) => "success",
+            status: match (status, error) {
                 (_, Some(e)) if e.kind == crate::error::ErrorKind::UpstreamTimeout => "timed-out",
+                (200..=299, None) => "success",
                 _ => "error",
             }
             .to_owned(),
-            http_status: reply.status,
+            http_status: status,
             upstream_status_code: last.map(|a| a.status),
             attempts: self.attempts.clone(),
             cost_usd: self.cost_usd,
@@ -222,10 +251,10 @@ impl RequestContext {
             identity: self.identity.clone(),
             metadata: self.metadata.clone(),
             images: self.asked_images.map(|asked| ImageCount {
-                got: match (reply.status, self.short_of_images, &reply.body) {
+                got: match (status, self.short_of_images, relayed) {
                     (200..=299, Some((got, _)), _) => Some(got),
-                    (200..=299, None, ReplyBody::Relay(_)) => None,
-                    (200..=299, None, _) => Some(usize::from(asked)),
+                    (200..=299, None, true) => None,
+                    (200..=299, None, false) => Some(usize::from(asked)),
                     _ => Some(0),
                 },
                 asked,
@@ -238,7 +267,7 @@ impl RequestContext {
             request_id: self.request_id,
             method: self.method,
             path: self.path,
-            status: reply.status,
+            status,
             latency_ms,
             key: self.key,
             model: last.map(|a| a.model.clone()),

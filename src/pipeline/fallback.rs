@@ -68,6 +68,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                         cx.short_of_images = attempt.short_of_images;
                         cx.cache_entry = attempt.cache_entry;
                         cx.kept = attempt.kept;
+                        cx.streamed = attempt.streamed;
                         return Ok(reply);
                     }
                     Err(error) => error,

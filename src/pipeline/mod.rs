@@ -24,12 +24,14 @@ mod keys;
 mod named;
 mod poll;
 mod run;
+mod stream;
 
 pub use crate::cache::entry::{FlightEnd, Store};
 pub use crate::state::AttemptRecord;
 pub use context::{CacheStatus, RequestContext};
 pub use files::Kept;
 pub use keys::KeyVerb;
+pub use stream::{Finished, Unfinished};
 
 use std::cell::{Cell, OnceCell};
 
@@ -148,13 +150,17 @@ impl<'a, U, S> Gateway<'a, U, S> {
 /// has gone: record a generation's action in the history, store a cache-enabled success.
 pub struct Handled<B> {
     pub reply: Reply<B>,
-    pub log: RequestLog,
+    /// `None` while a relayed stream ([`ReplyBody::Events`]) is still to come: its line, its
+    /// action and its files come from [`Gateway::finish_stream`] with `unfinished`.
+    pub log: Option<RequestLog>,
     pub action: Option<Action>,
     pub store: Option<Store>,
     /// The images the edge stores after the answer, before it records the action.
     pub files: Vec<NewFile>,
     /// How a generation this request led for identical waiting requests ended.
     pub flight: Option<FlightEnd>,
+    /// The request, for [`Gateway::finish_stream`] once its relayed stream has ended.
+    pub unfinished: Option<Unfinished>,
 }
 
 /// Where a request goes.
@@ -344,6 +350,12 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         if head.method != "OPTIONS" {
             reply.headers.extend(cors::response_headers(&self.config.cors, head.origin.as_deref()));
         }
+        if let ReplyBody::Events(_) = &reply.body {
+            // The stream is the answer from here; the rest waits for its end.
+            cx.write_headers(&mut reply, self.clock.now_ms());
+            let unfinished = Some(Unfinished { cx });
+            return Handled { reply, log: None, action: None, store: None, files: Vec::new(), flight: None, unfinished };
+        }
         let body = match &reply.body {
             ReplyBody::Bytes(bytes) => Some(bytes.as_slice()),
             _ => None,
@@ -358,7 +370,7 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
         let store = cx.store.take();
         let files = cx.kept.as_mut().map(|kept| std::mem::take(&mut kept.pending)).unwrap_or_default();
         let (log, action) = cx.finish(&mut reply, error.as_ref(), self.clock.now_ms());
-        Handled { reply, log, action, store, files, flight }
+        Handled { reply, log: Some(log), action, store, files, flight, unfinished: None }
     }
 
     /// `GET /v1/actions/{id}`: the recorded generation, to the key that made it only (any other
@@ -750,5 +762,5 @@ pub fn broken_deployment<B>(request_id: String, head: &RequestHead, problem: &st
     let error = GatewayError::new(ErrorKind::Internal, message).with_code("invalid_configuration").with_log_detail(problem);
     let mut reply = Reply::error_in(&error, error_shape(&head.path));
     let (log, action) = RequestContext::new(request_id, head, 0, 0).finish(&mut reply, Some(&error), 0);
-    Handled { reply, log, action, store: None, files: Vec::new(), flight: None }
+    Handled { reply, log: Some(log), action, store: None, files: Vec::new(), flight: None, unfinished: None }
 }

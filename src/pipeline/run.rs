@@ -236,12 +236,19 @@ impl<'a, U: Upstream, S: Secrets> Gateway<'a, U, S> {
                 status: 502,
                 ..Default::default()
             };
-            return Handled { reply, log, action: Some(action), store: None, files: Vec::new(), flight: None };
+            return Handled { reply, log: Some(log), action: Some(action), store: None, files: Vec::new(), flight: None, unfinished: None };
         }
         let head = RequestHead { in_runner: true, ..job.head.clone() };
         let mut handled = self.handle(job.request_id.clone(), &head, HeldBody(job.body.clone().into_bytes())).await;
         // Refused before it generated (its key is gone): the action still ends, as an error.
-        let refused = || jobs::ended_in_error(&job.queued, handled.reply.status, handled.log.error.clone().unwrap_or_default(), self.clock.now_ms());
+        let refused = || {
+            jobs::ended_in_error(
+                &job.queued,
+                handled.reply.status,
+                handled.log.as_ref().and_then(|log| log.error.clone()).unwrap_or_default(),
+                self.clock.now_ms(),
+            )
+        };
         let mut action = handled.action.take().unwrap_or_else(refused);
         action.created_at = job.queued.created_at;
         action.latency_ms = action.finished_at.unwrap_or(now_ms).saturating_sub(action.created_at);

@@ -48,6 +48,10 @@ impl Adapter for AzureOpenAi {
     fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
         openai::honoured_in(operation)
     }
+    /// Azure streams gpt-image deployments as OpenAI does.
+    fn streams(&self, declared: Option<bool>) -> bool {
+        declared != Some(false)
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }

@@ -106,6 +106,13 @@ pub trait Adapter: Sync {
         false
     }
 
+    /// Whether its upstream streams an answer itself (OpenAI's image stream events) for a model
+    /// whose `supports.stream` is `declared`; otherwise the gateway writes a streamed answer's
+    /// events from the whole answer.
+    fn streams(&self, _declared: Option<bool>) -> bool {
+        false
+    }
+
     /// The aspect ratios it takes, when it takes a fixed list (for the catalogue).
     fn aspect_ratios(&self) -> Option<&'static [&'static str]> {
         None

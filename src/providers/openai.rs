@@ -58,6 +58,10 @@ impl Adapter for OpenAi {
     fn sends_openai_body(&self) -> bool {
         true
     }
+    /// OpenAI streams gpt-image answers.
+    fn streams(&self, declared: Option<bool>) -> bool {
+        declared != Some(false)
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }
@@ -92,7 +96,7 @@ pub fn body_for(target: &Target, request: &ImageRequest, model: Option<&str>) ->
     let Some(inputs) = &request.inputs else { return Ok(("application/json".to_owned(), wire_body(request, model).into())) };
     check_mask(inputs)?;
     // Per configured model: two models on one upstream may drop different parameters.
-    let key = format!("{} {} {}", target.provider.id, target.model_id, model.unwrap_or(""));
+    let key = format!("{} {} {} {:?}", target.provider.id, target.model_id, model.unwrap_or(""), request.upstream_stream);
     Ok(inputs.form_for(&key, || form(request, inputs, model)))
 }
 

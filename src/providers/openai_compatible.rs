@@ -44,6 +44,10 @@ impl Adapter for OpenAiCompatible {
     fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
         openai::honoured_in(operation)
     }
+    /// Only where the model declares it (`supports.stream: true`).
+    fn streams(&self, declared: Option<bool>) -> bool {
+        declared == Some(true)
+    }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)
     }

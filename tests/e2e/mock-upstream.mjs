@@ -16,6 +16,41 @@ const SMALL_IMAGE = Buffer.from('tiny image').toString('base64');
 export const USAGE = { total_tokens: 100, input_tokens: 50, output_tokens: 50, input_tokens_details: { text_tokens: 10, image_tokens: 40 } };
 const SMALL_ANSWER = JSON.stringify({ created: 1700000000, data: [{ b64_json: SMALL_IMAGE, revised_prompt: 'revised' }], usage: USAGE });
 
+/** One server-sent event of an image stream, as OpenAI writes it. */
+function imageEvent(type, fields) {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, created_at: 1700000000, size: '1024x1024', quality: 'low', background: 'opaque', output_format: 'png', ...fields })}\n\n`;
+}
+/** The partial images and the final image a streaming mock sends (distinct bytes each). */
+export const STREAMED_IMAGES = ['first rough', 'second rough', 'final image'].map((text) => Buffer.from(text).toString('base64'));
+/** How long a streaming mock waits between its events. */
+export const STREAM_GAP_MS = 700;
+
+/**
+ * An image stream (for a request with `stream: true`; a whole answer otherwise): two partial
+ * images then the final one, `STREAM_GAP_MS` apart, each event's send time kept on the call
+ * (`sentAt`). `end` says how it ends after the partial images: `complete`, `cut` (the
+ * connection breaks) or `stall` (nothing more is sent, the connection stays open).
+ */
+function imageStream(end) {
+  return (res, call) => {
+    if (call.body?.stream !== true) return behaviours.ok(res);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    call.sentAt = [];
+    const send = (text) => { call.sentAt.push(Date.now()); res.write(text); };
+    const steps = [
+      () => send(imageEvent('image_generation.partial_image', { b64_json: STREAMED_IMAGES[0], partial_image_index: 0 })),
+      () => send(imageEvent('image_generation.partial_image', { b64_json: STREAMED_IMAGES[1], partial_image_index: 1 })),
+      () => {
+        if (end === 'cut') return res.destroy();
+        if (end === 'stall') return undefined;
+        send(imageEvent('image_generation.completed', { b64_json: STREAMED_IMAGES[2], usage: USAGE }));
+        return res.end();
+      },
+    ];
+    steps.forEach((step, i) => setTimeout(() => { if (!res.destroyed) step(); }, i * STREAM_GAP_MS).unref());
+  };
+}
+
 function gzipped(res, body) {
   const compressed = gzipSync(body);
   res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': compressed.length });
@@ -61,6 +96,9 @@ const behaviours = {
   unauthorized: (res, call) => json(res, 401, { error: { message: `Incorrect API key provided: ${call.authorization}`, type: 'invalid_request_error', code: 'invalid_api_key' } }),
   'server-error': (res) => json(res, 500, { error: { message: 'The server had an error', type: 'server_error' } }),
   quota: (res) => json(res, 429, { error: { message: 'You exceeded your current quota', type: 'insufficient_quota', code: 'insufficient_quota' } }),
+  stream: imageStream('complete'),
+  'stream-cut': imageStream('cut'),
+  'stream-stall': imageStream('stall'),
 };
 
 /**

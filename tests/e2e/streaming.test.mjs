@@ -1,7 +1,15 @@
 // End to end: `stream: true` under `wrangler dev` (with the history, files and runner `make dev`
-// deploys), the official `openai` npm client iterating the events. A whole answer streams as its
-// `completed` event; retries and fallbacks happen before it; a model that cannot stream is a 400
-// naming `stream`.
+// deploys), the official `openai` clients (Node and Python) iterating the events.
+//
+// A whole answer (the test pattern's, or an upstream's that answers whole) streams as its
+// `completed` event; retries and fallbacks happen before it; a model that cannot stream is a
+// 400 naming `stream`.
+//
+// A provider's own stream is relayed: the mock upstream sends two partial images then the final
+// one, STREAM_GAP_MS apart, and each event reaches the client before the next is sent (so it is
+// not buffered). Fallbacks happen before the first event, never after it: a stream that breaks
+// ends with an error event and no other upstream call; a stalled one is cut at the deadline. The
+// action, its cost and its image are recorded once the stream has ended.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -10,10 +18,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
 
-import { USAGE, startMockUpstream } from './mock-upstream.mjs';
+import { STREAMED_IMAGES, STREAM_GAP_MS, USAGE, startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
 
 const GATEWAY_KEY = 'sk-imagegate-e2e-stream';
+/** Short, so that a stalled stream is cut within the test. */
+const DEADLINE_MS = 5000;
 /** The OpenAI Python client's interpreter (scripts/setup.sh installs it in .venv). */
 const PYTHON = path.join(import.meta.dirname, '../../.venv/bin/python');
 const run = promisify(execFile);
@@ -25,15 +35,21 @@ before(async () => {
   gateway = await startGateway({
     config: {
       default_model: 'imagegate/test-pattern',
+      deadline_ms: DEADLINE_MS,
       providers: [
         { id: 'imagegate', kind: 'test_pattern' },
         { id: 'mock', kind: 'openai', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' },
+        { id: 'host', kind: 'openai_compatible', base_url: `http://127.0.0.1:${mock.port}/v1`, api_key_secret: 'MOCK_API_KEY' },
       ],
       models: [
         { id: 'imagegate/test-pattern', provider: 'imagegate' },
         { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
         { id: 'mock/failing', provider: 'mock', upstream_model: 'seq:500' },
         { id: 'mock/whole-only', provider: 'mock', upstream_model: 'ok', supports: { stream: false } },
+        { id: 'mock/stream', provider: 'mock', upstream_model: 'stream', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
+        { id: 'mock/stream-cut', provider: 'mock', upstream_model: 'stream-cut' },
+        { id: 'mock/stream-stall', provider: 'mock', upstream_model: 'stream-stall' },
+        { id: 'host/whole', provider: 'host', upstream_model: 'stream' },
       ],
     },
     secrets: {
@@ -50,12 +66,33 @@ after(async () => {
 
 const client = () => new OpenAI({ apiKey: GATEWAY_KEY, baseURL: `${gateway.baseURL}/v1`, maxRetries: 0 });
 
+/** Iterates a streamed generation: its events with the time each arrived, and its action id. */
+async function relayed(params) {
+  const { data: stream, response } = await client().images.generate({ prompt: 'a lighthouse', stream: true, ...params }).withResponse();
+  const events = [];
+  const arrivedAt = [];
+  for await (const event of stream) {
+    arrivedAt.push(Date.now());
+    events.push(event);
+  }
+  return { events, arrivedAt, actionId: response.headers.get('x-imagegate-action-id') };
+}
+
 /** Every event of a streamed generation, as the client yields them. */
 async function streamed(params) {
-  const stream = await client().images.generate({ prompt: 'a lighthouse at dusk', stream: true, ...params });
-  const events = [];
-  for await (const event of stream) events.push(event);
-  return events;
+  return (await relayed(params)).events;
+}
+
+/** What the OpenAI Python client yields for a streamed generation with `args` (Python keywords). */
+async function pythonEvents(args) {
+  const script = [
+    'import json, os, openai',
+    'client = openai.OpenAI(api_key=os.environ["KEY"], base_url=os.environ["BASE"], max_retries=0)',
+    `stream = client.images.generate(prompt="from python", stream=True, ${args})`,
+    'print(json.dumps([{"type": e.type, "index": getattr(e, "partial_image_index", None), "size": e.size, "b64": e.b64_json} for e in stream]))',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-c', script], { env: { ...process.env, KEY: GATEWAY_KEY, BASE: `${gateway.baseURL}/v1` } });
+  return JSON.parse(stdout);
 }
 
 test('the test pattern streams a partial image then its image, events the client iterates', async () => {
@@ -69,7 +106,7 @@ test('the test pattern streams a partial image then its image, events the client
   assert.equal(png.readUInt32BE(16), 256, 'the image is the size asked for');
 });
 
-test("an upstream's whole answer streams with its usage, and nothing of streaming goes upstream", async () => {
+test("an upstream's whole answer streams with its usage", async () => {
   const before = mock.callsFor('ok').length;
   const [completed] = await streamed({ model: 'mock/ok', quality: 'low' });
   assert.equal(completed.type, 'image_generation.completed');
@@ -77,22 +114,15 @@ test("an upstream's whole answer streams with its usage, and nothing of streamin
   assert.equal(completed.usage.output_tokens, USAGE.output_tokens);
   const calls = mock.callsFor('ok');
   assert.equal(calls.length, before + 1);
-  assert.equal(calls.at(-1).body.stream, undefined);
-  assert.equal(calls.at(-1).body.partial_images, undefined);
+  assert.equal(calls.at(-1).body.stream, true, 'an OpenAI upstream is asked to stream, and may answer whole');
 });
 
 test('the OpenAI Python client iterates the same stream', async () => {
-  const script = [
-    'import json, os, openai',
-    'client = openai.OpenAI(api_key=os.environ["KEY"], base_url=os.environ["BASE"], max_retries=0)',
-    'stream = client.images.generate(model="imagegate/test-pattern", prompt="from python", size="256x256", stream=True, partial_images=2)',
-    'print(json.dumps([{"type": e.type, "size": e.size, "png": e.b64_json[:8]} for e in stream]))',
-  ].join('\n');
-  const { stdout } = await run(PYTHON, ['-c', script], { env: { ...process.env, KEY: GATEWAY_KEY, BASE: `${gateway.baseURL}/v1` } });
-  assert.deepEqual(JSON.parse(stdout), [
-    { type: 'image_generation.partial_image', size: '256x256', png: 'iVBORw0K' },
-    { type: 'image_generation.partial_image', size: '256x256', png: 'iVBORw0K' },
-    { type: 'image_generation.completed', size: '256x256', png: 'iVBORw0K' },
+  const events = await pythonEvents('model="imagegate/test-pattern", size="256x256", partial_images=2');
+  assert.deepEqual(events.map((e) => [e.type, e.index, e.size, e.b64.slice(0, 8)]), [
+    ['image_generation.partial_image', 0, '256x256', 'iVBORw0K'],
+    ['image_generation.partial_image', 1, '256x256', 'iVBORw0K'],
+    ['image_generation.completed', null, '256x256', 'iVBORw0K'],
   ]);
 });
 
@@ -114,4 +144,105 @@ test('a model that cannot stream is a 400 naming stream, and the raw answer is e
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
   assert.match(await res.text(), /^event: image_generation\.completed\ndata: \{"type":"image_generation\.completed"/);
+});
+
+/** The recorded action `id` once it has `status` (it is written after the stream ends). */
+async function actionOnceEnded(id) {
+  for (let i = 0; i < 50; i += 1) {
+    const res = await fetch(`${gateway.baseURL}/v1/actions/${id}`, { headers: { authorization: `Bearer ${GATEWAY_KEY}` } });
+    if (res.status === 200) {
+      const action = await res.json();
+      if (!['queued', 'in-progress'].includes(action.status)) return action;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the action ${id} was never recorded`);
+}
+
+test('each event reaches the Node client before the upstream sends the next', async () => {
+  const before = mock.callsFor('stream').length;
+  const { events, arrivedAt, actionId } = await relayed({ model: 'mock/stream', partial_images: 2 });
+  assert.deepEqual(events.map((e) => [e.type, e.partial_image_index]), [
+    ['image_generation.partial_image', 0], ['image_generation.partial_image', 1], ['image_generation.completed', undefined],
+  ]);
+  assert.deepEqual(events.map((e) => e.b64_json), STREAMED_IMAGES);
+  assert.deepEqual(events[2].usage, USAGE);
+  const [call] = mock.callsFor('stream').slice(before);
+  assert.equal(call.body.stream, true, 'the upstream is asked to stream');
+  assert.equal(call.body.partial_images, 2);
+  for (let i = 0; i < 2; i += 1) {
+    assert.ok(arrivedAt[i] < call.sentAt[i + 1], `event ${i} arrived before event ${i + 1} was sent (${arrivedAt[i]} < ${call.sentAt[i + 1]})`);
+  }
+  const action = await actionOnceEnded(actionId);
+  assert.equal(action.status, 'success');
+  assert.equal(action.cost_usd, 0.04, 'priced at the end');
+  assert.equal(action.response.data.length, 1, 'the final image is kept');
+  const file = await fetch(action.response.data[0].url);
+  assert.equal(Buffer.from(await file.arrayBuffer()).toString(), 'final image');
+});
+
+test('the OpenAI Python client iterates the relayed stream', async () => {
+  const events = await pythonEvents('model="mock/stream", partial_images=2');
+  assert.deepEqual(events.map((e) => [e.type, e.index, e.b64]), [
+    ['image_generation.partial_image', 0, STREAMED_IMAGES[0]],
+    ['image_generation.partial_image', 1, STREAMED_IMAGES[1]],
+    ['image_generation.completed', null, STREAMED_IMAGES[2]],
+  ]);
+});
+
+test('a failure before the first event falls back', async () => {
+  const before = { failing: mock.callsFor('seq:500').length, stream: mock.callsFor('stream').length };
+  const { events } = await relayed({ model: 'mock/failing', retry: { count: 0 }, fallbacks: [{ model: 'mock/stream' }] });
+  assert.equal(events.at(-1).type, 'image_generation.completed');
+  assert.equal(mock.callsFor('seq:500').length, before.failing + 1);
+  assert.equal(mock.callsFor('stream').length, before.stream + 1);
+});
+
+test('a stream that breaks after its first event ends with an error event, and nothing is tried again', async () => {
+  const before = { cut: mock.callsFor('stream-cut').length, stream: mock.callsFor('stream').length };
+  const { data: stream, response } = await client()
+    .images.generate({ prompt: 'p', model: 'mock/stream-cut', stream: true, retry: { count: 2 }, fallbacks: [{ model: 'mock/stream' }] })
+    .withResponse();
+  const seen = [];
+  await assert.rejects(
+    (async () => { for await (const event of stream) seen.push(event.type); })(),
+    (error) => /broke off/.test(error.message),
+  );
+  assert.deepEqual(seen, ['image_generation.partial_image', 'image_generation.partial_image']);
+  assert.equal(mock.callsFor('stream-cut').length, before.cut + 1, 'no retry');
+  assert.equal(mock.callsFor('stream').length, before.stream, 'no fallback');
+  const action = await actionOnceEnded(response.headers.get('x-imagegate-action-id'));
+  assert.equal(action.status, 'error');
+  assert.match(action.error, /broke off/);
+});
+
+test('a stalled stream is cut with an error event at the deadline, and the upstream call is closed', async () => {
+  const started = Date.now();
+  const before = mock.callsFor('stream-stall').length;
+  const stream = await client().images.generate({ prompt: 'p', model: 'mock/stream-stall', stream: true });
+  const seen = [];
+  await assert.rejects(
+    (async () => { for await (const event of stream) seen.push(event.type); })(),
+    (error) => /deadline/.test(error.message),
+  );
+  const elapsed = Date.now() - started;
+  assert.equal(seen.length, 2, 'both partial images came first');
+  assert.ok(elapsed >= DEADLINE_MS - 200 && elapsed < DEADLINE_MS + 3000, `cut at the deadline (after ${elapsed} ms)`);
+  const [call] = mock.callsFor('stream-stall').slice(before);
+  for (let i = 0; i < 30 && !call.aborted; i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(call.aborted, true, 'the gateway closed the upstream connection');
+});
+
+test('a host that does not declare streaming is asked whole, and its answer comes as one completed event', async () => {
+  const before = mock.callsFor('stream').length;
+  const { events } = await relayed({ model: 'host/whole', partial_images: 2 });
+  assert.deepEqual(events.map((e) => e.type), ['image_generation.completed']);
+  const [call] = mock.callsFor('stream').slice(before);
+  assert.equal(call.body.stream, undefined, 'nothing of streaming goes upstream');
+  assert.equal(events[0].usage.output_tokens, USAGE.output_tokens);
+});
+
+test('an upstream that answers a stream request whole is written as one completed event', async () => {
+  const { events } = await relayed({ model: 'mock/ok' });
+  assert.deepEqual(events.map((e) => e.type), ['image_generation.completed']);
 });

@@ -68,6 +68,8 @@ pub struct Script {
     pub declared_length: Option<u64>,
     pub chunks: Vec<Vec<u8>>,
     pub cut_off: bool,
+    /// The body stops sending after its last chunk, and never ends.
+    pub stall: bool,
 }
 
 pub fn answer(status: u16, body: &str) -> Script {
@@ -80,7 +82,13 @@ pub fn answer(status: u16, body: &str) -> Script {
         declared_length: None,
         chunks: vec![body.as_bytes().to_vec()],
         cut_off: false,
+        stall: false,
     }
+}
+
+/// A 200 event stream of `events` (whole events, each its own chunk).
+pub fn event_stream(events: Vec<Vec<u8>>) -> Script {
+    Script { content_type: "text/event-stream", chunks: events, ..answer(200, "") }
 }
 
 /// A connection that breaks after the head of a 200, before any of its body.
@@ -130,6 +138,8 @@ pub struct FakeBody<'c> {
     pub relay_limit_ms: Option<u64>,
     /// The connection breaks after the last chunk instead of ending the body.
     pub cut_off: bool,
+    /// Nothing more comes after the last chunk: each read waits its whole limit.
+    pub stall: bool,
 }
 
 impl FakeBody<'_> {
@@ -175,17 +185,28 @@ impl<'c> Upstream for FakeUpstream<'c> {
             content_type: Some(script.content_type.to_owned()),
             location: script.location.map(str::to_owned),
             length,
-            body: FakeBody { clock: self.clock, chunks: script.chunks.into(), read: Vec::new(), relay_limit_ms: None, cut_off: script.cut_off },
+            body: FakeBody {
+                clock: self.clock,
+                chunks: script.chunks.into(),
+                read: Vec::new(),
+                relay_limit_ms: None,
+                cut_off: script.cut_off,
+                stall: script.stall,
+            },
         })
     }
 }
 
 impl UpstreamBody for FakeBody<'_> {
-    async fn next_chunk(&mut self, _limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+    async fn next_chunk(&mut self, limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
         self.clock.0.set(self.clock.0.get() + 1);
         let chunk = self.chunks.pop_front();
         if chunk.is_none() && self.cut_off {
             return Err(TransportError::Failed("Network connection lost.".to_owned()));
+        }
+        if chunk.is_none() && self.stall {
+            self.clock.0.set(self.clock.0.get() + limit_ms);
+            return Err(TransportError::Timeout);
         }
         self.read.extend(chunk.clone());
         Ok(chunk)
@@ -287,6 +308,8 @@ pub struct Harness {
     pub coalescer: ScriptedCoalescer,
     /// Keeps the jobs of asynchronous requests for [`Harness::run_job`].
     pub runner: MemoryRunner,
+    /// How many writes of a relayed stream the client takes before it leaves (all, unset).
+    pub client_stays: Cell<Option<usize>>,
 }
 
 impl Harness {
@@ -318,6 +341,7 @@ impl Harness {
             key_store: MemoryKeys::default(),
             coalescer: ScriptedCoalescer::default(),
             runner: MemoryRunner::default(),
+            client_stays: Cell::new(None),
         }
     }
 
@@ -384,7 +408,22 @@ impl Harness {
             .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
         let jobs_before = self.runner.jobs.borrow().len();
-        let Handled { reply, log, action, store, files, flight } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body)));
+        let Handled { mut reply, log, action, store, files, flight, unfinished } = block_on(gateway.handle(REQUEST_ID.into(), &head, Body(body)));
+        // A relayed stream goes to the client, then the request finishes, as the edge does.
+        let mut streamed = None;
+        let (log, action, files) = match (std::mem::replace(&mut reply.body, ReplyBody::Empty), unfinished) {
+            (ReplyBody::Events(relay), Some(unfinished)) => {
+                let mut client = Client { stay: self.client_stays.get(), ..Client::default() };
+                let end = block_on(relay.pump(&mut client, &self.clock));
+                let finished = block_on(gateway.finish_stream(unfinished, end));
+                streamed = Some(client);
+                (finished.log, finished.action, finished.files)
+            }
+            (body, _) => {
+                reply.body = body;
+                (log.expect("a finished request's line"), action, files)
+            }
+        };
         // The runner writes the queued action of a job it accepts, as the edge's does.
         for job in self.runner.jobs.borrow().iter().skip(jobs_before) {
             block_on(self.history.record(job.queued.clone()));
@@ -396,10 +435,11 @@ impl Harness {
             block_on(self.history.record(action));
         }
         let body = match reply.body {
-            ReplyBody::Empty => Vec::new(),
+            ReplyBody::Empty => streamed.as_ref().map(|client| client.sent.concat()).unwrap_or_default(),
             ReplyBody::Bytes(bytes) => bytes,
             ReplyBody::Relay(body) => body.deliver(),
             ReplyBody::Stored(id) => self.files.files.borrow()[&id].bytes.clone(),
+            ReplyBody::Events(_) => unreachable!("relayed above"),
         };
         // The edge stores the answer's own body.
         if let Some(store) = store {
@@ -409,7 +449,8 @@ impl Harness {
         let limits = upstream.limits.into_inner();
         let leftover = upstream.script.into_inner().len();
         assert_eq!(leftover, 0, "every scripted upstream answer is used");
-        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts, flight }
+        let writes = streamed.map(|client| client.sent).unwrap_or_default();
+        Served { status: reply.status, headers: reply.headers, body, calls, limits, log_line: log.to_line(), attempts: log.attempts, flight, writes }
     }
 
     /// Runs the oldest job the runner holds as the edge's runner does, against `script`, with
@@ -425,6 +466,7 @@ impl Harness {
             .with_runner(&self.runner);
         let gateway = if self.keep_files { gateway.with_files(&self.files) } else { gateway };
         let Handled { reply, log, action, files, .. } = block_on(gateway.run(&job, journal));
+        let log = log.expect("a job's run is never a relayed stream");
         for file in files {
             block_on(self.files.put(file)).unwrap();
         }
@@ -439,7 +481,17 @@ impl Harness {
             _ => Vec::new(),
         };
         let calls = upstream.calls.into_inner();
-        Served { status: reply.status, headers: reply.headers, body, calls, limits: Vec::new(), log_line: log.to_line(), attempts: log.attempts, flight: None }
+        Served {
+            status: reply.status,
+            headers: reply.headers,
+            body,
+            calls,
+            limits: Vec::new(),
+            log_line: log.to_line(),
+            attempts: log.attempts,
+            flight: None,
+            writes: Vec::new(),
+        }
     }
 
     /// Serves a generation by a caller with the gateway key, returning the reply as the edge
@@ -477,6 +529,25 @@ pub struct Served {
     pub attempts: u32,
     /// How a generation the request led for identical waiting ones ended.
     pub flight: Option<FlightEnd>,
+    /// A relayed stream's writes to the client, in order (each whole events).
+    pub writes: Vec<Vec<u8>>,
+}
+
+/// The client of a relayed stream: keeps what it was sent, and may leave after `stay` writes.
+#[derive(Default)]
+pub struct Client {
+    pub sent: Vec<Vec<u8>>,
+    pub stay: Option<usize>,
+}
+
+impl imagegate::event_relay::EventSink for Client {
+    async fn send(&mut self, events: Vec<u8>) -> bool {
+        if self.stay.is_some_and(|stay| self.sent.len() >= stay) {
+            return false;
+        }
+        self.sent.push(events);
+        true
+    }
 }
 
 impl Served {
