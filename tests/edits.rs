@@ -458,3 +458,20 @@ fn an_image_larger_than_a_part_may_be_is_a_400_naming_it() {
         (400, Some("image"), Some("image_too_large"))
     );
 }
+
+#[test]
+fn a_streamed_edit_is_relayed_as_image_edit_events() {
+    let h = Harness::new();
+    let texts = [("prompt", "a hat"), ("model", "gpt-image-1"), ("stream", "true"), ("partial_images", "1")];
+    let partial = imagegate::sse::write("image_edit.partial_image", r#"{"type":"image_edit.partial_image","b64_json":"UA==","partial_image_index":0}"#);
+    let completed =
+        imagegate::sse::write("image_edit.completed", r#"{"type":"image_edit.completed","b64_json":"RklOQUw=","usage":{"input_tokens":5,"output_tokens":9}}"#);
+    let served = send(&h, "/v1/images/edits", form(&texts, &[("image", &png(16, 16, 1))]), vec![event_stream(vec![partial.clone(), completed.clone()])]);
+    assert_eq!((served.status, served.header("content-type")), (200, Some("text/event-stream; charset=utf-8")), "{}", String::from_utf8_lossy(&served.body));
+    assert_eq!(served.body, [partial, completed].concat());
+    let sent = sent_form(&served.calls[0]);
+    assert_eq!((field(&sent, "stream"), field(&sent, "partial_images")), (Some(&b"true"[..]), Some(&b"1"[..])), "the upstream is asked to stream");
+    // A whole answer to a streamed edit is written as image_edit events.
+    let whole = send(&h, "/v1/images/edits", form(&texts, &[("image", &png(16, 16, 1))]), vec![answer(200, OK)]);
+    assert!(String::from_utf8_lossy(&whole.body).starts_with("event: image_edit.completed\n"), "{}", String::from_utf8_lossy(&whole.body));
+}

@@ -83,10 +83,10 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
         negative_prompt,
         extra,
         inputs,
-        // A streamed answer is keyed apart (its stored answer is events, partial images
-        // included), by its shape below.
+        // A streamed answer is keyed apart (its stored answer is its `completed` events), by its
+        // shape below; partial images are never stored, so asking for them keys alike.
         stream,
-        partial_images,
+        partial_images: _,
         // Set only on the copy an attempt sends upstream.
         upstream_stream: _,
     } = request;
@@ -110,7 +110,7 @@ pub fn key(tenant: &str, targets: &Targets, shape: Shape, request: &ImageRequest
     };
     let shape = match (shape, stream) {
         (Shape::OpenAi, false) => "openai",
-        (Shape::OpenAi, true) => ["openai-stream", "openai-stream-1", "openai-stream-2", "openai-stream-3"][usize::from(partial_images.unwrap_or(0).min(3))],
+        (Shape::OpenAi, true) => "openai-stream",
         (Shape::OpenRouter, _) => "openrouter",
     };
     let keyed = Keyed { version: VERSION, tenant, targets, shape, fields };

@@ -89,7 +89,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let cache_entry = answering.for_cache.then(|| crate::cache::entry::storable(&generated, request.n));
         let reply = match answering.stream {
             Some(of) => {
-                let events = image_stream::events_of(of, request, now_ms / 1000, &generated.partials, &generated.images, generated.tokens);
+                // A cached answer is its completed events alone: a hit answers with those.
+                let partials = if answering.for_cache { &[][..] } else { &generated.partials[..] };
+                let events = image_stream::events_of(of, request, now_ms / 1000, partials, &generated.images, generated.tokens);
                 Reply::event_stream(200, events)
             }
             None => Reply::json(200, answer::render(shape, now_ms / 1000, &generated.images, cost)),

@@ -26,24 +26,26 @@ export const STREAMED_IMAGES = ['first rough', 'second rough', 'final image'].ma
 export const STREAM_GAP_MS = 700;
 
 /**
- * An image stream (for a request with `stream: true`; a whole answer otherwise): two partial
- * images then the final one, `STREAM_GAP_MS` apart, each event's send time kept on the call
- * (`sentAt`). `end` says how it ends after the partial images: `complete`, `cut` (the
- * connection breaks) or `stall` (nothing more is sent, the connection stays open).
+ * An image stream (for a request with `stream: true`, in JSON or as an edit's form field; a
+ * whole answer otherwise): two partial images then the final one, `STREAM_GAP_MS` apart, each
+ * event's send time kept on the call (`sentAt`). `end` says how it ends after the partial
+ * images: `complete`, `cut` (the connection breaks) or `stall` (nothing more is sent, the
+ * connection stays open).
  */
 function imageStream(end) {
   return (res, call) => {
-    if (call.body?.stream !== true) return behaviours.ok(res);
+    if (String(call.body?.stream) !== 'true') return behaviours.ok(res);
+    const of = call.path.endsWith('/edits') ? 'image_edit' : 'image_generation';
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     call.sentAt = [];
     const send = (text) => { call.sentAt.push(Date.now()); res.write(text); };
     const steps = [
-      () => send(imageEvent('image_generation.partial_image', { b64_json: STREAMED_IMAGES[0], partial_image_index: 0 })),
-      () => send(imageEvent('image_generation.partial_image', { b64_json: STREAMED_IMAGES[1], partial_image_index: 1 })),
+      () => send(imageEvent(`${of}.partial_image`, { b64_json: STREAMED_IMAGES[0], partial_image_index: 0 })),
+      () => send(imageEvent(`${of}.partial_image`, { b64_json: STREAMED_IMAGES[1], partial_image_index: 1 })),
       () => {
         if (end === 'cut') return res.destroy();
         if (end === 'stall') return undefined;
-        send(imageEvent('image_generation.completed', { b64_json: STREAMED_IMAGES[2], usage: USAGE }));
+        send(imageEvent(`${of}.completed`, { b64_json: STREAMED_IMAGES[2], usage: USAGE }));
         return res.end();
       },
     ];

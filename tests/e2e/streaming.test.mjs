@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 import { STREAMED_IMAGES, STREAM_GAP_MS, USAGE, startMockUpstream } from './mock-upstream.mjs';
 import { startGateway } from './gateway-process.mjs';
@@ -245,4 +245,18 @@ test('a host that does not declare streaming is asked whole, and its answer come
 test('an upstream that answers a stream request whole is written as one completed event', async () => {
   const { events } = await relayed({ model: 'mock/ok' });
   assert.deepEqual(events.map((e) => e.type), ['image_generation.completed']);
+});
+
+test("a streamed edit is relayed as the upstream's image_edit events", async () => {
+  const made = await client().images.generate({ model: 'imagegate/test-pattern', prompt: 'input', size: '256x256' });
+  const image = await toFile(Buffer.from(made.data[0].b64_json, 'base64'), 'image.png', { type: 'image/png' });
+  const before = mock.callsFor('stream').length;
+  const stream = await client().images.edit({ model: 'mock/stream', image, prompt: 'add a hat', stream: true, partial_images: 2 });
+  const events = [];
+  for await (const event of stream) events.push(event);
+  assert.deepEqual(events.map((e) => e.type), ['image_edit.partial_image', 'image_edit.partial_image', 'image_edit.completed']);
+  assert.equal(events[2].b64_json, STREAMED_IMAGES[2]);
+  const [call] = mock.callsFor('stream').slice(before);
+  assert.equal(call.path, '/v1/images/edits');
+  assert.equal(call.body.stream, 'true', 'the form asks the upstream to stream');
 });
