@@ -249,9 +249,9 @@ fn usage_of(tokens: Tokens) -> Value {
 
 /// An `error` event for `error`, in the shape of OpenAI's error envelope with its `type`.
 pub fn failed(error: &GatewayError) -> Vec<u8> {
-    let mut envelope: Value = serde_json::from_slice(&error.body()).expect("the envelope is JSON");
-    envelope["type"] = Value::from("error");
-    sse::write("error", &envelope.to_string())
+    let envelope = String::from_utf8(error.body()).expect("the envelope is JSON, so UTF-8");
+    let fields = envelope.strip_prefix('{').expect("the envelope is an object");
+    sse::write("error", &format!(r#"{{"type":"error",{fields}"#))
 }
 
 #[cfg(test)]

@@ -177,3 +177,15 @@ fn a_cached_streamed_request_is_generated_whole() {
     assert!(sent.get("stream").is_none(), "stored whole, so asked whole: {sent}");
     assert_eq!(kinds(&served.body), ["image_generation.completed"]);
 }
+
+#[test]
+fn the_api_pages_error_event_is_the_one_the_gateway_writes() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let section = page.split("## Streamed answers").nth(1).expect("the section");
+    let example = section.split("```text\n").nth(2).and_then(|rest| rest.split("\n```").next()).expect("its error example");
+    let h = Harness::new();
+    let broken = Script { cut_off: true, ..event_stream(vec![partial(0)]) };
+    let served = h.generate(STREAM, vec![broken]);
+    let written = String::from_utf8(served.writes.last().unwrap().clone()).unwrap();
+    assert_eq!(example.replace("'openai'", "'mock'"), written.trim_end(), "the page shows a provider called openai; the harness's is mock");
+}
