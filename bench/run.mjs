@@ -51,6 +51,9 @@ const SCENARIOS = [
   // The plain deployment asked with `stream: true`: the answer read whole and written as its
   // `completed` event (text/event-stream); the other targets relay the small answer.
   { name: 'small answer, streamed as events (imagegate), concurrency 1', answer: 'streamed', connections: 1 },
+  // A provider's own image stream (two 16 KiB partial images, a 32 KiB final image): imagegate
+  // asks for it and relays it event by event; the other targets relay the same stream.
+  { name: 'image stream, relayed event by event, concurrency 1', answer: 'events', connections: 1 },
 ];
 const coldArg = process.argv.indexOf('--cold');
 const COLD_SAMPLES = coldArg > 0 ? Number(process.argv[coldArg + 1]) : QUICK ? 0 : 7;

@@ -62,7 +62,7 @@ impl<B: UpstreamBody> EventRelay<B> {
             if remaining == 0 {
                 break Some(stalled(&provider_id));
             }
-            match body.next_chunk(remaining).await {
+            match body.next_events(remaining).await {
                 Ok(Some(chunk)) => match watch.see(&chunk) {
                     Ok(events) if events.is_empty() => {}
                     Ok(events) => present = present && sink.send(events).await,

@@ -3,6 +3,8 @@
 //! answer as one `completed` event (a cache hit, a model that cannot stream) and a failure as an
 //! `error` event, which the official clients raise as an API error.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,22 +52,44 @@ pub enum Streamed {
     Other,
 }
 
+/// What the gateway reads of an event's data (the image's base64 borrowed, not copied).
+#[derive(Deserialize, Default)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    partial_image_index: Option<u64>,
+    #[serde(borrow, default)]
+    b64_json: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<Failure>,
+    /// An error event's message at the top level (an `error` event without an envelope).
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Failure {
+    #[serde(default)]
+    message: Option<String>,
+}
+
 /// The event's `type` (in its data, else its `event:` name) read as [`Streamed`].
 pub fn classify(event: &Event) -> Streamed {
-    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-    let kind = data.get("type").and_then(Value::as_str).or(event.name.as_deref()).unwrap_or("");
-    if kind == "error" || data.get("error").is_some_and(|error| !error.is_null()) {
-        let error = data.get("error").unwrap_or(&data);
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("the upstream's stream failed");
-        return Streamed::Failed { message: message.to_owned() };
+    let data: Peek = serde_json::from_str(&event.data).unwrap_or_default();
+    let kind = data.kind.as_deref().or(event.name.as_deref()).unwrap_or("");
+    if kind == "error" || data.error.is_some() {
+        let message = data.error.and_then(|error| error.message).or(data.message);
+        return Streamed::Failed { message: message.unwrap_or_else(|| "the upstream's stream failed".to_owned()) };
     }
     if kind.ends_with(".partial_image") {
-        return Streamed::Partial { index: data.get("partial_image_index").and_then(Value::as_u64).unwrap_or(0) };
+        return Streamed::Partial { index: data.partial_image_index.unwrap_or(0) };
     }
     if kind.ends_with(".completed") {
-        let b64_json = data.get("b64_json").and_then(Value::as_str).map(str::to_owned);
-        let tokens = data.get("usage").and_then(|usage| Usage::deserialize(usage).ok()).and_then(|usage| usage.tokens());
-        return Streamed::Completed { b64_json, tokens };
+        let tokens = data.usage.and_then(|usage| usage.tokens());
+        return Streamed::Completed { b64_json: data.b64_json.map(Cow::into_owned), tokens };
     }
     Streamed::Other
 }

@@ -167,6 +167,14 @@ pub trait UpstreamBody {
     /// The next chunk, or `None` at the end; waits at most `limit_ms`.
     fn next_chunk(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>>;
 
+    /// The next bytes of an event stream, or `None` at the end; waits at most `limit_ms`. An
+    /// implementation may gather chunks until they hold the end of an event (a blank line), so
+    /// that a stream is handed over an event at a time rather than a chunk at a time; this
+    /// default is [`next_chunk`](Self::next_chunk).
+    fn next_events(&mut self, limit_ms: u64) -> impl Future<Output = Result<Option<Vec<u8>>, TransportError>> {
+        self.next_chunk(limit_ms)
+    }
+
     /// The rest of the body, whole, for answers that are translated rather than relayed, each
     /// chunk taken from `budget` as it arrives. `Ok(None)` when the budget runs out (the rest is
     /// then left unread). This default waits at most `limit_ms` per chunk; implementations may

@@ -180,6 +180,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
     providers: [
       { id: 'primary', kind: 'openai', base_url: `${upstream.base}/small/v1`, api_key_secret: 'PRIMARY_API_KEY' },
       { id: 'large', kind: 'openai', base_url: `${upstream.base}/big/v1`, api_key_secret: 'PRIMARY_API_KEY' },
+      { id: 'streaming', kind: 'openai', base_url: `${upstream.base}/events/v1`, api_key_secret: 'PRIMARY_API_KEY' },
       { id: 'backup', kind: 'openai', base_url: `${upstream.base}/small/v1`, api_key_secret: 'BACKUP_API_KEY' },
       { id: 'imagegate', kind: 'test_pattern' },
     ],
@@ -189,6 +190,7 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
       { id: 'bench/small-backup', provider: 'backup', upstream_model: 'gpt-image-1', pricing: price },
       { id: 'bench/big', provider: 'large', upstream_model: 'gpt-image-1', policy: { fallbacks: [{ model: 'bench/big-backup' }] }, pricing: price },
       { id: 'bench/big-backup', provider: 'backup', upstream_model: 'gpt-image-1', pricing: price },
+      { id: 'bench/events', provider: 'streaming', upstream_model: 'gpt-image-1', pricing: price },
       { id: 'imagegate/test-pattern', provider: 'imagegate' },
     ],
   };
@@ -229,9 +231,11 @@ export async function startImagegate(runDir, upstream, bundle, { inspectorPort, 
     }, samples),
     // `cached`: the small answer with the response cache on; after the warm-up, every request hits.
     // `streamed`: the small answer asked with `stream: true`, answered as its events.
+    // `events`: the upstream's image stream asked for and relayed event by event.
     body: (answer) => {
       if (answer === 'cached') return { ...requestBody('bench/small'), cache: { type: 'exact_match', ttl: 3600 } };
       if (answer === 'streamed') return { ...requestBody('bench/small'), stream: true };
+      if (answer === 'events') return { ...requestBody('bench/events'), stream: true, partial_images: 2 };
       return requestBody(`bench/${{ recorded: 'small', 'recorded-big': 'big', durable: 'small', limited: 'small', async: 'small' }[answer] ?? answer}`);
     },
   };

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
-use js_sys::{Reflect, Uint8Array};
+use js_sys::Uint8Array;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -253,26 +253,48 @@ impl WorkerBody {
         }
     }
 
-    /// Takes the next chunk from the runtime; `false` at the end of the body.
+    /// Takes the next chunk from the runtime within `limit_ms`; `false` at the end of the body.
     async fn take_chunk(&mut self, limit_ms: u64) -> Result<bool, TransportError> {
+        self.take(limit_ms, Reading::Chunks).await
+    }
+
+    /// Takes from the runtime, within `limit_ms`, a chunk or the bytes that end an event, as
+    /// `reading` says; `false` at the end of the body. (A body is read one way only.)
+    async fn take(&mut self, limit_ms: u64, reading: Reading) -> Result<bool, TransportError> {
         let WorkerBody { source, inspected, .. } = self;
         match source {
             Source::Empty => Ok(false),
             // Read whole with the call itself.
             Source::Whole { .. } => Ok(false),
             Source::Stream { stream, reader, .. } => {
-                let reader = reader.get_or_insert_with(|| stream.get_reader().unchecked_into());
-                let next = JsFuture::from(reader.read());
-                let result = within(limit_ms, async { next.await.map_err(failure) }).await?;
-                if Reflect::get(&result, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+                let reader = reader.get_or_insert_with(|| match reading {
+                    Reading::Chunks => stream.get_reader().unchecked_into(),
+                    Reading::Events => plumbing::events_reader(stream),
+                });
+                let next = JsFuture::from(match reading {
+                    Reading::Chunks => plumbing::next_chunk(reader),
+                    Reading::Events => plumbing::next_events(reader),
+                });
+                // A timer per read: a timer polled by another task (the relay's, after the
+                // request's) would wake the first one.
+                let chunk = within(limit_ms, async { next.await.map_err(failure) }).await?;
+                if chunk.is_undefined() {
                     return Ok(false);
                 }
-                let chunk = Reflect::get(&result, &JsValue::from_str("value")).map_err(failure)?;
                 inspected.chunks.push(chunk.unchecked_into());
                 Ok(true)
             }
         }
     }
+}
+
+/// How a body is taken from the runtime.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// A chunk at a time, as the runtime hands them out.
+    Chunks,
+    /// Gathered into a buffer until it holds the end of an event.
+    Events,
 }
 
 impl Drop for WorkerBody {
@@ -320,6 +342,24 @@ impl UpstreamBody for WorkerBody {
                 return Ok(None);
             }
         }
+    }
+
+    /// Whole events as the runtime gathered them (one crossing per event, not per chunk), after
+    /// anything taken earlier and not yet shown.
+    async fn next_events(&mut self, limit_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        self.deadline_ms = now_ms() + limit_ms;
+        if let Some(window) = self.inspected.next_window() {
+            return Ok(Some(window));
+        }
+        if self.inspected.finished || !self.take(limit_ms, Reading::Events).await? {
+            self.inspected.finished = true;
+            return Ok(None);
+        }
+        // Copied at once: the runtime reads the next bytes into the same buffer.
+        let taken = self.inspected.chunks.pop().expect("take pushed one");
+        // A small answer's one chunk was shown already; a stream's is taken whole.
+        self.inspected.chunk = self.inspected.chunks.len();
+        Ok(Some(taken.to_vec()))
     }
 
     /// Copies whole runtime chunks into wasm (one `arrayBuffer` call for a small answer of known

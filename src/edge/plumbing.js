@@ -88,6 +88,89 @@ export function call(url, method, headerLines, body, signal, limitMs, wholeBytes
   });
 }
 
+/** `reader`'s next chunk, or `undefined` at the end: read without taking the result apart in wasm. */
+export function nextChunk(reader) {
+  return reader.read().then((result) => (result.done ? undefined : result.value));
+}
+
+/**
+ * Whether `bytes`, after the `tail` bytes that came before them, end a line right after another
+ * (a blank line: the end of an event), however the line endings are written (LF, CR or CR LF).
+ * Only a hint for gathering bytes: the gateway's reader parses them exactly.
+ */
+function endsAnEvent(tail, bytes) {
+  const at = (i) => (i >= 0 ? bytes[i] : tail[tail.length + i]);
+  const blankAt = (i) => {
+    const previous = at(i - 1);
+    return previous === 10 || (previous === 13 && (bytes[i] === 13 || at(i - 2) === 10 || at(i - 2) === 13));
+  };
+  for (const end of [10, 13]) {
+    for (let i = bytes.indexOf(end); i !== -1; i = bytes.indexOf(end, i + 1)) if (blankAt(i)) return true;
+  }
+  return false;
+}
+
+/** The most bytes gathered before they are handed over, an event's end or not. */
+const GATHERED_BYTES = 64 * 1024;
+
+/** A reader for `nextEvents`: a BYOB reader, so that the runtime fills one buffer, where it can. */
+export function eventsReader(stream) {
+  try {
+    return stream.getReader({ mode: 'byob' });
+  } catch {
+    return stream.getReader();
+  }
+}
+
+/** Where a BYOB reader keeps its buffer between reads. */
+const SPARE = Symbol('imagegate: the buffer for the next read');
+
+/**
+ * `reader`'s next bytes of an event stream, gathered until they hold the end of an event, fill
+ * GATHERED_BYTES, or the stream ends, as one buffer; `undefined` at the end. One crossing into
+ * wasm per event rather than per chunk; the gateway's reader does the exact parsing. From a BYOB
+ * reader the bytes are a view of its one buffer, valid until the next call (wasm copies them at
+ * once).
+ */
+export async function nextEvents(reader) {
+  if (typeof ReadableStreamBYOBReader === 'undefined' || !(reader instanceof ReadableStreamBYOBReader)) return gatheredChunks(reader);
+  let buffer = reader[SPARE] ?? new ArrayBuffer(GATHERED_BYTES);
+  let filled = 0;
+  for (;;) {
+    const { done, value } = await reader.read(new Uint8Array(buffer, filled, buffer.byteLength - filled));
+    if (value !== undefined) buffer = value.buffer;
+    if (done || value === undefined) break;
+    const tail = new Uint8Array(buffer, Math.max(0, filled - 3), Math.min(3, filled));
+    const fresh = new Uint8Array(buffer, filled, value.byteLength);
+    filled += value.byteLength;
+    if (filled === buffer.byteLength || endsAnEvent(tail, fresh)) break;
+  }
+  reader[SPARE] = buffer;
+  return filled === 0 ? undefined : new Uint8Array(buffer, 0, filled);
+}
+
+/** `nextEvents` for a reader of chunks. */
+async function gatheredChunks(reader) {
+  const chunks = [];
+  let tail = new Uint8Array(0);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    if (endsAnEvent(tail, value)) break;
+    tail = value.length >= 3 ? value.subarray(value.length - 3) : Uint8Array.of(...tail, ...value).subarray(-3);
+  }
+  if (chunks.length === 0) return undefined;
+  if (chunks.length === 1) return chunks[0];
+  const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    whole.set(chunk, at);
+    at += chunk.length;
+  }
+  return whole;
+}
+
 /**
  * The response of `status` with the headers of `headerLines` (`name\0value` lines) and `body`
  * (a buffer, a stream, or null): one call for what would be a call per header.

@@ -31,6 +31,20 @@ extern "C" {
     #[wasm_bindgen(catch)]
     pub fn respond(status: u16, header_lines: &str, body: &JsValue) -> Result<Response, JsValue>;
 
+    /// The reader's next chunk: a promise of a `Uint8Array`, or of `undefined` at the end.
+    #[wasm_bindgen(js_name = nextChunk)]
+    pub fn next_chunk(reader: &web_sys::ReadableStreamDefaultReader) -> Promise;
+
+    /// A reader for [`next_events`]: one that reads into the gateway's own buffer where the
+    /// stream allows it.
+    #[wasm_bindgen(js_name = eventsReader)]
+    pub fn events_reader(stream: &web_sys::ReadableStream) -> web_sys::ReadableStreamDefaultReader;
+
+    /// The reader's next bytes of an event stream, gathered up to the end of an event: a
+    /// promise of a `Uint8Array`, or of `undefined` at the end.
+    #[wasm_bindgen(js_name = nextEvents)]
+    pub fn next_events(reader: &web_sys::ReadableStreamDefaultReader) -> Promise;
+
     /// What [`call`]'s promise resolves to.
     pub type Called;
     #[wasm_bindgen(method, getter)]

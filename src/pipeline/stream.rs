@@ -88,7 +88,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             if remaining == 0 {
                 return cut_off(crate::upstream::TransportError::Timeout, provider_id).into();
             }
-            match reply.body.next_chunk(remaining).await {
+            match reply.body.next_events(remaining).await {
                 Ok(Some(chunk)) => match watch.see(&chunk) {
                     Ok(events) => ready = events,
                     Err(why) => return Failure::paid(502, event_relay::unreadable(provider_id, &why.to_string())).into(),
