@@ -39,6 +39,11 @@ impl Deadline {
         self.at_ms
     }
 
+    /// The earlier of this deadline and `other`.
+    pub fn earlier(self, other: Deadline) -> Deadline {
+        Deadline { at_ms: self.at_ms.min(other.at_ms) }
+    }
+
     /// Milliseconds left at `clock`'s current time; zero once passed.
     pub fn remaining_ms(&self, clock: &dyn Clock) -> u64 {
         self.at_ms.saturating_sub(clock.now_ms())

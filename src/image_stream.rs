@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::providers::openai::Usage;
-use crate::providers::{Image, ImageData, Tokens};
+use crate::providers::{errors, Image, ImageData, Tokens};
 use crate::request::{ImageRequest, Size};
+use crate::secret::Secret;
 use crate::sse::{self, Event, EventReader, ReadError};
 
 /// Which operation a stream answers: its events are `image_generation.*` or `image_edit.*`.
@@ -46,8 +47,8 @@ pub enum Streamed {
     Partial { index: u64 },
     /// The final image (its base64, when the event has one) and the tokens billed.
     Completed { b64_json: Option<String>, tokens: Option<Tokens> },
-    /// The upstream reports a failure in the stream.
-    Failed { message: String },
+    /// The upstream reports a failure in the stream (its message and code, as it said them).
+    Failed { message: Option<String>, code: Option<String> },
     /// Anything else (passed on as it came).
     Other,
 }
@@ -74,6 +75,8 @@ struct Peek<'a> {
 struct Failure {
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// The event's `type` (in its data, else its `event:` name) read as [`Streamed`].
@@ -81,8 +84,8 @@ pub fn classify(event: &Event) -> Streamed {
     let data: Peek = serde_json::from_str(&event.data).unwrap_or_default();
     let kind = data.kind.as_deref().or(event.name.as_deref()).unwrap_or("");
     if kind == "error" || data.error.is_some() {
-        let message = data.error.and_then(|error| error.message).or(data.message);
-        return Streamed::Failed { message: message.unwrap_or_else(|| "the upstream's stream failed".to_owned()) };
+        let (message, code) = data.error.map_or((None, None), |error| (error.message, error.code));
+        return Streamed::Failed { message: message.or(data.message), code };
     }
     if kind.ends_with(".partial_image") {
         return Streamed::Partial { index: data.partial_image_index.unwrap_or(0) };
@@ -97,11 +100,14 @@ pub fn classify(event: &Event) -> Streamed {
 /// An upstream's stream watched as it is relayed: read into whole events, each passed on as it
 /// completes, and read here to know what has happened. Holds one event's bytes at a time
 /// (partial images pass through and are never kept) and the final images only with
-/// `keep_final` (for the history).
+/// `keep_final` (for the history). The provider's key never passes: an error event that
+/// repeats it goes on with it redacted.
 #[derive(Debug)]
 pub struct Watch {
     reader: EventReader,
     keep_final: bool,
+    provider_id: String,
+    key: Option<Secret>,
     /// Events read so far: after the first one reaches the client, the stream is the answer
     /// (no retry, no fallback).
     pub events: u32,
@@ -112,7 +118,7 @@ pub struct Watch {
     /// How many `completed` events came (one per image).
     pub completed: u32,
     /// The upstream's own failure event, if it sent one.
-    pub failure: Option<String>,
+    pub failure: Option<GatewayError>,
 }
 
 /// How a relayed stream ended.
@@ -121,17 +127,20 @@ pub enum Ended {
     /// With its completed event.
     Completed,
     /// With the upstream's error event.
-    Failed(String),
+    Failed(GatewayError),
     /// Before its completed event (the connection broke, or the upstream stopped).
     Cut,
 }
 
 impl Watch {
-    /// A watch refusing events over `max_event_bytes`, keeping the final image with `keep_final`.
-    pub fn new(max_event_bytes: usize, keep_final: bool) -> Self {
+    /// A watch of `provider_id`'s stream (called with `key`), refusing events over
+    /// `max_event_bytes`, keeping the final images with `keep_final`.
+    pub fn new(provider_id: &str, key: Option<Secret>, max_event_bytes: usize, keep_final: bool) -> Self {
         Watch {
             reader: EventReader::new(max_event_bytes),
             keep_final,
+            provider_id: provider_id.to_owned(),
+            key,
             events: 0,
             partials: 0,
             final_images: Vec::new(),
@@ -147,8 +156,12 @@ impl Watch {
         let mut out = Vec::new();
         for event in self.reader.feed(chunk)? {
             self.events += 1;
-            out.extend(sse::write_again(&event));
-            match classify(&event) {
+            let streamed = classify(&event);
+            match (&streamed, &self.key) {
+                (Streamed::Failed { .. }, Some(key)) => out.extend(sse::write_again(&Event { data: key.redact_from(&event.data), ..event })),
+                _ => out.extend(sse::write_again(&event)),
+            }
+            match streamed {
                 Streamed::Partial { .. } => self.partials += 1,
                 Streamed::Completed { b64_json, tokens } => {
                     self.completed += 1;
@@ -159,7 +172,9 @@ impl Watch {
                         self.final_images.push(b64);
                     }
                 }
-                Streamed::Failed { message } => self.failure = Some(message),
+                Streamed::Failed { message, code } => {
+                    self.failure = Some(errors::stream_failed(&self.provider_id, message.as_deref(), code.as_deref(), self.key.as_ref()));
+                }
                 Streamed::Other => {}
             }
         }
@@ -306,7 +321,7 @@ mod tests {
         let by_name = Event { name: Some("image_generation.completed".to_owned()), data: r#"{"b64_json":"QQ"}"#.to_owned() };
         assert_eq!(classify(&by_name), Streamed::Completed { b64_json: Some("QQ".to_owned()), tokens: None });
         let failed = event("error", r#"{"type":"error","error":{"message":"moderation blocked","type":"image_generation_user_error"}}"#);
-        assert_eq!(classify(&failed), Streamed::Failed { message: "moderation blocked".to_owned() });
+        assert_eq!(classify(&failed), Streamed::Failed { message: Some("moderation blocked".to_owned()), code: None });
         assert_eq!(classify(&event("other", "not json")), Streamed::Other);
     }
 
@@ -323,7 +338,7 @@ mod tests {
             r#"{"type":"image_generation.completed","b64_json":"RklOQUw=","usage":{"input_tokens":5,"output_tokens":272}}"#,
         );
         let stream = [partial(0), partial(1), done].concat();
-        let mut kept = Watch::new(4096, true);
+        let mut kept = Watch::new("p", None, 4096, true);
         let mut passed_on = Vec::new();
         for chunk in stream.chunks(700) {
             let events = kept.see(chunk).unwrap();
@@ -335,18 +350,26 @@ mod tests {
         assert_eq!((kept.events, kept.partials, kept.completed, kept.ended()), (3, 2, 1, Ended::Completed));
         assert_eq!(kept.final_images, ["RklOQUw="]);
         assert_eq!(kept.tokens, Some(Tokens { input_text: 5, input_image: 0, output: 272 }));
-        let mut passed = Watch::new(4096, false);
+        let mut passed = Watch::new("p", None, 4096, false);
         passed.see(&stream).unwrap();
         assert_eq!((passed.final_images.len(), passed.ended()), (0, Ended::Completed));
 
-        let mut cut = Watch::new(4096, false);
+        let mut cut = Watch::new("p", None, 4096, false);
         let half = cut.see(&[partial(0), b"event: image_generation.completed\ndata: {\"ty".to_vec()].concat()).unwrap();
         assert_eq!(half, partial(0), "half an event is held back");
         assert_eq!((cut.events, cut.ended()), (1, Ended::Cut));
-        let mut failed = Watch::new(4096, false);
+        let mut failed = Watch::new("p", None, 4096, false);
         failed.see(&sse::write("error", r#"{"type":"error","error":{"message":"blocked"}}"#)).unwrap();
-        assert_eq!(failed.ended(), Ended::Failed("blocked".to_owned()));
-        assert_eq!(Watch::new(100, false).see(&partial(0)), Err(ReadError::TooLarge { limit: 100 }));
+        let Ended::Failed(error) = failed.ended() else { panic!("failed") };
+        assert_eq!((error.code, error.message.as_str()), (Some("upstream_stream_error"), "The upstream provider 'p' failed in its stream: blocked"));
+        let mut refused = Watch::new("p", Some(Secret::new("sk-secret")), 4096, false);
+        let echo = sse::write("error", r#"{"type":"error","error":{"message":"no, sk-secret","code":"moderation_blocked"}}"#);
+        let passed_on = refused.see(&echo).unwrap();
+        assert!(!String::from_utf8(passed_on).unwrap().contains("sk-secret"), "the key never goes on");
+        let Ended::Failed(error) = refused.ended() else { panic!("failed") };
+        assert_eq!((error.status(), error.code), (403, Some("content_policy_violation")));
+        assert!(!error.message.contains("sk-secret"));
+        assert_eq!(Watch::new("p", None, 100, false).see(&partial(0)), Err(ReadError::TooLarge { limit: 100 }));
     }
 
     #[test]
@@ -376,6 +399,6 @@ mod tests {
         assert_eq!(data["type"], "error");
         assert_eq!(data["error"]["message"], "The upstream's stream stalled.");
         assert_eq!(data["error"]["type"], ErrorKind::UpstreamTimeout.error_type());
-        assert_eq!(classify(&read), Streamed::Failed { message: "The upstream's stream stalled.".to_owned() });
+        assert_eq!(classify(&read), Streamed::Failed { message: Some("The upstream's stream stalled.".to_owned()), code: Some("upstream_timeout".to_owned()) });
     }
 }

@@ -64,6 +64,9 @@ pub struct RequestLog {
     /// Why the cache was bypassed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_bypass: Option<&'static str>,
+    /// A relayed stream's client went away before its end (the gateway read on, for a while).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_left: bool,
 }
 
 impl RequestLog {

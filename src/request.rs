@@ -68,7 +68,8 @@ pub struct ImageRequest {
     #[serde(skip)]
     pub inputs: Option<Rc<Inputs>>,
     /// `stream: true`: the answer comes as server-sent events, OpenAI's image stream events
-    /// ([`crate::image_stream`]). Not sent upstream: the gateway writes the events.
+    /// ([`crate::image_stream`]). Sent upstream only through [`ImageRequest::streamed_upstream`],
+    /// to an upstream that streams; for any other the gateway writes the events.
     #[serde(skip)]
     pub stream: bool,
     /// With `stream`: how many partial images (0–3) the client would take before the final one.

@@ -61,7 +61,10 @@ fn the_stream_is_relayed_event_by_event_and_priced_at_its_end() {
 
 #[test]
 fn a_failure_before_the_first_event_falls_back() {
-    let h = Harness::new();
+    // The backup streams too (its upstream model is a gpt-image one).
+    let h = Harness::with_config(
+        &CONFIG.replace(r#"{"id": "backup/m", "provider": "backup","#, r#"{"id": "backup/m", "provider": "backup", "upstream_model": "gpt-image-1","#),
+    );
     let body = r#"{"prompt":"p","model":"gpt-image-1","stream":true,"retry":{"count":0},"fallbacks":[{"model":"backup/m"}]}"#;
     let served = h.generate(body, vec![answer(503, r#"{"error":{"message":"busy"}}"#), event_stream(vec![completed()])]);
     assert_eq!(providers_called(&served), ["mock", "backup"]);
@@ -125,6 +128,31 @@ fn a_stalled_stream_is_cut_at_the_deadline() {
 }
 
 #[test]
+fn a_client_that_stops_reading_is_given_up_at_the_deadline_and_the_rest_is_read_for_a_while() {
+    let h = Harness::new();
+    // The client takes the first event, then never takes another (a slow reader); the stream
+    // stalls after it: reading stops 20 s after the client was given up, or at the deadline.
+    h.client_stays.set(Some(1));
+    let stalled = Script { stall: true, ..event_stream(vec![partial(0), partial(1)]) };
+    let served = h.generate(STREAM, vec![stalled]);
+    assert_eq!(kinds(&served.body), ["image_generation.partial_image"]);
+    let line = log(&served);
+    assert_eq!((line["client_left"].as_bool(), line["status"].as_u64()), (Some(true), Some(200)), "{line}");
+    assert_eq!(h.history.actions.borrow()[0].status, "timed-out");
+
+    let long = Harness::long();
+    long.client_stays.set(Some(1));
+    let started = long.clock.0.get();
+    let stalled = Script { stall: true, ..event_stream(vec![partial(0), partial(1)]) };
+    let served = long.generate(STREAM, vec![stalled]);
+    let waited = long.clock.0.get() - started;
+    assert!((20_000..21_000).contains(&waited), "read on for 20 s, not to the 60 s deadline ({waited} ms)");
+    let action = &long.history.actions.borrow()[0];
+    assert!(action.error.as_deref().unwrap().contains("The client left"), "{:?}", action.error);
+    assert_eq!(log(&served)["client_left"], true);
+}
+
+#[test]
 fn a_client_that_leaves_does_not_stop_the_generation_it_paid_for() {
     let h = Harness::keeping_files();
     h.client_stays.set(Some(1));
@@ -157,7 +185,17 @@ fn only_a_host_that_declares_it_is_asked_to_stream() {
             r#"{"id": "imagegate/test-pattern", "provider": "imagegate"},"#,
             r#"{"id": "imagegate/test-pattern", "provider": "imagegate"}, {"id": "host/m", "provider": "host"}, {"id": "host/s", "provider": "host", "supports": {"stream": true}},"#,
         );
+    let config = config.replace(
+        r#"{"id": "mock/lenient","#,
+        r#"{"id": "mock/dall-e-3", "provider": "mock"}, {"id": "mock/own-name", "provider": "mock", "supports": {"stream": true}}, {"id": "mock/lenient","#,
+    );
     let h = Harness::with_config(&config);
+    let dalle = h.generate(r#"{"prompt":"p","model":"mock/dall-e-3","stream":true}"#, vec![answer(200, OK)]);
+    let sent: Value = serde_json::from_slice(&dalle.calls[0].body).unwrap();
+    assert!(sent.get("stream").is_none(), "OpenAI streams gpt-image models only: {sent}");
+    assert_eq!(kinds(&dalle.body), ["image_generation.completed"]);
+    let own_name = h.generate(r#"{"prompt":"p","model":"mock/own-name","stream":true}"#, vec![event_stream(vec![completed()])]);
+    assert_eq!(own_name.body, completed(), "supports.stream: true streams any model");
     let plain = h.generate(r#"{"prompt":"p","model":"host/m","stream":true}"#, vec![answer(200, OK)]);
     let sent: Value = serde_json::from_slice(&plain.calls[0].body).unwrap();
     assert!(sent.get("stream").is_none(), "{sent}");

@@ -264,6 +264,7 @@ export async function startPortkey(runDir, upstream) {
       'content-type': 'application/json', authorization: `Bearer ${PROVIDER_KEY}`,
       'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream.base}/${answer}/v1`,
     }),
-    body: () => requestBody('gpt-image-1'),
+    // The image stream is asked for as imagegate asks for it: Portkey passes a stream on as it is.
+    body: (answer) => (answer === 'events' ? { ...requestBody('gpt-image-1'), stream: true, partial_images: 2 } : requestBody('gpt-image-1')),
   };
 }

@@ -4,17 +4,21 @@
 //! been returned (`waitUntil`), then the request is finished: its log line, its images, its
 //! action.
 
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::pin_mut;
 use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, WritableStreamDefaultWriter};
-use worker::Env;
+use worker::{Delay, Env};
 
 use super::fetch::{IdentityTransformStream, WorkerBody, PLAIN};
 use super::runtime::{EnvSecrets, WorkerClock, WorkerRandom};
 use super::settings::Settings;
-use super::{files, history, keys, limits};
-use crate::event_relay::{EventRelay, EventSink};
+use super::{files, history, keys, limits, plumbing};
+use crate::event_relay::{EventRelay, EventSink, StreamEnd};
 use crate::pipeline::{Gateway, Unfinished};
 
 /// The client's side of a relayed stream.
@@ -31,11 +35,14 @@ pub fn pipe() -> Result<(ReadableStream, ClientEvents), JsValue> {
 
 impl EventSink for ClientEvents {
     /// Resolves once the runtime has taken the events (it holds back a writer whose client
-    /// reads slowly), so at most one event waits here.
-    async fn send(&mut self, events: Vec<u8>) -> bool {
+    /// reads slowly), so at most one event waits here, and at most `limit_ms`.
+    async fn send(&mut self, events: Vec<u8>, limit_ms: u64) -> bool {
         let chunk = Uint8Array::from(&events[..]);
         drop(events);
-        JsFuture::from(self.writer.write_with_chunk(&chunk)).await.is_ok()
+        let written = JsFuture::from(self.writer.write_with_chunk(&chunk));
+        let timer = Delay::from(Duration::from_millis(limit_ms));
+        pin_mut!(written, timer);
+        matches!(select(written, timer).await, Either::Left((Ok(_), _)))
     }
 }
 
@@ -43,8 +50,13 @@ impl EventSink for ClientEvents {
 /// its kept images, then its action (an action never names a file not yet stored).
 pub async fn relay_and_finish(env: Env, settings: &Settings, relay: EventRelay<WorkerBody>, mut client: ClientEvents, unfinished: Unfinished) {
     let end = relay.pump(&mut client, &WorkerClock).await;
-    // Closing fails only where the client has gone; nothing is left to tell it.
-    let _ = JsFuture::from(client.writer.close()).await;
+    // Not waited for: a client that reads slowly must not hold up the request's end.
+    plumbing::close_quietly(&client.writer);
+    finish(env, settings, unfinished, end).await;
+}
+
+/// Finishes a request whose relayed stream has ended as `end` says.
+pub async fn finish(env: Env, settings: &Settings, unfinished: Unfinished, end: StreamEnd) {
     let secrets = EnvSecrets(&env);
     let (key_store, limiter, file_store) = (keys::D1Keys::new(&env), limits::EdgeLimiter::new(&env), files::R2Files::new(&env));
     let gateway = Gateway::new(&settings.config, &settings.keys, &PLAIN, &secrets, &WorkerClock, &WorkerRandom)

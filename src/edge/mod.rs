@@ -111,14 +111,30 @@ fn respond_streamed(
     let (ReplyBody::Events(relay), Some(unfinished)) = (std::mem::replace(&mut reply.body, ReplyBody::Empty), unfinished) else {
         unreachable!("a relayed stream comes with its unfinished request");
     };
-    let (readable, client) = events::pipe()?;
-    let response = respond::streamed(reply, &readable)?;
-    ctx.wait_until(async move {
-        if let Ok(settings) = &*loaded {
-            events::relay_and_finish(env, settings, *relay, client, unfinished).await;
+    let responded = events::pipe().and_then(|(readable, client)| Ok((respond::streamed(reply, &readable)?, client)));
+    match responded {
+        Ok((response, client)) => {
+            ctx.wait_until(async move {
+                if let Ok(settings) = &*loaded {
+                    events::relay_and_finish(env, settings, *relay, client, unfinished).await;
+                }
+            });
+            Ok(response)
         }
-    });
-    Ok(response)
+        Err(why) => {
+            // The upstream's stream had begun (and is paid for): the request still ends in the
+            // log, the action and the key's counters.
+            let error = crate::error::GatewayError::new(crate::error::ErrorKind::Internal, "The gateway could not make the stream's response.")
+                .with_log_detail(format!("{why:?}"));
+            drop(relay);
+            ctx.wait_until(async move {
+                if let Ok(settings) = &*loaded {
+                    events::finish(env, settings, unfinished, crate::event_relay::StreamEnd::undelivered(error)).await;
+                }
+            });
+            Err(why.into())
+        }
+    }
 }
 
 /// The cron trigger (`wrangler.toml`'s `[triggers]`): deletes the actions older than

@@ -122,53 +122,70 @@ export function eventsReader(stream) {
   }
 }
 
-/** Where a BYOB reader keeps its buffer between reads. */
+/** Where a reader keeps its buffer between reads (BYOB), and the last bytes it handed over. */
 const SPARE = Symbol('imagegate: the buffer for the next read');
+const TAIL = Symbol('imagegate: the last bytes handed over');
+
+/** The last three bytes of `tail` followed by `bytes`, copied. */
+function lastThree(tail, bytes) {
+  return bytes.length >= 3 ? bytes.slice(bytes.length - 3) : Uint8Array.of(...tail, ...bytes).slice(-3);
+}
 
 /**
  * `reader`'s next bytes of an event stream, gathered until they hold the end of an event, fill
  * GATHERED_BYTES, or the stream ends, as one buffer; `undefined` at the end. One crossing into
- * wasm per event rather than per chunk; the gateway's reader does the exact parsing. From a BYOB
- * reader the bytes are a view of its one buffer, valid until the next call (wasm copies them at
- * once).
+ * wasm per event (or per GATHERED_BYTES of a larger one) rather than per chunk; the gateway's
+ * reader does the exact parsing. From a BYOB reader the bytes are a view of its one buffer,
+ * valid until the next call (wasm copies them at once).
  */
 export async function nextEvents(reader) {
   if (typeof ReadableStreamBYOBReader === 'undefined' || !(reader instanceof ReadableStreamBYOBReader)) return gatheredChunks(reader);
+  const carried = reader[TAIL] ?? new Uint8Array(0);
   let buffer = reader[SPARE] ?? new ArrayBuffer(GATHERED_BYTES);
   let filled = 0;
   for (;;) {
     const { done, value } = await reader.read(new Uint8Array(buffer, filled, buffer.byteLength - filled));
     if (value !== undefined) buffer = value.buffer;
     if (done || value === undefined) break;
-    const tail = new Uint8Array(buffer, Math.max(0, filled - 3), Math.min(3, filled));
+    const before = lastThree(carried, new Uint8Array(buffer, 0, filled));
     const fresh = new Uint8Array(buffer, filled, value.byteLength);
     filled += value.byteLength;
-    if (filled === buffer.byteLength || endsAnEvent(tail, fresh)) break;
+    if (filled === buffer.byteLength || endsAnEvent(before, fresh)) break;
   }
   reader[SPARE] = buffer;
+  reader[TAIL] = lastThree(carried, new Uint8Array(buffer, 0, filled));
   return filled === 0 ? undefined : new Uint8Array(buffer, 0, filled);
 }
 
 /** `nextEvents` for a reader of chunks. */
 async function gatheredChunks(reader) {
   const chunks = [];
-  let tail = new Uint8Array(0);
+  let before = reader[TAIL] ?? new Uint8Array(0);
+  let gathered = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     chunks.push(value);
-    if (endsAnEvent(tail, value)) break;
-    tail = value.length >= 3 ? value.subarray(value.length - 3) : Uint8Array.of(...tail, ...value).subarray(-3);
+    gathered += value.length;
+    const ended = endsAnEvent(before, value);
+    before = lastThree(before, value);
+    if (ended || gathered >= GATHERED_BYTES) break;
   }
+  reader[TAIL] = before;
   if (chunks.length === 0) return undefined;
   if (chunks.length === 1) return chunks[0];
-  const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  const whole = new Uint8Array(gathered);
   let at = 0;
   for (const chunk of chunks) {
     whole.set(chunk, at);
     at += chunk.length;
   }
   return whole;
+}
+
+/** Closes `writer` without waiting for its reader; a failure (its reader has gone) is ignored. */
+export function closeQuietly(writer) {
+  writer.close().catch(() => {});
 }
 
 /**

@@ -45,6 +45,11 @@ extern "C" {
     #[wasm_bindgen(js_name = nextEvents)]
     pub fn next_events(reader: &web_sys::ReadableStreamDefaultReader) -> Promise;
 
+    /// Closes `writer` without waiting for its client to take what is queued; a failure (the
+    /// client has gone) is ignored.
+    #[wasm_bindgen(js_name = closeQuietly)]
+    pub fn close_quietly(writer: &web_sys::WritableStreamDefaultWriter);
+
     /// What [`call`]'s promise resolves to.
     pub type Called;
     #[wasm_bindgen(method, getter)]

@@ -144,7 +144,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             return Attempt::unusable(error);
         }
         let window = Window { deadline, limit_ms, request_deadline };
-        if answering.may_relay_stream() && adapter.streams(model.supports.stream) {
+        if answering.may_relay_stream() && adapter.streams(model.upstream_name(), model.supports.stream) {
             let streamed = request.streamed_upstream();
             return match adapter.plan(&target, &streamed) {
                 Ok(Planned::Calls(plan)) if plan.calls.len() == 1 => {

@@ -292,6 +292,7 @@ impl RequestContext {
                 Some(CacheStatus::Bypass(reason)) => Some(reason),
                 _ => None,
             },
+            client_left: false,
         };
         (log, action)
     }

@@ -10,7 +10,6 @@
 
 use crate::action::Action;
 use crate::config::{ModelConfig, ProviderConfig};
-use crate::error::GatewayError;
 use crate::event_relay::{self, EventRelay, StreamEnd};
 use crate::files::NewFile;
 use crate::http::{Reply, ReplyBody};
@@ -81,7 +80,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 Err(error) => answer_failure(error).into(),
             };
         }
-        let mut watch = Watch::new(self.config.max_upstream_bytes, answering.files.is_some());
+        let mut watch = Watch::new(provider_id, target.key.cloned(), self.config.max_upstream_bytes, answering.files.is_some());
         let mut ready = Vec::new();
         while ready.is_empty() {
             let remaining = deadline.remaining_ms(self.clock);
@@ -100,12 +99,9 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 Err(error) => return cut_off(error, provider_id).into(),
             }
         }
-        if let Some(message) = &watch.failure {
-            // Refused at its start (a moderation block): a JSON error, not a stream.
-            let error =
-                GatewayError::new(crate::error::ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' failed in its stream: {message}"))
-                    .with_code("upstream_stream_error");
-            return Failure::paid(502, error).into();
+        if let Some(error) = watch.failure.take() {
+            // Failed at its start (a moderation block): a JSON error, not a stream.
+            return Failure::paid(error.status(), error).into();
         }
         let relay = EventRelay::new(reply.body, watch, ready, request_deadline, provider_id);
         let headers = Reply::<()>::event_stream(200, Vec::new()).headers;
@@ -123,7 +119,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
     pub async fn finish_stream(&self, unfinished: Unfinished, end: StreamEnd) -> Finished {
         let mut cx = unfinished.cx;
         let now_ms = self.clock.now_ms();
-        let StreamEnd { error, completed, tokens, final_images, .. } = end;
+        let StreamEnd { error, completed, tokens, final_images, client_left, .. } = end;
         let completed = completed as usize;
         if let Some(terms) = cx.streamed.take() {
             let model = self.config.models.iter().find(|model| model.id == terms.model_id);
@@ -145,7 +141,8 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         // The stream began with a 200: whatever its end, the upstream may have charged for it.
         self.settle(&mut cx, true).await;
         let files = cx.kept.as_mut().map(|kept| std::mem::take(&mut kept.pending)).unwrap_or_default();
-        let (log, action) = cx.record(200, error.as_ref(), false, now_ms);
+        let (mut log, action) = cx.record(200, error.as_ref(), false, now_ms);
+        log.client_left = client_left;
         Finished { log, action, files }
     }
 }

@@ -48,9 +48,9 @@ impl Adapter for AzureOpenAi {
     fn honoured_in(&self, operation: Operation) -> &'static [&'static str] {
         openai::honoured_in(operation)
     }
-    /// Azure streams gpt-image deployments as OpenAI does.
-    fn streams(&self, declared: Option<bool>) -> bool {
-        declared != Some(false)
+    /// Azure streams gpt-image deployments as OpenAI does: a deployment named for one streams unless its model says otherwise; `supports.stream: true` for any other name.
+    fn streams(&self, upstream_model: &str, declared: Option<bool>) -> bool {
+        declared.unwrap_or_else(|| upstream_model.contains("gpt-image"))
     }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)

@@ -144,6 +144,17 @@ pub fn job_failed(provider_id: &str, why: Option<&str>, key: Option<&Secret>) ->
     AnswerError::Failed { provider: provider_id.to_owned(), why: why.map(|why| provider_words(why, key)) }
 }
 
+/// An `error` event in a provider's stream (its `message` and `code`): a refusal (a moderation
+/// block) as a 403 `content_policy_violation`, anything else a 502 `upstream_stream_error`; the
+/// provider's words kept, the key redacted.
+pub fn stream_failed(provider_id: &str, message: Option<&str>, code: Option<&str>, key: Option<&Secret>) -> GatewayError {
+    let words = message.map(|m| provider_words(m, key)).filter(|m| !m.trim().is_empty()).unwrap_or_else(|| "it gave no reason".to_owned());
+    if code.is_some_and(|code| REFUSAL_CODES.contains(&code)) {
+        return GatewayError::new(ErrorKind::Forbidden, format!("The upstream provider '{provider_id}' refused the request: {words}")).with_code(REFUSED);
+    }
+    GatewayError::new(ErrorKind::BadUpstream, format!("The upstream provider '{provider_id}' failed in its stream: {words}")).with_code("upstream_stream_error")
+}
+
 /// A provider's own words, safe to show: the key redacted, at most 500 characters.
 fn provider_words(words: &str, key: Option<&Secret>) -> String {
     let redacted = key.map_or_else(|| words.to_owned(), |key| key.redact_from(words));

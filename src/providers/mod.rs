@@ -106,10 +106,10 @@ pub trait Adapter: Sync {
         false
     }
 
-    /// Whether its upstream streams an answer itself (OpenAI's image stream events) for a model
-    /// whose `supports.stream` is `declared`; otherwise the gateway writes a streamed answer's
-    /// events from the whole answer.
-    fn streams(&self, _declared: Option<bool>) -> bool {
+    /// Whether its upstream streams an answer itself (OpenAI's image stream events) for the
+    /// model it calls `upstream_model`, whose `supports.stream` is `declared`; otherwise the
+    /// gateway writes a streamed answer's events from the whole answer.
+    fn streams(&self, _upstream_model: &str, _declared: Option<bool>) -> bool {
         false
     }
 

@@ -58,9 +58,9 @@ impl Adapter for OpenAi {
     fn sends_openai_body(&self) -> bool {
         true
     }
-    /// OpenAI streams gpt-image answers.
-    fn streams(&self, declared: Option<bool>) -> bool {
-        declared != Some(false)
+    /// OpenAI streams its gpt-image models (DALL·E refuses `stream`); `supports.stream` decides for any other.
+    fn streams(&self, upstream_model: &str, declared: Option<bool>) -> bool {
+        declared.unwrap_or_else(|| upstream_model.starts_with("gpt-image"))
     }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {
         plan(target, request).map(Planned::Calls)

@@ -45,7 +45,7 @@ impl Adapter for OpenAiCompatible {
         openai::honoured_in(operation)
     }
     /// Only where the model declares it (`supports.stream: true`).
-    fn streams(&self, declared: Option<bool>) -> bool {
+    fn streams(&self, _upstream_model: &str, declared: Option<bool>) -> bool {
         declared == Some(true)
     }
     fn plan(&self, target: &Target, request: &ImageRequest) -> Result<Planned, GatewayError> {

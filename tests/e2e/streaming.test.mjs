@@ -43,12 +43,13 @@ before(async () => {
       ],
       models: [
         { id: 'imagegate/test-pattern', provider: 'imagegate' },
-        { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
+        // The mock's model names are not gpt-image ones: these say they stream.
+        { id: 'mock/ok', provider: 'mock', upstream_model: 'ok', pricing: [{ cost_usd: 0.04, unit: 'image' }], supports: { stream: true } },
         { id: 'mock/failing', provider: 'mock', upstream_model: 'seq:500' },
         { id: 'mock/whole-only', provider: 'mock', upstream_model: 'ok', supports: { stream: false } },
-        { id: 'mock/stream', provider: 'mock', upstream_model: 'stream', pricing: [{ cost_usd: 0.04, unit: 'image' }] },
-        { id: 'mock/stream-cut', provider: 'mock', upstream_model: 'stream-cut' },
-        { id: 'mock/stream-stall', provider: 'mock', upstream_model: 'stream-stall' },
+        { id: 'mock/stream', provider: 'mock', upstream_model: 'stream', pricing: [{ cost_usd: 0.04, unit: 'image' }], supports: { stream: true } },
+        { id: 'mock/stream-cut', provider: 'mock', upstream_model: 'stream-cut', supports: { stream: true } },
+        { id: 'mock/stream-stall', provider: 'mock', upstream_model: 'stream-stall', supports: { stream: true } },
         { id: 'host/whole', provider: 'host', upstream_model: 'stream' },
       ],
     },

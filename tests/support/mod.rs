@@ -541,7 +541,7 @@ pub struct Client {
 }
 
 impl imagegate::event_relay::EventSink for Client {
-    async fn send(&mut self, events: Vec<u8>) -> bool {
+    async fn send(&mut self, events: Vec<u8>, _limit_ms: u64) -> bool {
         if self.stay.is_some_and(|stay| self.sent.len() >= stay) {
             return false;
         }
