@@ -5,10 +5,11 @@
 //! keeps them. A stream that fails, breaks off, is unreadable or outlasts the request's deadline
 //! ends with an `error` event in OpenAI's shape, which the official clients raise.
 //!
-//! A client that leaves (or stops taking events until the deadline) does not stop the reading
-//! at once: the generation is paid for, and its end gives its cost and its image. The reading
-//! goes on for at most [`READ_ON_AFTER_CLIENT_LEFT_MS`], within what the runtime allows a
-//! request's work after its client has gone.
+//! A client that leaves does not stop the reading at once: the generation is paid for, and its
+//! end gives its cost and its image. The reading goes on for at most
+//! [`READ_ON_AFTER_CLIENT_LEFT_MS`], within what the runtime allows a request's work after its
+//! client has gone. A client too slow to take an event by the deadline is given up there (its
+//! stream is broken off, so that it cannot mistake it for a whole answer).
 
 use std::future::Future;
 
@@ -22,11 +23,22 @@ use crate::upstream::{TransportError, UpstreamBody};
 /// for about 30 s after its client disconnects; the rest is for recording what was read).
 pub const READ_ON_AFTER_CLIENT_LEFT_MS: u64 = 20_000;
 
+/// The least time a client is given to take an event, also past the deadline (the error event
+/// that says the deadline passed must have time to go).
+pub const MIN_SEND_MS: u64 = 2_000;
+
 /// Where a relayed stream's events go: the client's response.
 pub trait EventSink {
     /// Sends `events` (whole events); `false` once the client has gone, or has not taken them
-    /// within `limit_ms` (it reads too slowly for the deadline).
+    /// within `limit_ms` (it reads too slowly for the deadline: its stream is then broken off,
+    /// never ended as if whole).
     fn send(&mut self, events: Vec<u8>, limit_ms: u64) -> impl Future<Output = bool>;
+}
+
+/// How long the client may take to take an event: what is left of the deadline, and at least
+/// [`MIN_SEND_MS`].
+fn send_limit(deadline: Deadline, clock: &dyn Clock) -> u64 {
+    deadline.remaining_ms(clock).max(MIN_SEND_MS)
 }
 
 /// An upstream's image stream whose first events have been read, ready to be relayed.
@@ -72,7 +84,7 @@ impl<B: UpstreamBody> EventRelay<B> {
     /// Relays the stream to `sink` until it ends or the deadline passes.
     pub async fn pump(self, sink: &mut impl EventSink, clock: &dyn Clock) -> StreamEnd {
         let EventRelay { mut body, mut watch, ready, deadline, provider_id } = self;
-        let mut present = sink.send(ready, deadline.remaining_ms(clock)).await;
+        let mut present = sink.send(ready, send_limit(deadline, clock)).await;
         // Once the client has gone, the reading stops at the earlier of the deadline and this.
         let mut read_until = (!present).then(|| Deadline::after(clock.now_ms(), READ_ON_AFTER_CLIENT_LEFT_MS));
         let error = loop {
@@ -85,7 +97,7 @@ impl<B: UpstreamBody> EventRelay<B> {
                 Ok(Some(chunk)) => match watch.see(&chunk) {
                     Ok(events) if events.is_empty() => {}
                     Ok(events) => {
-                        if present && !sink.send(events, deadline.remaining_ms(clock)).await {
+                        if present && !sink.send(events, send_limit(deadline, clock)).await {
                             present = false;
                             read_until = Some(Deadline::after(clock.now_ms(), READ_ON_AFTER_CLIENT_LEFT_MS));
                         }
@@ -105,7 +117,7 @@ impl<B: UpstreamBody> EventRelay<B> {
         };
         // The upstream's own error event went on as it came; any other end is told here.
         if let (Some(error), true, true) = (&error, watch.failure.is_none(), present) {
-            present = sink.send(image_stream::failed(error), deadline.remaining_ms(clock).max(1)).await;
+            present = sink.send(image_stream::failed(error), send_limit(deadline, clock)).await;
         }
         drop(body);
         StreamEnd { error, completed: watch.completed, partials: watch.partials, tokens: watch.tokens, final_images: watch.final_images, client_left: !present }

@@ -71,6 +71,32 @@ struct Peek<'a> {
     message: Option<String>,
 }
 
+/// `data` read field by field, each field that does not read as expected left out.
+fn leniently(data: &str) -> Peek<'static> {
+    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(data) else { return Peek::default() };
+    let mut take = |name: &str| fields.remove(name).unwrap_or(Value::Null);
+    let text = |value: Value| match value {
+        Value::String(text) => Some(Cow::Owned(text)),
+        _ => None,
+    };
+    let error = match take("error") {
+        Value::Null => None,
+        Value::Object(error) => Some(Failure {
+            message: error.get("message").and_then(Value::as_str).map(str::to_owned),
+            code: error.get("code").and_then(Value::as_str).map(str::to_owned),
+        }),
+        other => Some(Failure { message: other.as_str().map(str::to_owned), code: None }),
+    };
+    Peek {
+        kind: text(take("type")),
+        partial_image_index: take("partial_image_index").as_u64(),
+        b64_json: text(take("b64_json")),
+        usage: Usage::deserialize(take("usage")).ok(),
+        error,
+        message: take("message").as_str().map(str::to_owned),
+    }
+}
+
 #[derive(Deserialize)]
 struct Failure {
     #[serde(default)]
@@ -79,9 +105,11 @@ struct Failure {
     code: Option<String>,
 }
 
-/// The event's `type` (in its data, else its `event:` name) read as [`Streamed`].
+/// The event's `type` (in its data, else its `event:` name) read as [`Streamed`]. A well-formed
+/// event is read without copying its image; one with a field of an unexpected type is read
+/// field by field, so that nothing it says is lost to one odd field.
 pub fn classify(event: &Event) -> Streamed {
-    let data: Peek = serde_json::from_str(&event.data).unwrap_or_default();
+    let data: Peek = serde_json::from_str(&event.data).unwrap_or_else(|_| leniently(&event.data));
     let kind = data.kind.as_deref().or(event.name.as_deref()).unwrap_or("");
     if kind == "error" || data.error.is_some() {
         let (message, code) = data.error.map_or((None, None), |error| (error.message, error.code));
@@ -158,8 +186,10 @@ impl Watch {
             self.events += 1;
             let streamed = classify(&event);
             match (&streamed, &self.key) {
-                (Streamed::Failed { .. }, Some(key)) => out.extend(sse::write_again(&Event { data: key.redact_from(&event.data), ..event })),
-                _ => out.extend(sse::write_again(&event)),
+                // Images go on as they came; anything else (an error, an event the gateway does
+                // not know) with the provider's key redacted, should it repeat it.
+                (Streamed::Partial { .. } | Streamed::Completed { .. }, _) | (_, None) => out.extend(sse::write_again(&event)),
+                (_, Some(key)) => out.extend(sse::write_again(&Event { data: key.redact_from(&event.data), ..event })),
             }
             match streamed {
                 Streamed::Partial { .. } => self.partials += 1,
@@ -323,6 +353,17 @@ mod tests {
         let failed = event("error", r#"{"type":"error","error":{"message":"moderation blocked","type":"image_generation_user_error"}}"#);
         assert_eq!(classify(&failed), Streamed::Failed { message: Some("moderation blocked".to_owned()), code: None });
         assert_eq!(classify(&event("other", "not json")), Streamed::Other);
+        // One field of an unexpected type loses nothing else the event says.
+        let odd = event(
+            "image_generation.completed",
+            r#"{"type":"image_generation.completed","b64_json":"QQ","partial_image_index":"none","usage":{"input_tokens":5,"output_tokens":9}}"#,
+        );
+        let tokens = Some(Tokens { input_text: 0, input_image: 0, output: 9 });
+        assert!(
+            matches!(classify(&odd), Streamed::Completed { b64_json: Some(ref b64), tokens: t } if b64 == "QQ" && t.map(|t| t.output) == tokens.map(|t| t.output))
+        );
+        let bare = Event { name: None, data: r#"{"error":"overloaded"}"#.to_owned() };
+        assert_eq!(classify(&bare), Streamed::Failed { message: Some("overloaded".to_owned()), code: None });
     }
 
     #[test]

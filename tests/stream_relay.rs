@@ -227,3 +227,26 @@ fn the_api_pages_error_event_is_the_one_the_gateway_writes() {
     let written = String::from_utf8(served.writes.last().unwrap().clone()).unwrap();
     assert_eq!(example.replace("'openai'", "'mock'"), written.trim_end(), "the page shows a provider called openai; the harness's is mock");
 }
+
+#[test]
+fn a_client_gone_from_the_first_event_gets_nothing_and_the_generation_is_recorded() {
+    let h = Harness::new();
+    h.client_stays.set(Some(0));
+    let served = h.generate(STREAM, vec![event_stream(vec![partial(0), completed()])]);
+    assert!(served.body.is_empty());
+    assert_eq!(log(&served)["client_left"], true);
+    let action = &h.history.actions.borrow()[0];
+    assert_eq!((action.status.as_str(), action.cost_usd), ("success", Some(0.04)), "read to its end: its cost is known");
+}
+
+#[test]
+fn the_provider_key_never_passes_in_a_streamed_error() {
+    let h = Harness::new();
+    let echo = sse::write("error", &format!(r#"{{"type":"error","error":{{"message":"bad key {PROVIDER_KEY}","code":"server_error"}}}}"#));
+    let served = h.generate(STREAM, vec![event_stream(vec![partial(0), echo])]);
+    assert_eq!(kinds(&served.body), ["image_generation.partial_image", "error"]);
+    assert!(!served.everything_sent().contains(PROVIDER_KEY), "{}", served.everything_sent());
+    assert!(!served.log_line.contains(PROVIDER_KEY));
+    let action = serde_json::to_string(&h.history.actions.borrow()[0]).unwrap();
+    assert!(!action.contains(PROVIDER_KEY) && action.contains("bad key"), "{action}");
+}

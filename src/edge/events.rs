@@ -42,7 +42,15 @@ impl EventSink for ClientEvents {
         let written = JsFuture::from(self.writer.write_with_chunk(&chunk));
         let timer = Delay::from(Duration::from_millis(limit_ms));
         pin_mut!(written, timer);
-        matches!(select(written, timer).await, Either::Left((Ok(_), _)))
+        match select(written, timer).await {
+            Either::Left((written, _)) => written.is_ok(),
+            Either::Right(_) => {
+                // Too slow for the deadline: the stream is broken off (the client sees an error,
+                // not an end), and the event still queued is dropped with it.
+                plumbing::abort_quietly(&self.writer);
+                false
+            }
+        }
     }
 }
 

@@ -145,8 +145,11 @@ export async function nextEvents(reader) {
   let filled = 0;
   for (;;) {
     const { done, value } = await reader.read(new Uint8Array(buffer, filled, buffer.byteLength - filled));
-    if (value !== undefined) buffer = value.buffer;
-    if (done || value === undefined) break;
+    // The stream was cancelled (the gateway gave it up): the buffer went with it, and so did
+    // anything gathered.
+    if (value === undefined) return undefined;
+    buffer = value.buffer;
+    if (done) break;
     const before = lastThree(carried, new Uint8Array(buffer, 0, filled));
     const fresh = new Uint8Array(buffer, filled, value.byteLength);
     filled += value.byteLength;
@@ -181,6 +184,11 @@ async function gatheredChunks(reader) {
     at += chunk.length;
   }
   return whole;
+}
+
+/** Aborts `writer`, breaking its stream off (its reader sees an error); a failure is ignored. */
+export function abortQuietly(writer) {
+  writer.abort(new Error('imagegate: the client did not take the stream in time')).catch(() => {});
 }
 
 /** Closes `writer` without waiting for its reader; a failure (its reader has gone) is ignored. */

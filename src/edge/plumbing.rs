@@ -50,6 +50,10 @@ extern "C" {
     #[wasm_bindgen(js_name = closeQuietly)]
     pub fn close_quietly(writer: &web_sys::WritableStreamDefaultWriter);
 
+    /// Aborts `writer`, breaking its stream off; a failure is ignored.
+    #[wasm_bindgen(js_name = abortQuietly)]
+    pub fn abort_quietly(writer: &web_sys::WritableStreamDefaultWriter);
+
     /// What [`call`]'s promise resolves to.
     pub type Called;
     #[wasm_bindgen(method, getter)]

@@ -415,6 +415,7 @@ impl Harness {
             (ReplyBody::Events(relay), Some(unfinished)) => {
                 let mut client = Client { stay: self.client_stays.get(), ..Client::default() };
                 let end = block_on(relay.pump(&mut client, &self.clock));
+                assert!(client.refused <= 1, "nothing is sent once the client has gone");
                 let finished = block_on(gateway.finish_stream(unfinished, end));
                 streamed = Some(client);
                 (finished.log, finished.action, finished.files)
@@ -533,16 +534,20 @@ pub struct Served {
     pub writes: Vec<Vec<u8>>,
 }
 
-/// The client of a relayed stream: keeps what it was sent, and may leave after `stay` writes.
+/// The client of a relayed stream: keeps what it was sent, and may leave after `stay` writes
+/// (counting the writes tried after that in `refused`).
 #[derive(Default)]
 pub struct Client {
     pub sent: Vec<Vec<u8>>,
     pub stay: Option<usize>,
+    pub refused: usize,
 }
 
 impl imagegate::event_relay::EventSink for Client {
-    async fn send(&mut self, events: Vec<u8>, _limit_ms: u64) -> bool {
+    async fn send(&mut self, events: Vec<u8>, limit_ms: u64) -> bool {
+        assert!(limit_ms >= imagegate::event_relay::MIN_SEND_MS, "a client always has time to take an event");
         if self.stay.is_some_and(|stay| self.sent.len() >= stay) {
+            self.refused += 1;
             return false;
         }
         self.sent.push(events);
