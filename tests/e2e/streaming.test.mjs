@@ -261,3 +261,30 @@ test("a streamed edit is relayed as the upstream's image_edit events", async () 
   assert.equal(call.path, '/v1/images/edits');
   assert.equal(call.body.stream, 'true', 'the form asks the upstream to stream');
 });
+
+// Whether the runtime tells the gateway at once that its client has gone depends on its buffers
+// (events this small still fit them); either way the generation is read to its end and recorded.
+// The native tests cover the gateway noticing (tests/stream_relay.rs).
+test('a client that hangs up after the first event does not lose the generation: it is read to its end and recorded', async () => {
+  const before = mock.callsFor('stream').length;
+  const stop = new AbortController();
+  const { data: stream, response } = await client()
+    .images.generate({ prompt: 'p', model: 'mock/stream', stream: true, partial_images: 2 }, { signal: stop.signal })
+    .withResponse();
+  const seen = [];
+  try {
+    for await (const event of stream) {
+      seen.push(event.type);
+      stop.abort();
+    }
+  } catch {
+    // The client's abort may end the iteration with an error, or quietly.
+  }
+  assert.deepEqual(seen, ['image_generation.partial_image']);
+  const action = await actionOnceEnded(response.headers.get('x-imagegate-action-id'));
+  assert.equal(action.status, 'success', 'read to its end after the client left');
+  assert.equal(action.cost_usd, 0.04);
+  assert.equal(action.response.data.length, 1, 'the final image is kept');
+  const [call] = mock.callsFor('stream').slice(before);
+  assert.equal(call.sentAt.length, 3, 'the upstream sent its whole stream');
+});
