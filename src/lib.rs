@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod log;
+pub mod media_type;
 pub mod multipart;
 pub mod openrouter_generation;
 pub mod pipeline;

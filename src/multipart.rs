@@ -36,7 +36,7 @@ fn malformed(why: impl Into<String>) -> GatewayError {
 
 /// Whether `content_type` is `multipart/form-data`.
 pub fn is_form(content_type: Option<&str>) -> bool {
-    content_type.and_then(|ct| ct.split(';').next()).is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+    crate::media_type::is(content_type, "multipart/form-data")
 }
 
 /// The parts of the form `body` (with the request's `content_type`), in order.

@@ -163,6 +163,15 @@ impl OutputFormat {
             OutputFormat::Webp => "webp",
         }
     }
+
+    /// Its media type (`image/png`).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
 }
 
 /// Parses and validates a `POST /v1/images/generations` body.

@@ -17,7 +17,7 @@ use worker::{Delay, Env};
 use super::fetch::{IdentityTransformStream, WorkerBody, PLAIN};
 use super::runtime::{EnvSecrets, WorkerClock, WorkerRandom};
 use super::settings::Settings;
-use super::{files, history, keys, limits, plumbing};
+use super::{files, keys, limits, plumbing};
 use crate::event_relay::{EventRelay, EventSink, StreamEnd};
 use crate::pipeline::{Gateway, Unfinished};
 
@@ -55,7 +55,7 @@ impl EventSink for ClientEvents {
 }
 
 /// Relays `relay` to `client`, ends the response, then finishes the request: its log line,
-/// its kept images, then its action (an action never names a file not yet stored).
+/// its kept images, then its action.
 pub async fn relay_and_finish(env: Env, settings: &Settings, relay: EventRelay<WorkerBody>, mut client: ClientEvents, unfinished: Unfinished) {
     let end = relay.pump(&mut client, &WorkerClock).await;
     // Not waited for: a client that reads slowly must not hold up the request's end.
@@ -72,8 +72,7 @@ pub async fn finish(env: Env, settings: &Settings, unfinished: Unfinished, end: 
         .with_files(&file_store);
     let finished = gateway.finish_stream(unfinished, end).await;
     web_sys::console::log_1(&JsValue::from_str(&finished.log.to_line()));
-    files::store(&env, finished.files).await;
     if let Some(action) = finished.action {
-        history::record(env.clone(), action).await;
+        super::record_with_files(env, finished.files, action).await;
     }
 }

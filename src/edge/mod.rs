@@ -62,13 +62,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         web_sys::console::log_1(&JsValue::from_str(&log.to_line()));
     }
     if let Some(action) = handled.action {
-        // After the answer: the images first, so that an action never names a file not yet
-        // there; `action` is only made where a history keeps it.
-        let (env, new_files) = (env.clone(), handled.files);
-        ctx.wait_until(async move {
-            files::store(&env, new_files).await;
-            history::record(env, action).await;
-        });
+        // After the answer; `action` is only made where a history keeps it.
+        ctx.wait_until(record_with_files(env.clone(), handled.files, action));
     }
     let (store, flight) = (handled.store, handled.flight);
     let mut reply = handled.reply;
@@ -97,6 +92,13 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         });
     }
     Ok(response)
+}
+
+/// Stores a generation's images, then records its action: an action never names a file not
+/// yet there.
+async fn record_with_files(env: Env, new_files: Vec<crate::files::NewFile>, action: crate::state::Action) {
+    files::store(&env, new_files).await;
+    history::record(env, action).await;
 }
 
 /// The response for a relayed stream: its events are written after it is returned, and the

@@ -122,7 +122,7 @@ export function eventsReader(stream) {
   }
 }
 
-/** Where a reader keeps its buffer between reads (BYOB), and the last bytes it handed over. */
+/** Where a BYOB reader keeps its buffer between reads, and the last bytes it handed over. */
 const SPARE = Symbol('imagegate: the buffer for the next read');
 const TAIL = Symbol('imagegate: the last bytes handed over');
 
@@ -139,7 +139,8 @@ function lastThree(tail, bytes) {
  * valid until the next call (wasm copies them at once).
  */
 export async function nextEvents(reader) {
-  if (typeof ReadableStreamBYOBReader === 'undefined' || !(reader instanceof ReadableStreamBYOBReader)) return gatheredChunks(reader);
+  // A stream without BYOB reads (none the runtime's fetch gives) is handed over a chunk at a time.
+  if (typeof ReadableStreamBYOBReader === 'undefined' || !(reader instanceof ReadableStreamBYOBReader)) return nextChunk(reader);
   const carried = reader[TAIL] ?? new Uint8Array(0);
   let buffer = reader[SPARE] ?? new ArrayBuffer(GATHERED_BYTES);
   let filled = 0;
@@ -158,32 +159,6 @@ export async function nextEvents(reader) {
   reader[SPARE] = buffer;
   reader[TAIL] = lastThree(carried, new Uint8Array(buffer, 0, filled));
   return filled === 0 ? undefined : new Uint8Array(buffer, 0, filled);
-}
-
-/** `nextEvents` for a reader of chunks. */
-async function gatheredChunks(reader) {
-  const chunks = [];
-  let before = reader[TAIL] ?? new Uint8Array(0);
-  let gathered = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    gathered += value.length;
-    const ended = endsAnEvent(before, value);
-    before = lastThree(before, value);
-    if (ended || gathered >= GATHERED_BYTES) break;
-  }
-  reader[TAIL] = before;
-  if (chunks.length === 0) return undefined;
-  if (chunks.length === 1) return chunks[0];
-  const whole = new Uint8Array(gathered);
-  let at = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, at);
-    at += chunk.length;
-  }
-  return whole;
 }
 
 /** Aborts `writer`, breaking its stream off (its reader sees an error); a failure is ignored. */

@@ -260,7 +260,14 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         if !(200..300).contains(&reply.status) {
             return Err(self.error_answer(target, &path, &mut reply, deadline).await);
         }
-        let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
+        self.translated(target, reply, window, keep).await
+    }
+
+    /// A 2xx answer read whole (within the request's byte budget) and translated by the
+    /// provider's adapter; an asynchronous job it starts is polled until it finishes.
+    pub(super) async fn translated(&self, target: &Target<'_>, mut reply: UpstreamReply<U::Body>, window: Window, keep: u32) -> Result<Generated, Failure> {
+        let provider_id = &target.provider.id;
+        let body = match reply.body.read_all(window.deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
             Ok(Some(body)) => body,
             Ok(None) => return Err(over_budget(provider_id, self.config.max_upstream_bytes)),
             Err(error) => return Err(cut_off(error, provider_id)),

@@ -113,6 +113,13 @@ pub struct StreamTerms {
     pub filing: Option<(String, String, String)>,
 }
 
+/// What a request's headers and its log line both show, rendered once.
+struct Shown {
+    trail: Vec<String>,
+    cost: Option<String>,
+    images: Option<String>,
+}
+
 /// An admitted generation of a managed key: settled, when it ends, with what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
@@ -177,28 +184,38 @@ impl RequestContext {
         self.attempts.iter().map(|a| format!("{};{};{}", a.model, a.status, a.ms)).collect()
     }
 
+    /// What the headers and the log line both show, rendered once.
+    fn shown(&self) -> Shown {
+        Shown { trail: self.trail(), cost: self.cost_usd.map(pricing::header_value), images: self.short_of_images.map(|(got, asked)| format!("{got}/{asked}")) }
+    }
+
     /// Renders what was learnt into `reply`'s headers, and returns the log line's record for a
     /// reply that failed with `error` (if it did), at `now_ms`, and for a generation its action.
     pub fn finish<B>(self, reply: &mut Reply<B>, error: Option<&GatewayError>, now_ms: u64) -> (RequestLog, Option<Action>) {
-        self.write_headers(reply, now_ms);
+        let shown = self.shown();
+        self.put_headers(&shown, reply, now_ms);
         let relayed = matches!(reply.body, ReplyBody::Relay(_));
-        self.record(reply.status, error, relayed, now_ms)
+        self.record_shown(shown, reply.status, error, relayed, now_ms)
     }
 
     /// Renders what is known by `now_ms` into `reply`'s headers (for a relayed stream, when its
     /// first events are ready: its cost is known only at its end, in the log and the action).
     pub fn write_headers<B>(&self, reply: &mut Reply<B>, now_ms: u64) {
-        if !self.attempts.is_empty() {
-            reply.headers.push(("x-imagegate-attempts", self.trail().join(", ")));
+        self.put_headers(&self.shown(), reply, now_ms);
+    }
+
+    fn put_headers<B>(&self, shown: &Shown, reply: &mut Reply<B>, now_ms: u64) {
+        if !shown.trail.is_empty() {
+            reply.headers.push(("x-imagegate-attempts", shown.trail.join(", ")));
         }
         if let Some(last) = self.attempts.last() {
             reply.headers.push(("x-imagegate-model", last.model.clone()));
         }
-        if let Some(cost) = self.cost_usd.map(pricing::header_value) {
-            reply.headers.push(("x-imagegate-cost-usd", cost));
+        if let Some(cost) = &shown.cost {
+            reply.headers.push(("x-imagegate-cost-usd", cost.clone()));
         }
-        if let Some((got, asked)) = self.short_of_images {
-            reply.headers.push(("x-imagegate-images", format!("{got}/{asked}")));
+        if let Some(images) = &shown.images {
+            reply.headers.push(("x-imagegate-images", images.clone()));
         }
         if let Some(cache) = self.cache {
             reply.headers.push(("x-imagegate-cache", cache.name().to_owned()));
@@ -220,10 +237,13 @@ impl RequestContext {
     /// with `error` (a stream may fail after its 200), at `now_ms`. With `relayed`, how many
     /// images a success has is not known (they went on unread).
     pub fn record(self, status: u16, error: Option<&GatewayError>, relayed: bool, now_ms: u64) -> (RequestLog, Option<Action>) {
-        let trail = self.trail();
+        let shown = self.shown();
+        self.record_shown(shown, status, error, relayed, now_ms)
+    }
+
+    fn record_shown(self, shown: Shown, status: u16, error: Option<&GatewayError>, relayed: bool, now_ms: u64) -> (RequestLog, Option<Action>) {
+        let Shown { trail, cost, images } = shown;
         let last = self.attempts.last();
-        let cost = self.cost_usd.map(pricing::header_value);
-        let images = self.short_of_images.map(|(got, asked)| format!("{got}/{asked}"));
         let latency_ms = now_ms.saturating_sub(self.started_ms);
         let action = (self.generation && self.recorded && !self.handed_off).then(|| Action {
             id: action_id(&self.request_id),

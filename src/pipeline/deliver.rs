@@ -67,7 +67,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
         let now_ms = self.clock.now_ms();
         for image in &mut generated.images {
             if image.media_type.is_none() && matches!(image.data, ImageData::Base64(_)) {
-                image.media_type = request.output_format.map(|f| format!("image/{}", f.name()));
+                image.media_type = request.output_format.map(|f| f.media_type().to_owned());
             }
         }
         // Kept images the caller gets as URLs become the gateway's signed URLs: those asked as

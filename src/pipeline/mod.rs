@@ -706,7 +706,7 @@ impl<U, S> Gateway<'_, U, S> {
         if crate::multipart::is_form(content_type) {
             return crate::inputs::read_form(content_type.expect("a form has a content type"), std::rc::Rc::new(raw), operation);
         }
-        let json = content_type.and_then(|ct| ct.split(';').next()).is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        let json = crate::media_type::is(content_type, "application/json");
         if !json || operation == Operation::Variation {
             return Err(crate::inputs::not_a_form(content_type, operation));
         }

@@ -15,15 +15,16 @@ use crate::files::NewFile;
 use crate::http::{Reply, ReplyBody};
 use crate::image_stream::Watch;
 use crate::log::RequestLog;
+use crate::media_type;
 use crate::pricing;
-use crate::providers::{AnswerError, Generated, Image, ImageData, Progress, Target};
+use crate::providers::{Generated, Image, ImageData, Target};
 use crate::request::ImageRequest;
 use crate::secret::Secrets;
 use crate::upstream::{Upstream, UpstreamBody, UpstreamRequest};
 
 use super::attempt::{Answering, Attempt};
 use super::context::{RequestContext, StreamTerms};
-use super::failure::{answer_failure, cut_off, over_budget, Failure, Window};
+use super::failure::{cut_off, Failure, Window};
 use super::files::Filing;
 use super::Gateway;
 
@@ -39,11 +40,6 @@ pub struct Finished {
     pub log: RequestLog,
     pub action: Option<Action>,
     pub files: Vec<NewFile>,
-}
-
-/// Whether a body of `content_type` is an event stream.
-fn is_event_stream(content_type: Option<&str>) -> bool {
-    content_type.and_then(|ct| ct.split(';').next()).is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
 impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
@@ -65,19 +61,11 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
             Ok(reply) => reply,
             Err(failure) => return failure.into(),
         };
-        if !is_event_stream(reply.content_type.as_deref()) {
+        if !media_type::is(reply.content_type.as_deref(), "text/event-stream") {
             // Answered whole: written as events like any whole answer.
-            let body = match reply.body.read_all(deadline.remaining_ms(self.clock).max(1), &self.upstream_bytes).await {
-                Ok(Some(body)) => body,
-                Ok(None) => return over_budget(provider_id, self.config.max_upstream_bytes).into(),
-                Err(error) => return cut_off(error, provider_id).into(),
-            };
-            return match target.adapter.read_answer(target, reply.content_type.as_deref(), &body) {
-                Ok(Progress::Done(generated)) => self.deliver(provider, model, request, answering, generated, request_deadline).await,
-                Ok(Progress::Pending { .. }) => {
-                    answer_failure(AnswerError::Unreadable { provider: provider_id.to_string(), expected: "an OpenAI Images answer" }).into()
-                }
-                Err(error) => answer_failure(error).into(),
+            return match self.translated(target, reply, window, u32::from(request.n)).await {
+                Ok(generated) => self.deliver(provider, model, request, answering, generated, request_deadline).await,
+                Err(failure) => failure.into(),
             };
         }
         let mut watch = Watch::new(provider_id, target.key.cloned(), self.config.max_upstream_bytes, answering.files.is_some());
@@ -128,7 +116,7 @@ impl<U: Upstream, S: Secrets> Gateway<'_, U, S> {
                 cx.short_of_images = Some((completed, terms.request.n));
             }
             if let (Some((request_id, owner, base)), false) = (&terms.filing, final_images.is_empty()) {
-                let media_type = terms.request.output_format.map(|format| format!("image/{}", format.name()));
+                let media_type = terms.request.output_format.map(|format| format.media_type().to_owned());
                 let images = final_images.into_iter().map(|b64| Image { data: ImageData::Base64(b64), media_type: media_type.clone(), revised_prompt: None });
                 let mut generated = Generated { images: images.collect(), ..Generated::default() };
                 let filing = Filing { request_id, owner, base };
